@@ -1,0 +1,200 @@
+// Package bittorrent is the tracker's vocabulary: info hashes, peer ids, peers,
+// events, and the announce and scrape requests and responses that every
+// transport (UDP, HTTP) translates its bytes into. It knows no wire format.
+package bittorrent
+
+import (
+	"encoding/hex"
+	"errors"
+	"net/netip"
+)
+
+// InfoHash identifies a torrent (BEP 3, v1 SHA-1).
+type InfoHash [20]byte
+
+// String is the lowercase hex form used by the API and the database.
+func (h InfoHash) String() string { return hex.EncodeToString(h[:]) }
+
+// ErrBadInfoHash reports a hex info hash that is not 40 hex characters.
+var ErrBadInfoHash = errors.New("expected a 40 character long string")
+
+// ParseInfoHash decodes 40 hex characters in either case.
+func ParseInfoHash(s string) (InfoHash, error) {
+	var h InfoHash
+	if len(s) != 40 {
+		return h, ErrBadInfoHash
+	}
+	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
+		return h, ErrBadInfoHash
+	}
+	return h, nil
+}
+
+// PeerID is the 20-byte id a client picks for itself. It is public (every
+// peer of the swarm sees it), so it never authorises anything.
+type PeerID [20]byte
+
+// Event is the announce event. The zero value is a regular interval announce.
+type Event uint8
+
+// Events in the order of their names; the UDP codec maps BEP 15's numbers.
+const (
+	EventNone Event = iota
+	EventStarted
+	EventStopped
+	EventCompleted
+)
+
+// String gives the name the REST API shows for a peer's last event.
+func (e Event) String() string {
+	switch e {
+	case EventStarted:
+		return "Started"
+	case EventStopped:
+		return "Stopped"
+	case EventCompleted:
+		return "Completed"
+	default:
+		return "None"
+	}
+}
+
+// Family selects which address families of peers an answer carries.
+type Family uint8
+
+// Family bits.
+const (
+	IPv4 Family = 1 << iota
+	IPv6
+	BothFamilies = IPv4 | IPv6
+)
+
+// FamilyOf is the family of a normalised address.
+func FamilyOf(a netip.Addr) Family {
+	if a.Is4() {
+		return IPv4
+	}
+	return IPv6
+}
+
+// NormalizeAddr turns IPv4-mapped IPv6 addresses into IPv4 and drops zones,
+// so a peer has one identity whichever socket it came through.
+func NormalizeAddr(a netip.Addr) netip.Addr {
+	return a.Unmap().WithZone("")
+}
+
+// Key is a private tracker's peer key (BEP 27 style): 32 ASCII alphanumerics.
+type Key [32]byte
+
+// KeyLength is the length of every peer key.
+const KeyLength = len(Key{})
+
+// ParseKey checks that s is 32 characters of [0-9A-Za-z].
+func ParseKey(s string) (Key, error) {
+	var k Key
+	if len(s) != KeyLength {
+		return k, ErrKeyLength
+	}
+	for i := 0; i < len(s); i++ {
+		if !isAlnum(s[i]) {
+			return k, ErrKeyChars
+		}
+		k[i] = s[i]
+	}
+	return k, nil
+}
+
+// ParseKeyBytes is ParseKey for a byte slice, without allocating.
+func ParseKeyBytes(b []byte) (Key, bool) {
+	var k Key
+	if len(b) != KeyLength {
+		return k, false
+	}
+	for i, c := range b {
+		if !isAlnum(c) {
+			return k, false
+		}
+		k[i] = c
+	}
+	return k, true
+}
+
+// Errors of ParseKey, worded as Torrust words them.
+var (
+	ErrKeyLength = errors.New("Invalid key length. Key must be have 32 chars")
+	ErrKeyChars  = errors.New("Invalid chars for key. Key can only alphanumeric chars (0-9, a-z, A-Z)")
+)
+
+func (k Key) String() string { return string(k[:]) }
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+// Peer is one entry of an announce answer.
+type Peer struct {
+	ID   PeerID
+	Addr netip.AddrPort
+}
+
+// AnnounceRequest is an announce as every transport hands it to the tracker.
+type AnnounceRequest struct {
+	InfoHash InfoHash
+	PeerID   PeerID
+	// Addr is the client's address as the transport saw it (the UDP source,
+	// the TCP peer or the X-Forwarded-For entry) with the announced port.
+	// The tracker normalises it and applies external_ip.
+	Addr       netip.AddrPort
+	Uploaded   int64
+	Downloaded int64
+	Left       int64
+	Event      Event
+	// NumWant is the number of peers asked for; 0 or less means the default.
+	NumWant int32
+	// Families says which peer lists the answer carries: UDP asks for the
+	// client's own family, HTTP for both.
+	Families Family
+	// Key is the peer key from the URL path (HTTP), when HasKey.
+	Key    Key
+	HasKey bool
+}
+
+// AnnounceResponse is filled by the tracker. Peers4 and Peers6 are appended
+// to, so a transport can keep one response per worker and reuse its buffers.
+type AnnounceResponse struct {
+	Interval    uint32
+	MinInterval uint32
+	Seeders     uint32 // "complete"
+	Leechers    uint32 // "incomplete"
+	Peers4      []Peer
+	Peers6      []Peer
+}
+
+// Reset empties the response, keeping its buffers.
+func (r *AnnounceResponse) Reset() {
+	*r = AnnounceResponse{Peers4: r.Peers4[:0], Peers6: r.Peers6[:0]}
+}
+
+// ScrapeRequest asks for the counts of one or more torrents.
+type ScrapeRequest struct {
+	InfoHashes []InfoHash
+	// Addr is the client's address, for statistics by family.
+	Addr   netip.AddrPort
+	Key    Key
+	HasKey bool
+}
+
+// SwarmStats are a torrent's counts as a scrape reports them.
+type SwarmStats struct {
+	Seeders   uint32 // "complete"
+	Completed uint32 // "downloaded"
+	Leechers  uint32 // "incomplete"
+}
+
+// ScrapeResponse holds one entry per requested hash, in request order.
+type ScrapeResponse struct {
+	Files []SwarmStats
+}
+
+// Reset empties the response, keeping its buffer.
+func (r *ScrapeResponse) Reset() { r.Files = r.Files[:0] }

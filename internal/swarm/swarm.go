@@ -1,0 +1,130 @@
+// Package swarm defines the contract of a swarm store: where the tracker keeps
+// the peers of every torrent. Backends (memswarm in memory, redisswarm on
+// Redis) implement Store and all run the conformance suite in swarmtest.
+//
+// The store applies the per-swarm rules that need the swarm's state under one
+// lock or one round trip: identity by address, seeder/leecher counting,
+// counting a completion once per peer, and choosing the peers to hand out.
+// The tracker package applies everything else (modes, keys, numwant limits,
+// intervals, external_ip).
+package swarm
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+)
+
+// Announce is one peer's announce, already checked and normalised by the
+// tracker: Addr is the address the peer is handed out as (IPv4-mapped
+// addresses are IPv4) and Now is the tracker's clock in unix seconds.
+type Announce struct {
+	InfoHash   bittorrent.InfoHash
+	PeerID     bittorrent.PeerID
+	Addr       netip.AddrPort
+	Uploaded   int64
+	Downloaded int64
+	Left       int64
+	Event      bittorrent.Event
+	Now        int64
+	// NumWant is how many peers to hand out (already capped, > 0 or 0 for none).
+	NumWant int
+	// Families are the peer lists wanted; with both, up to NumWant in total.
+	Families bittorrent.Family
+}
+
+// Result says what an announce changed that the tracker must pass on.
+type Result struct {
+	// Completed is the torrent's completed count after this announce.
+	Completed uint32
+	// CountedCompletion is true when this announce added one to Completed
+	// (so the persistence layer can write the new count).
+	CountedCompletion bool
+}
+
+// Store keeps the swarms. Every method is safe for concurrent use.
+//
+// Rules every backend follows (swarmtest checks them):
+//   - A peer is identified within a swarm by Addr (IP and port), never by
+//     peer_id: an announce from a new port is a second peer, and nobody can
+//     update or remove a peer registered from another address.
+//   - A peer is a seeder when Left == 0, a leecher otherwise.
+//   - EventStopped removes the peer (and stores nothing).
+//   - Port 0 is answered but never stored.
+//   - Completed counts one per peer that reports EventCompleted and has not
+//     been counted in this swarm before, including on its first announce.
+//   - The answer is a random sample of up to NumWant peers of the wanted
+//     families, never the requester itself; a seeder is handed only leechers.
+//   - The counts in the answer include the requester's own new state.
+type Store interface {
+	// Announce applies a and appends the chosen peers to resp.Peers4 and
+	// resp.Peers6, setting resp.Seeders and resp.Leechers.
+	Announce(ctx context.Context, a *Announce, resp *bittorrent.AnnounceResponse) (Result, error)
+	// Scrape appends one entry per hash to out, in order, zeros for unknown.
+	Scrape(ctx context.Context, hashes []bittorrent.InfoHash, out []bittorrent.SwarmStats) ([]bittorrent.SwarmStats, error)
+	// Torrent returns one torrent with all its peers, for the API.
+	Torrent(ctx context.Context, h bittorrent.InfoHash) (Torrent, bool, error)
+	// Torrents lists torrents sorted by hash bytes, skipping offset and
+	// returning at most limit, for the API.
+	Torrents(ctx context.Context, offset, limit int) ([]TorrentSummary, error)
+	// Totals are the store-wide counts, kept as the store changes.
+	Totals(ctx context.Context) (Totals, error)
+	// SetCompleted loads persisted completed counts (at start-up).
+	SetCompleted(ctx context.Context, counts []CompletedCount) error
+	// Sweep removes peers last seen at or before cutoff (unix seconds), and
+	// then peerless torrents when the store was configured to.
+	Sweep(ctx context.Context, cutoff int64) (SweepResult, error)
+}
+
+// PeerInfo is everything the store remembers of a peer.
+type PeerInfo struct {
+	ID         bittorrent.PeerID
+	Addr       netip.AddrPort
+	Updated    int64 // unix seconds
+	Uploaded   int64
+	Downloaded int64
+	Left       int64
+	Event      bittorrent.Event
+}
+
+// Torrent is one swarm with its peers.
+type Torrent struct {
+	TorrentSummary
+	Peers []PeerInfo
+}
+
+// TorrentSummary is one swarm's counts.
+type TorrentSummary struct {
+	InfoHash bittorrent.InfoHash
+	bittorrent.SwarmStats
+}
+
+// Totals are the counts of the whole store.
+type Totals struct {
+	Torrents  uint64
+	Seeders   uint64
+	Leechers  uint64
+	Completed uint64
+}
+
+// CompletedCount is a torrent's persisted completed count.
+type CompletedCount struct {
+	InfoHash  bittorrent.InfoHash
+	Completed uint32
+}
+
+// SweepResult says what a sweep removed.
+type SweepResult struct {
+	Peers    int
+	Torrents int
+}
+
+// Options are the store settings that come from [core.tracker_policy].
+type Options struct {
+	// RemovePeerlessTorrents drops a torrent when its last peer goes...
+	RemovePeerlessTorrents bool
+	// ...except when KeepCompleted (persistent_torrent_completed_stat) is on
+	// and the torrent has a completed count above zero.
+	KeepCompleted bool
+}

@@ -1,0 +1,182 @@
+// Package tracker holds the rules of the tracker: modes (public, listed,
+// private, private_listed), peer keys, numwant limits, intervals, the client
+// address rules, and what to do with completions. Transports call Announce and
+// Scrape; the swarm store keeps the peers. Nothing here knows a socket.
+package tracker
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/starling-tracker/starling/internal/access"
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/swarm"
+)
+
+// Config are the settings of the rules, from [core].
+type Config struct {
+	Private             bool
+	Listed              bool
+	CheckKeysExpiration bool
+	Interval            uint32
+	MinInterval         uint32
+	MaxPeersPerAnnounce int
+	// ExternalIP replaces loopback client addresses when it is a specific
+	// address; the unspecified address (Torrust's default 0.0.0.0) keeps them.
+	ExternalIP netip.Addr
+}
+
+// DefaultConfig is Torrust's default [core]: public, 120 s intervals, 74 peers.
+func DefaultConfig() Config {
+	return Config{
+		CheckKeysExpiration: true,
+		Interval:            120,
+		MinInterval:         120,
+		MaxPeersPerAnnounce: 74,
+	}
+}
+
+// CompletionSink receives each new completed count, to be persisted in
+// batches. Completed must not block.
+type CompletionSink interface {
+	Completed(h bittorrent.InfoHash, count uint32)
+}
+
+// Clock gives unix seconds.
+type Clock interface{ Now() int64 }
+
+// Tracker applies the rules. It is safe for concurrent use.
+type Tracker struct {
+	cfg        Config
+	store      swarm.Store
+	lists      *access.Lists
+	clock      Clock
+	sink       CompletionSink
+	replaceLo  bool
+	externalIP netip.Addr
+}
+
+// New builds the rules over a swarm store and the access lists. sink may be
+// nil when completed counts are not persisted.
+func New(cfg Config, store swarm.Store, lists *access.Lists, clock Clock, sink CompletionSink) *Tracker {
+	if cfg.MaxPeersPerAnnounce <= 0 {
+		cfg.MaxPeersPerAnnounce = 74
+	}
+	t := &Tracker{cfg: cfg, store: store, lists: lists, clock: clock, sink: sink}
+	if cfg.ExternalIP.IsValid() && !cfg.ExternalIP.IsUnspecified() {
+		t.replaceLo = true
+		t.externalIP = bittorrent.NormalizeAddr(cfg.ExternalIP)
+	}
+	return t
+}
+
+// Config returns the rules' settings.
+func (t *Tracker) Config() Config { return t.cfg }
+
+// Mode names the tracker's mode as Torrust does.
+func (t *Tracker) Mode() string {
+	switch {
+	case t.cfg.Private && t.cfg.Listed:
+		return "private_listed"
+	case t.cfg.Private:
+		return "private"
+	case t.cfg.Listed:
+		return "listed"
+	default:
+		return "public"
+	}
+}
+
+// ClientIP is the address a client is recorded and handed out as: IPv4-mapped
+// addresses become IPv4, and loopback becomes external_ip when one is set.
+func (t *Tracker) ClientIP(a netip.Addr) netip.Addr {
+	a = bittorrent.NormalizeAddr(a)
+	if t.replaceLo && a.IsLoopback() {
+		return t.externalIP
+	}
+	return a
+}
+
+// Announce checks req against the mode, records the peer and fills resp.
+// Refusals are *bittorrent.ClientError.
+func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	now := t.clock.Now()
+	if t.cfg.Private {
+		if err := t.checkKey(req.HasKey, req.Key, now); err != nil {
+			return err
+		}
+	}
+	if t.cfg.Listed && !t.lists.Whitelisted(req.InfoHash) {
+		return bittorrent.ErrNotWhitelisted(req.InfoHash)
+	}
+	want := int(req.NumWant)
+	if want <= 0 || want > t.cfg.MaxPeersPerAnnounce {
+		want = t.cfg.MaxPeersPerAnnounce
+	}
+	fam := req.Families
+	if fam == 0 {
+		fam = bittorrent.BothFamilies
+	}
+	a := swarm.Announce{
+		InfoHash:   req.InfoHash,
+		PeerID:     req.PeerID,
+		Addr:       netip.AddrPortFrom(t.ClientIP(req.Addr.Addr()), req.Addr.Port()),
+		Uploaded:   req.Uploaded,
+		Downloaded: req.Downloaded,
+		Left:       req.Left,
+		Event:      req.Event,
+		Now:        now,
+		NumWant:    want,
+		Families:   fam,
+	}
+	resp.Interval = t.cfg.Interval
+	resp.MinInterval = t.cfg.MinInterval
+	res, err := t.store.Announce(ctx, &a, resp)
+	if err != nil {
+		return err
+	}
+	if res.CountedCompletion && t.sink != nil {
+		t.sink.Completed(req.InfoHash, res.Completed)
+	}
+	return nil
+}
+
+// Scrape fills resp with one entry per requested hash, in order. Hashes the
+// client may not see (not whitelisted, or a private tracker without a valid
+// key) get zeros, as in Torrust.
+func (t *Tracker) Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
+	if t.cfg.Private && t.checkKey(req.HasKey, req.Key, t.clock.Now()) != nil {
+		for range req.InfoHashes {
+			resp.Files = append(resp.Files, bittorrent.SwarmStats{})
+		}
+		return nil
+	}
+	start := len(resp.Files)
+	files, err := t.store.Scrape(ctx, req.InfoHashes, resp.Files)
+	if err != nil {
+		return err
+	}
+	resp.Files = files
+	if t.cfg.Listed {
+		for i, h := range req.InfoHashes {
+			if !t.lists.Whitelisted(h) {
+				resp.Files[start+i] = bittorrent.SwarmStats{}
+			}
+		}
+	}
+	return nil
+}
+
+func (t *Tracker) checkKey(has bool, k bittorrent.Key, now int64) error {
+	if !has {
+		return bittorrent.ErrMissingKey
+	}
+	r, ok := t.lists.Key(k)
+	if !ok {
+		return bittorrent.ErrUnknownKey(k)
+	}
+	if t.cfg.CheckKeysExpiration && r.Expired(now) {
+		return bittorrent.ErrExpiredKey
+	}
+	return nil
+}
