@@ -1,0 +1,184 @@
+package httptracker
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/starling-tracker/starling/internal/metrics"
+)
+
+// ServeFastHTTP is the fasthttp adapter: it hands the raw request URI, the
+// peer address and X-Forwarded-For to the core without copying.
+func (h *Handler) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
+	s := h.getScratch()
+	defer h.recoverFast(ctx, s)
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.SetStatusCode(fasthttp.StatusMethodNotAllowed)
+		h.putScratch(s)
+		return
+	}
+	var r rawRequest
+	uri := ctx.RequestURI()
+	if len(uri) > 0 && uri[0] == '/' {
+		r.path = uri
+		if i := bytes.IndexByte(uri, '?'); i >= 0 {
+			r.path, r.query, r.hasQuery = uri[:i], uri[i+1:], true
+		}
+		if i := bytes.IndexByte(r.path, '#'); i >= 0 {
+			r.path = r.path[:i]
+		}
+	} else {
+		// Absolute-form request target (a client talking as to a proxy).
+		u := ctx.URI()
+		r.path, r.query = u.PathOriginal(), u.QueryString()
+		if i := bytes.IndexByte(r.path, '?'); i >= 0 {
+			r.path = r.path[:i]
+		}
+		r.hasQuery = bytes.IndexByte(uri, '?') >= 0
+	}
+	if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		r.remote = ta.AddrPort()
+	}
+	if h.reverseProxy {
+		s.xff = s.xff[:0]
+		for _, v := range ctx.Request.Header.PeekAll("X-Forwarded-For") {
+			s.xff = append(append(s.xff, v...), ',')
+		}
+		r.xff = s.xff
+	}
+	a := h.handle(ctx, s, &r)
+	ctx.SetStatusCode(a.status)
+	if a.contentType != "" {
+		ctx.SetContentType(a.contentType)
+	}
+	ctx.SetBody(a.body) // copies, so the scratch can go back to the pool
+	h.putScratch(s)
+}
+
+// recoverFast turns a panic in one request into a logged, counted, generic
+// failure; fasthttp itself would let it crash the process. The scratch of a
+// panicked request is dropped rather than reused.
+func (h *Handler) recoverFast(ctx *fasthttp.RequestCtx, s *scratch) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	h.panicked(s, v)
+	ctx.ResetBody()
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType(contentTypeFailure)
+	ctx.SetBody(failureBody(msgInternal))
+}
+
+func (h *Handler) panicked(s *scratch, v any) {
+	s.stripe.Inc(metrics.Panics)
+	s.stripe.Inc(metrics.HTTPErrors)
+	h.log.Error("http tracker: request panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+}
+
+func failureBody(msg string) []byte {
+	return []byte("d14:failure reason" + strconv.Itoa(len(msg)) + ":" + msg + "e")
+}
+
+// Content types as header values, made once: assigning a fresh []string to
+// the header map per request would allocate.
+var (
+	headerBencode = []string{contentTypeBencode}
+	headerFailure = []string{contentTypeFailure}
+	headerJSON    = []string{contentTypeJSON}
+)
+
+// ServeHTTP is the net/http adapter. net/http keeps the query as a string;
+// it is copied into the scratch so the core parses bytes either way.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	s := h.getScratch()
+	defer h.recoverHTTP(w, s)
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		h.putScratch(s)
+		return
+	}
+	s.in = append(s.in[:0], req.URL.RawQuery...)
+	pathStart := len(s.in)
+	s.in = append(s.in, req.URL.Path...)
+	r := rawRequest{
+		query:    s.in[:pathStart],
+		path:     s.in[pathStart:],
+		hasQuery: req.URL.RawQuery != "" || req.URL.ForceQuery,
+	}
+	r.remote, _ = netip.ParseAddrPort(req.RemoteAddr)
+	if h.reverseProxy {
+		s.xff = s.xff[:0]
+		for _, v := range req.Header["X-Forwarded-For"] {
+			s.xff = append(append(s.xff, v...), ',')
+		}
+		r.xff = s.xff
+	}
+	a := h.handle(req.Context(), s, &r)
+	switch a.contentType {
+	case contentTypeBencode:
+		w.Header()["Content-Type"] = headerBencode
+	case contentTypeFailure:
+		w.Header()["Content-Type"] = headerFailure
+	case contentTypeJSON:
+		w.Header()["Content-Type"] = headerJSON
+	}
+	w.WriteHeader(a.status)
+	w.Write(a.body)
+	h.putScratch(s)
+}
+
+func (h *Handler) recoverHTTP(w http.ResponseWriter, s *scratch) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	h.panicked(s, v)
+	w.Header()["Content-Type"] = headerFailure
+	w.WriteHeader(http.StatusOK)
+	w.Write(failureBody(msgInternal))
+}
+
+// Probe checks that the HTTP tracker at baseURL (for example
+// http://127.0.0.1:7070) answers GET /health_check with {"status":"Ok"}.
+// Certificates are not verified: the probe targets the tracker's own
+// listener by address, which a certificate names by host name, and only
+// checks that it answers.
+func Probe(ctx context.Context, baseURL string) error {
+	url := strings.TrimSuffix(baseURL, "/") + "/health_check"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", url, err)
+	}
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		DisableKeepAlives: true,
+		DialContext:       (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if err != nil {
+		return fmt.Errorf("probe %s: read answer: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK || string(body) != string(healthBody) {
+		return fmt.Errorf("probe %s: got %d %q, want 200 %s", url, resp.StatusCode, body, healthBody)
+	}
+	return nil
+}

@@ -1,0 +1,381 @@
+// Package httptracker is the HTTP(S) BitTorrent tracker (BEP 3, 7, 23, 48)
+// with Torrust v3's routes, query rules and failure texts. A Handler turns raw
+// request bytes into calls on the tracker's rules and bencoded answers; thin
+// adapters connect it to fasthttp (the Server) and to net/http.
+package httptracker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/starling-tracker/starling/internal/bencode"
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/metrics"
+)
+
+// Tracker is what the HTTP tracker needs of the rules. *tracker.Tracker
+// satisfies it.
+type Tracker interface {
+	Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error
+	Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error
+}
+
+// DefaultMaxScrapeTorrents is how many hashes one scrape answers by default.
+const DefaultMaxScrapeTorrents = 74
+
+// Content types of the answers, as Torrust sends them.
+const (
+	contentTypeBencode = "application/octet-stream"
+	contentTypeFailure = "text/plain; charset=utf-8"
+	contentTypeJSON    = "application/json"
+)
+
+// Failure texts that are not the parser's.
+const (
+	prefixAuth       = "Authentication error: "
+	prefixTracker    = "Tracker error: "
+	msgInvalidKey    = prefixAuth + "Invalid format for authentication key param."
+	msgXForwardedFor = "Error resolving peer IP: missing or invalid the right most X-Forwarded-For IP (mandatory on reverse proxy tracker configuration)"
+	msgInternal      = prefixTracker + "internal error"
+)
+
+var healthBody = []byte(`{"status":"Ok"}`)
+
+// Handler answers announce, scrape and health-check requests. It is safe for
+// concurrent use; each request borrows a scratch from a pool, so the steady
+// state allocates nothing.
+type Handler struct {
+	tracker      Tracker
+	counters     *metrics.Counters
+	log          *slog.Logger
+	reverseProxy bool
+	maxScrape    int
+	pool         sync.Pool
+}
+
+// NewHandler builds the handler core over the tracker's rules. It reads
+// OnReverseProxy and MaxScrapeTorrents from cfg.
+func NewHandler(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Logger) *Handler {
+	if counters == nil {
+		counters = metrics.NewCounters(1, false)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	max := cfg.MaxScrapeTorrents
+	if max <= 0 {
+		max = DefaultMaxScrapeTorrents
+	}
+	h := &Handler{tracker: t, counters: counters, log: log, reverseProxy: cfg.OnReverseProxy, maxScrape: max}
+	h.pool.New = func() any {
+		return &scratch{
+			stripe: counters.Stripe(),
+			hashes: make([]bittorrent.InfoHash, 0, max),
+			out:    make([]byte, 0, 1024),
+		}
+	}
+	return h
+}
+
+// scratch is one request's working memory, reused across requests.
+type scratch struct {
+	stripe *metrics.Stripe
+	areq   bittorrent.AnnounceRequest
+	aresp  bittorrent.AnnounceResponse
+	sreq   bittorrent.ScrapeRequest
+	sresp  bittorrent.ScrapeResponse
+	hashes []bittorrent.InfoHash
+	in     []byte // a copy of the query for adapters that hold it as a string
+	xff    []byte // the X-Forwarded-For values, joined with ','
+	out    []byte // the answer's body
+}
+
+func (h *Handler) getScratch() *scratch  { return h.pool.Get().(*scratch) }
+func (h *Handler) putScratch(s *scratch) { h.pool.Put(s) }
+
+// rawRequest is what the adapters hand the core.
+type rawRequest struct {
+	path     []byte
+	query    []byte
+	hasQuery bool // the URL had a '?', even with nothing after it
+	remote   netip.AddrPort
+	xff      []byte
+}
+
+// answer is what the adapters write back.
+type answer struct {
+	status      int
+	contentType string
+	body        []byte
+}
+
+// handle routes one GET request.
+func (h *Handler) handle(ctx context.Context, s *scratch, r *rawRequest) answer {
+	path := r.path
+	var key []byte
+	hasKey := false
+	switch {
+	case string(path) == "/health_check":
+		return answer{200, contentTypeJSON, healthBody}
+	case string(path) == "/announce", string(path) == "/scrape":
+	case bytes.HasPrefix(path, []byte("/announce/")), bytes.HasPrefix(path, []byte("/scrape/")):
+		i := bytes.IndexByte(path[1:], '/') + 1
+		key, hasKey = path[i+1:], true
+		path = path[:i]
+		if len(key) == 0 || bytes.IndexByte(key, '/') >= 0 {
+			return answer{status: 404}
+		}
+	default:
+		return answer{status: 404}
+	}
+	if string(path) == "/announce" {
+		return h.announce(ctx, s, r, key, hasKey)
+	}
+	return h.scrape(ctx, s, r, key, hasKey)
+}
+
+func (h *Handler) announce(ctx context.Context, s *scratch, r *rawRequest, key []byte, hasKey bool) answer {
+	req := &s.areq
+	*req = bittorrent.AnnounceRequest{}
+	port, compact, err := parseAnnounce(r.query, r.hasQuery, req)
+	if err != nil {
+		return h.failure(s, err.(*parseError).Msg, "")
+	}
+	if hasKey {
+		if req.Key, req.HasKey = bittorrent.ParseKeyBytes(key); !req.HasKey {
+			return h.failure(s, msgInvalidKey, "")
+		}
+	}
+	ip, ok := h.clientIP(r)
+	if !ok {
+		return h.failure(s, msgXForwardedFor, "")
+	}
+	req.Addr = netip.AddrPortFrom(ip, port)
+	req.Families = bittorrent.BothFamilies
+	resp := &s.aresp
+	resp.Reset()
+	if err := h.tracker.Announce(ctx, req, resp); err != nil {
+		return h.trackerFailure(s, "announce", err)
+	}
+	if ip.Is4() {
+		s.stripe.Inc(metrics.TCP4Connections)
+		s.stripe.Inc(metrics.TCP4Announces)
+	} else {
+		s.stripe.Inc(metrics.TCP6Connections)
+		s.stripe.Inc(metrics.TCP6Announces)
+	}
+	s.out = appendAnnounce(s.out[:0], resp, compact)
+	return answer{200, contentTypeBencode, s.out}
+}
+
+func (h *Handler) scrape(ctx context.Context, s *scratch, r *rawRequest, key []byte, hasKey bool) answer {
+	req := &s.sreq
+	*req = bittorrent.ScrapeRequest{}
+	hashes, err := parseScrape(r.query, r.hasQuery, s.hashes[:0], h.maxScrape)
+	s.hashes = hashes
+	if err != nil {
+		return h.failure(s, err.(*parseError).Msg, "")
+	}
+	if hasKey {
+		if req.Key, req.HasKey = bittorrent.ParseKeyBytes(key); !req.HasKey {
+			return h.failure(s, msgInvalidKey, "")
+		}
+	}
+	ip, ok := h.clientIP(r)
+	if !ok {
+		return h.failure(s, msgXForwardedFor, "")
+	}
+	// The files dictionary needs its keys sorted and unique; Torrust merges
+	// duplicates too.
+	slices.SortFunc(hashes, func(a, b bittorrent.InfoHash) int { return bytes.Compare(a[:], b[:]) })
+	hashes = slices.Compact(hashes)
+	req.InfoHashes = hashes
+	req.Addr = netip.AddrPortFrom(ip, 0)
+	resp := &s.sresp
+	resp.Reset()
+	if err := h.tracker.Scrape(ctx, req, resp); err != nil {
+		return h.trackerFailure(s, "scrape", err)
+	}
+	if len(resp.Files) != len(hashes) {
+		h.log.Error("http tracker: scrape answered the wrong number of torrents", "want", len(hashes), "got", len(resp.Files))
+		return h.failure(s, msgInternal, "")
+	}
+	if ip.Is4() {
+		s.stripe.Inc(metrics.TCP4Connections)
+		s.stripe.Inc(metrics.TCP4Scrapes)
+	} else {
+		s.stripe.Inc(metrics.TCP6Connections)
+		s.stripe.Inc(metrics.TCP6Scrapes)
+	}
+	s.out = appendScrape(s.out[:0], hashes, resp.Files)
+	return answer{200, contentTypeBencode, s.out}
+}
+
+// trackerFailure answers an error of the rules: client errors with Torrust's
+// prefix for their kind, anything else generically (and logged, since the
+// client cannot do anything about it).
+func (h *Handler) trackerFailure(s *scratch, op string, err error) answer {
+	ce, ok := err.(*bittorrent.ClientError)
+	if !ok && !errors.As(err, &ce) {
+		h.log.Error("http tracker: "+op+" failed", "err", err)
+		return h.failure(s, msgInternal, "")
+	}
+	switch ce.Kind {
+	case bittorrent.KindAuth:
+		return h.failure(s, prefixAuth, ce.Msg)
+	case bittorrent.KindTracker:
+		return h.failure(s, prefixTracker, ce.Msg)
+	default:
+		return h.failure(s, ce.Msg, "")
+	}
+}
+
+// failure answers HTTP 200 with d14:failure reason<msg>e, as every tracker
+// client expects. msg is given in two parts so a prefix and a message can be
+// written without building a string.
+func (h *Handler) failure(s *scratch, msg1, msg2 string) answer {
+	s.stripe.Inc(metrics.HTTPErrors)
+	b := append(s.out[:0], bencode.DictStart)
+	b = bencode.AppendString(b, "failure reason")
+	b = bencode.AppendStringHeader(b, len(msg1)+len(msg2))
+	b = append(b, msg1...)
+	b = append(b, msg2...)
+	s.out = append(b, bencode.End)
+	return answer{200, contentTypeFailure, s.out}
+}
+
+// clientIP is the address the client is recorded as: the TCP peer, or behind
+// a reverse proxy the right-most valid X-Forwarded-For entry. IPv4-mapped
+// addresses become IPv4.
+func (h *Handler) clientIP(r *rawRequest) (netip.Addr, bool) {
+	if !h.reverseProxy {
+		a := r.remote.Addr()
+		return bittorrent.NormalizeAddr(a), a.IsValid()
+	}
+	rest := r.xff
+	for len(rest) > 0 {
+		entry := rest
+		if i := bytes.LastIndexByte(rest, ','); i >= 0 {
+			entry, rest = rest[i+1:], rest[:i]
+		} else {
+			rest = nil
+		}
+		if a, ok := parseAddr(bytes.TrimSpace(entry)); ok {
+			return bittorrent.NormalizeAddr(a), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// parseAddr parses an IP address. Dotted IPv4, the usual case behind a proxy,
+// is parsed here without allocating; netip.ParseAddr takes a string, which
+// would cost a copy per request.
+func parseAddr(b []byte) (netip.Addr, bool) {
+	var ip [4]byte
+	i := 0
+	for part := 0; part < 4; part++ {
+		if part > 0 {
+			if i >= len(b) || b[i] != '.' {
+				goto slow
+			}
+			i++
+		}
+		start, v := i, 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 3 {
+			v = v*10 + int(b[i]-'0')
+			i++
+		}
+		if i == start || v > 255 || (i-start > 1 && b[start] == '0') {
+			goto slow
+		}
+		ip[part] = byte(v)
+	}
+	if i == len(b) {
+		return netip.AddrFrom4(ip), true
+	}
+slow:
+	a, err := netip.ParseAddr(string(b))
+	return a, err == nil
+}
+
+// appendAnnounce writes a successful announce answer: compact (BEP 23 peers
+// and BEP 7 peers6, both always present) or Torrust's default list of
+// dictionaries with both families mixed. Keys are in sorted order.
+func appendAnnounce(b []byte, resp *bittorrent.AnnounceResponse, compact bool) []byte {
+	b = append(b, bencode.DictStart)
+	b = bencode.AppendString(b, "complete")
+	b = bencode.AppendUint(b, uint64(resp.Seeders))
+	b = bencode.AppendString(b, "incomplete")
+	b = bencode.AppendUint(b, uint64(resp.Leechers))
+	b = bencode.AppendString(b, "interval")
+	b = bencode.AppendUint(b, uint64(resp.Interval))
+	b = bencode.AppendString(b, "min interval")
+	b = bencode.AppendUint(b, uint64(resp.MinInterval))
+	b = bencode.AppendString(b, "peers")
+	if compact {
+		b = bencode.AppendStringHeader(b, 6*len(resp.Peers4))
+		for i := range resp.Peers4 {
+			p := &resp.Peers4[i]
+			a := p.Addr.Addr().As4()
+			b = append(b, a[:]...)
+			b = append(b, byte(p.Addr.Port()>>8), byte(p.Addr.Port()))
+		}
+		b = bencode.AppendString(b, "peers6")
+		b = bencode.AppendStringHeader(b, 18*len(resp.Peers6))
+		for i := range resp.Peers6 {
+			p := &resp.Peers6[i]
+			a := p.Addr.Addr().As16()
+			b = append(b, a[:]...)
+			b = append(b, byte(p.Addr.Port()>>8), byte(p.Addr.Port()))
+		}
+	} else {
+		b = append(b, bencode.ListStart)
+		for i := range resp.Peers4 {
+			b = appendPeerDict(b, &resp.Peers4[i])
+		}
+		for i := range resp.Peers6 {
+			b = appendPeerDict(b, &resp.Peers6[i])
+		}
+		b = append(b, bencode.End)
+	}
+	return append(b, bencode.End)
+}
+
+func appendPeerDict(b []byte, p *bittorrent.Peer) []byte {
+	var text [48]byte
+	ip := p.Addr.Addr().AppendTo(text[:0])
+	b = append(b, bencode.DictStart)
+	b = bencode.AppendString(b, "ip")
+	b = bencode.AppendBytes(b, ip)
+	b = bencode.AppendString(b, "peer id")
+	b = bencode.AppendBytes(b, p.ID[:])
+	b = bencode.AppendString(b, "port")
+	b = bencode.AppendUint(b, uint64(p.Addr.Port()))
+	return append(b, bencode.End)
+}
+
+// appendScrape writes d5:filesd<hash>d8:complete…e…ee; hashes are sorted and unique.
+func appendScrape(b []byte, hashes []bittorrent.InfoHash, files []bittorrent.SwarmStats) []byte {
+	b = append(b, bencode.DictStart)
+	b = bencode.AppendString(b, "files")
+	b = append(b, bencode.DictStart)
+	for i := range hashes {
+		b = bencode.AppendBytes(b, hashes[i][:])
+		f := &files[i]
+		b = append(b, bencode.DictStart)
+		b = bencode.AppendString(b, "complete")
+		b = bencode.AppendUint(b, uint64(f.Seeders))
+		b = bencode.AppendString(b, "downloaded")
+		b = bencode.AppendUint(b, uint64(f.Completed))
+		b = bencode.AppendString(b, "incomplete")
+		b = bencode.AppendUint(b, uint64(f.Leechers))
+		b = append(b, bencode.End)
+	}
+	b = append(b, bencode.End)
+	return append(b, bencode.End)
+}
