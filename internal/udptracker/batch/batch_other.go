@@ -1,0 +1,58 @@
+//go:build !linux
+
+package batch
+
+import (
+	"errors"
+	"net"
+	"syscall"
+)
+
+// Conn falls back to one datagram per call where recvmmsg is missing.
+type Conn struct{ uc *net.UDPConn }
+
+// NewConn wraps uc.
+func NewConn(uc *net.UDPConn, max int) (*Conn, error) { return &Conn{uc: uc}, nil }
+
+// UDPConn is the wrapped socket.
+func (c *Conn) UDPConn() *net.UDPConn { return c.uc }
+
+// Recv reads one datagram.
+func (c *Conn) Recv(msgs []Message) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	m := &msgs[0]
+	n, ap, err := c.uc.ReadFromUDPAddrPort(m.Buf)
+	if err != nil {
+		return 0, err
+	}
+	m.N, m.Addr, m.Truncated = n, ap, n == len(m.Buf)
+	return 1, nil
+}
+
+// Send writes the datagrams one by one.
+func (c *Conn) Send(msgs []Message) (int, error) {
+	for i := range msgs {
+		m := &msgs[i]
+		var err error
+		if m.Addr.IsValid() {
+			_, err = c.uc.WriteToUDPAddrPort(m.Buf[:m.N], m.Addr)
+		} else {
+			_, err = c.uc.Write(m.Buf[:m.N])
+		}
+		if err != nil && IsClosedOrTimeout(err) {
+			return i, err
+		}
+	}
+	return len(msgs), nil
+}
+
+// IsClosedOrTimeout tells fatal errors from per-datagram ones.
+func IsClosedOrTimeout(err error) bool {
+	return IsTimeout(err) || errors.Is(err, net.ErrClosed)
+}
+
+func setReusePort(network, address string, c syscall.RawConn) error { return nil }
+
+const reusePortSupported = false

@@ -1,0 +1,228 @@
+package udptracker
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime/debug"
+	"time"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/metrics"
+)
+
+// Tracker is what the UDP tracker needs of the rules; *tracker.Tracker
+// satisfies it. Refusals a client may read are *bittorrent.ClientError.
+type Tracker interface {
+	Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error
+	Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error
+}
+
+// Clock gives unix seconds; *clock.Coarse and *clock.Manual satisfy it.
+type Clock interface{ Now() int64 }
+
+// handler turns one request datagram into at most one response. Each
+// socket worker owns one, with every request and response struct and buffer
+// it needs, so steady-state handling allocates nothing.
+type handler struct {
+	tracker Tracker
+	cookies *cookies
+	limiter *limiter
+	clock   Clock
+	stripe  *metrics.Stripe
+	log     *slog.Logger
+
+	areq   bittorrent.AnnounceRequest
+	aresp  bittorrent.AnnounceResponse
+	fields announceFields
+	opts   announceOptions
+	hashes [maxScrapeHashes]bittorrent.InfoHash
+	sreq   bittorrent.ScrapeRequest
+	sresp  bittorrent.ScrapeResponse
+
+	// Internal errors are logged at most once per second per worker, so a
+	// failing store cannot flood the log; the rest are counted.
+	lastLog    int64
+	suppressed int
+}
+
+func newHandler(t Tracker, c *cookies, l *limiter, clk Clock, stripe *metrics.Stripe, log *slog.Logger) *handler {
+	h := &handler{tracker: t, cookies: c, limiter: l, clock: clk, stripe: stripe, log: log}
+	h.aresp.Peers4 = make([]bittorrent.Peer, 0, maxPeers4)
+	h.aresp.Peers6 = make([]bittorrent.Peer, 0, maxPeers4)
+	h.sresp.Files = make([]bittorrent.SwarmStats, 0, maxScrapeHashes)
+	return h
+}
+
+// handle answers the datagram pkt from src into out (at least maxPayload4
+// bytes) and returns the answer's length; 0 means send nothing. truncated
+// says the datagram did not fit the receive buffer. A panic is recovered,
+// counted and logged, and the packet gets no answer.
+func (h *handler) handle(ctx context.Context, src netip.AddrPort, pkt []byte, truncated bool, out []byte) (n int) {
+	defer func() {
+		if v := recover(); v != nil {
+			h.stripe.Inc(metrics.Panics)
+			h.log.Error("UDP tracker request panicked; no answer sent",
+				"client", src.String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			n = 0
+		}
+	}()
+	return h.serve(ctx, src, pkt, truncated, out)
+}
+
+func (h *handler) serve(ctx context.Context, src netip.AddrPort, pkt []byte, truncated bool, out []byte) int {
+	h.stripe.Inc(metrics.UDPRequests)
+	if len(pkt) < headerLen {
+		// No transaction id to answer with: a client could not match an
+		// answer, and answering garbage would feed reflection attacks.
+		return 0
+	}
+	ip := bittorrent.NormalizeAddr(src.Addr())
+	fam := bittorrent.FamilyOf(ip)
+	if fam == bittorrent.IPv6 && len(out) > maxPayload6 {
+		out = out[:maxPayload6]
+	} else if len(out) > maxPayload4 {
+		out = out[:maxPayload4]
+	}
+	txid := pkt[12:16]
+	now := h.clock.Now()
+	if truncated {
+		return h.refuse(out, txid, ip, now, msgTooLong)
+	}
+	switch binary.BigEndian.Uint32(pkt[8:12]) {
+	case actionConnect:
+		if binary.BigEndian.Uint64(pkt[0:8]) != protocolID {
+			return h.refuse(out, txid, ip, now, msgNoProtocolID)
+		}
+		h.count(fam, metrics.UDP4Connections, metrics.UDP6Connections)
+		return writeConnect(out, txid, h.cookies.mint(ip, now))
+	case actionAnnounce:
+		if len(pkt) < announceLen {
+			return h.refuse(out, txid, ip, now, msgShortPacket)
+		}
+		if !h.cookies.valid(binary.BigEndian.Uint64(pkt[0:8]), ip, now) {
+			return h.badConnectionID(out, txid, ip, now)
+		}
+		return h.announce(ctx, src, ip, fam, pkt, out)
+	case actionScrape:
+		if !h.cookies.valid(binary.BigEndian.Uint64(pkt[0:8]), ip, now) {
+			return h.badConnectionID(out, txid, ip, now)
+		}
+		return h.scrape(ctx, src, fam, pkt, out)
+	default:
+		return h.refuse(out, txid, ip, now, msgInvalidAction)
+	}
+}
+
+func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Addr, fam bittorrent.Family, pkt, out []byte) int {
+	txid := pkt[12:16]
+	f := &h.fields
+	parseAnnounce(pkt, f)
+	if f.event >= uint32(len(udpEvent)) {
+		return h.refuse(out, txid, ip, h.clock.Now(), msgInvalidEvent)
+	}
+	parseOptions(pkt[announceLen:], &h.opts)
+
+	// Peers of the client's own family only, and no more than fit one
+	// 1500-byte packet; -1 and 0 mean the tracker's default.
+	limit := int32(maxPeers4)
+	if fam == bittorrent.IPv6 {
+		limit = maxPeers6
+	}
+	want := f.numWant
+	if want <= 0 || want > limit {
+		want = limit
+	}
+	h.areq = bittorrent.AnnounceRequest{
+		InfoHash:   f.infoHash,
+		PeerID:     f.peerID,
+		Addr:       netip.AddrPortFrom(ip, f.port),
+		Uploaded:   f.uploaded,
+		Downloaded: f.downloaded,
+		Left:       f.left,
+		Event:      udpEvent[f.event],
+		NumWant:    want,
+		Families:   fam,
+	}
+	h.aresp.Reset()
+	h.count(fam, metrics.UDP4Announces, metrics.UDP6Announces)
+	if err := h.tracker.Announce(ctx, &h.areq, &h.aresp); err != nil {
+		return h.trackerError(out, txid, src, "announce", err)
+	}
+	return writeAnnounce(out, txid, &h.aresp, fam)
+}
+
+func (h *handler) scrape(ctx context.Context, src netip.AddrPort, fam bittorrent.Family, pkt, out []byte) int {
+	txid := pkt[12:16]
+	body := pkt[headerLen:]
+	if len(body) == 0 {
+		return h.refuse(out, txid, bittorrent.NormalizeAddr(src.Addr()), h.clock.Now(), msgFullScrape)
+	}
+	if len(body)%20 != 0 {
+		return h.refuse(out, txid, bittorrent.NormalizeAddr(src.Addr()), h.clock.Now(), msgInvalidHashList)
+	}
+	n := min(len(body)/20, maxScrapeHashes)
+	for i := 0; i < n; i++ {
+		copy(h.hashes[i][:], body[i*20:])
+	}
+	h.sreq = bittorrent.ScrapeRequest{InfoHashes: h.hashes[:n], Addr: src}
+	h.sresp.Reset()
+	h.count(fam, metrics.UDP4Scrapes, metrics.UDP6Scrapes)
+	if err := h.tracker.Scrape(ctx, &h.sreq, &h.sresp); err != nil {
+		return h.trackerError(out, txid, src, "scrape", err)
+	}
+	return writeScrape(out, txid, h.sresp.Files)
+}
+
+func (h *handler) count(fam bittorrent.Family, v4, v6 metrics.Counter) {
+	if fam == bittorrent.IPv4 {
+		h.stripe.Inc(v4)
+	} else {
+		h.stripe.Inc(v6)
+	}
+}
+
+// refuse answers a malformed request with an error packet, within the
+// client IP's error budget.
+func (h *handler) refuse(out, txid []byte, ip netip.Addr, now int64, msg string) int {
+	if !h.limiter.allow(ip, now) {
+		h.stripe.Inc(metrics.UDPRateLimited)
+		return 0
+	}
+	h.stripe.Inc(metrics.UDPErrors)
+	return writeError(out, txid, msg)
+}
+
+func (h *handler) badConnectionID(out, txid []byte, ip netip.Addr, now int64) int {
+	h.stripe.Inc(metrics.UDPBadConnectionIDs)
+	return h.refuse(out, txid, ip, now, msgBadConnectionID)
+}
+
+// trackerError sends a ClientError's text to the client; anything else is
+// logged and answered with a generic message.
+func (h *handler) trackerError(out, txid []byte, src netip.AddrPort, op string, err error) int {
+	h.stripe.Inc(metrics.UDPErrors)
+	var ce *bittorrent.ClientError
+	if errors.As(err, &ce) {
+		putHeader(out, actionError, txid)
+		n := errorHdrLen + copy(out[errorHdrLen:], prefixClientError)
+		return n + copy(out[n:], ce.Msg)
+	}
+	h.logInternal(op, src, err)
+	return writeError(out, txid, msgInternal)
+}
+
+func (h *handler) logInternal(op string, src netip.AddrPort, err error) {
+	now := time.Now().Unix()
+	if now == h.lastLog {
+		h.suppressed++
+		return
+	}
+	h.lastLog = now
+	h.log.Error("UDP tracker "+op+" failed; the client got a generic error",
+		"client", src.String(), "err", err, "suppressed_since_last", h.suppressed)
+	h.suppressed = 0
+}

@@ -1,0 +1,61 @@
+package udptracker
+
+import (
+	"net/netip"
+	"sync/atomic"
+)
+
+// limiterSlots is the size of the per-IP error table: 64 Ki slots of 8
+// bytes, 512 KiB per server whatever the number of clients.
+const limiterSlots = 1 << 16
+
+// limiter caps the error answers one IP gets per window. It is a fixed
+// table of counters indexed by a keyed hash of the IP, shared by the
+// server's workers and updated with compare-and-swap: memory is bounded, no
+// packet allocates, and an attacker cannot aim collisions at a victim
+// without the key. IPs sharing a slot share a budget, which errs on the
+// side of answering less.
+//
+// Each slot holds the window number (high 32 bits) and the count (low 32);
+// a slot from an older window counts as empty, so no sweeper is needed.
+type limiter struct {
+	slots  []atomic.Uint64
+	limit  uint32 // answers per window; 0 means no limit
+	window int64  // seconds
+	k0, k1 uint64
+}
+
+func newLimiter(limit int, window int64, k0, k1 uint64) *limiter {
+	l := &limiter{window: window, k0: k0 ^ 0x5bd1e995, k1: k1 ^ 0x9e3779b97f4a7c15}
+	if limit > 0 {
+		l.limit = uint32(limit)
+		l.slots = make([]atomic.Uint64, limiterSlots)
+	}
+	if l.window < 1 {
+		l.window = 1
+	}
+	return l
+}
+
+// allow counts one error answer for ip and reports whether it may be sent.
+func (l *limiter) allow(ip netip.Addr, now int64) bool {
+	if l.limit == 0 {
+		return true
+	}
+	a := ip.As16()
+	slot := &l.slots[sipHash24(l.k0, l.k1, a[:])&(limiterSlots-1)]
+	epoch := uint64(uint32(now / l.window))
+	for {
+		old := slot.Load()
+		count := uint32(old)
+		if old>>32 != epoch {
+			count = 0
+		}
+		if count >= l.limit {
+			return false
+		}
+		if slot.CompareAndSwap(old, epoch<<32|uint64(count+1)) {
+			return true
+		}
+	}
+}

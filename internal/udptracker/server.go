@@ -1,0 +1,307 @@
+// Package udptracker is the UDP tracker (BEP 15): the packet codec,
+// stateless connection ids, a per-IP limit on error answers, and a server
+// whose workers each own a SO_REUSEPORT socket and move datagrams in
+// batches (recvmmsg/sendmmsg). The rules live behind the Tracker interface.
+//
+// Private mode is not served over UDP (a UDP announce carries no peer key);
+// like Torrust, the daemon does not start UDP trackers in private mode.
+package udptracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/starling-tracker/starling/internal/metrics"
+	"github.com/starling-tracker/starling/internal/udptracker/batch"
+)
+
+// Defaults of Config.
+const (
+	DefaultCookieLifetime             = 120 * time.Second
+	DefaultMaxConnectionIDErrorsPerIP = 10
+	DefaultErrorWindow                = 10 * time.Second
+	// batchSize is how many datagrams one system call moves.
+	batchSize = 64
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("udptracker: server closed")
+
+// Config is one [[udp_trackers]] listener.
+type Config struct {
+	// BindAddress is host:port; port 0 picks a free port. 0.0.0.0 binds
+	// IPv4 only, [::] both families (IPv4 clients are answered as IPv4).
+	BindAddress string
+	// Sockets is the number of SO_REUSEPORT sockets, each with its own
+	// worker; 0 means one per core (GOMAXPROCS).
+	Sockets int
+	// CookieLifetime is how long a connection id stays valid (0: 120 s).
+	CookieLifetime time.Duration
+	// MaxConnectionIDErrorsPerIP caps the error answers (bad connection
+	// ids and malformed requests) one IP gets per ErrorWindow; further
+	// ones are dropped and counted as rate limited. 0 means the default
+	// (10); negative means no limit.
+	MaxConnectionIDErrorsPerIP int
+	// ErrorWindow is the period of that limit (0: 10 s).
+	ErrorWindow time.Duration
+	// Clock gives the time for connection ids; nil means the wall clock.
+	// The daemon passes its coarse clock, tests a manual one.
+	Clock Clock
+}
+
+// Server is one UDP tracker listener.
+type Server struct {
+	cfg      Config
+	tracker  Tracker
+	counters *metrics.Counters
+	log      *slog.Logger
+	cookies  *cookies
+	limiter  *limiter
+	clock    Clock
+
+	mu       sync.Mutex
+	conns    []*net.UDPConn
+	addr     netip.AddrPort
+	ready    chan struct{}
+	serving  bool
+	closing  atomic.Bool
+	closed   chan struct{} // closed by the first Shutdown
+	workers  sync.WaitGroup
+	cancel   context.CancelFunc
+	shutOnce sync.Once
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() int64 { return time.Now().Unix() }
+
+// New builds a server; Listen binds it. counters may not be nil.
+func New(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Logger) (*Server, error) {
+	if cfg.CookieLifetime == 0 {
+		cfg.CookieLifetime = DefaultCookieLifetime
+	}
+	if cfg.CookieLifetime < time.Second {
+		return nil, fmt.Errorf("udp tracker %s: cookie lifetime %v is under a second; set it to at least 1s", cfg.BindAddress, cfg.CookieLifetime)
+	}
+	if cfg.MaxConnectionIDErrorsPerIP == 0 {
+		cfg.MaxConnectionIDErrorsPerIP = DefaultMaxConnectionIDErrorsPerIP
+	}
+	if cfg.ErrorWindow <= 0 {
+		cfg.ErrorWindow = DefaultErrorWindow
+	}
+	if cfg.Sockets <= 0 {
+		cfg.Sockets = runtime.GOMAXPROCS(0)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	c, err := newCookies(uint32(cfg.CookieLifetime / time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("udp tracker %s: %w", cfg.BindAddress, err)
+	}
+	s := &Server{
+		cfg: cfg, tracker: t, counters: counters, log: log, cookies: c,
+		limiter: newLimiter(cfg.MaxConnectionIDErrorsPerIP, int64(cfg.ErrorWindow/time.Second), c.k1, c.k0),
+		clock:   cfg.Clock,
+		ready:   make(chan struct{}),
+		closed:  make(chan struct{}),
+	}
+	if s.clock == nil {
+		s.clock = wallClock{}
+	}
+	return s, nil
+}
+
+// Listen binds the sockets and logs the bound address. After it returns,
+// Addr is the bound address and Ready is closed.
+func (s *Server) Listen(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return ErrServerClosed
+	}
+	if s.conns != nil {
+		return errors.New("udp tracker: Listen called twice")
+	}
+	conns, err := batch.ListenGroup(ctx, s.cfg.BindAddress, s.cfg.Sockets)
+	if err != nil {
+		return fmt.Errorf("udp tracker: %w", err)
+	}
+	s.conns = conns
+	s.addr = conns[0].LocalAddr().(*net.UDPAddr).AddrPort()
+	s.log.Info("UDP tracker listening on udp://"+s.addr.String(), "sockets", len(conns))
+	close(s.ready)
+	return nil
+}
+
+// Ready is closed once the sockets are bound.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the bound address (valid after Listen).
+func (s *Server) Addr() netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// ListenAndServe is Listen then Serve.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	if err := s.Listen(ctx); err != nil {
+		return err
+	}
+	return s.Serve()
+}
+
+// Serve runs one worker per socket until Shutdown, then returns
+// ErrServerClosed. Listen must have been called.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	if s.conns == nil {
+		s.mu.Unlock()
+		return errors.New("udp tracker: Serve called before Listen")
+	}
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("udp tracker: Serve called twice")
+	}
+	s.serving = true
+	// Requests see this context; Shutdown cancels it only when its own
+	// deadline passes, so in-flight work normally completes.
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	ws := make([]*worker, 0, len(s.conns))
+	for _, uc := range s.conns {
+		bc, err := batch.NewConn(uc, batchSize)
+		if err != nil {
+			s.mu.Unlock()
+			cancel()
+			return fmt.Errorf("udp tracker: %w", err)
+		}
+		ws = append(ws, s.newWorker(bc))
+	}
+	s.workers.Add(len(ws))
+	s.mu.Unlock()
+	for _, w := range ws {
+		go w.run(ctx)
+	}
+	<-s.closed
+	return ErrServerClosed
+}
+
+// Shutdown stops the workers: reads are unblocked with a deadline, each
+// worker finishes its batch, and the sockets are closed. It returns
+// ctx.Err() if the workers did not finish in time (the sockets are closed
+// anyway). Safe to call twice and before Serve.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() {
+		s.mu.Lock()
+		s.closing.Store(true)
+		past := time.Unix(1, 0)
+		for _, c := range s.conns {
+			_ = c.SetDeadline(past)
+		}
+		s.mu.Unlock()
+		close(s.closed)
+	})
+	done := make(chan struct{})
+	go func() { s.workers.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.mu.Lock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	for _, c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// worker owns one socket, its batches and its handler.
+type worker struct {
+	s    *Server
+	conn *batch.Conn
+	h    *handler
+	rx   []batch.Message
+	tx   []batch.Message
+}
+
+func (s *Server) newWorker(c *batch.Conn) *worker {
+	w := &worker{
+		s:    s,
+		conn: c,
+		h:    newHandler(s.tracker, s.cookies, s.limiter, s.clock, s.counters.Stripe(), s.log),
+		rx:   make([]batch.Message, batchSize),
+		tx:   make([]batch.Message, batchSize),
+	}
+	rbuf := make([]byte, batchSize*recvBufLen)
+	tbuf := make([]byte, batchSize*maxPayload4)
+	for i := range w.rx {
+		w.rx[i].Buf = rbuf[i*recvBufLen : (i+1)*recvBufLen : (i+1)*recvBufLen]
+		w.tx[i].Buf = tbuf[i*maxPayload4 : (i+1)*maxPayload4 : (i+1)*maxPayload4]
+	}
+	return w
+}
+
+func (w *worker) run(ctx context.Context) {
+	defer w.s.workers.Done()
+	var lastErr time.Time
+	for {
+		n, err := w.conn.Recv(w.rx)
+		if err != nil {
+			if w.s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if batch.IsTimeout(err) {
+				continue
+			}
+			// An unexpected socket error (out of memory, say): log it at
+			// most once a second and back off so it cannot spin a core.
+			if time.Since(lastErr) > time.Second {
+				w.s.log.Error("UDP tracker read failed", "addr", w.s.addr.String(), "err", err)
+				lastErr = time.Now()
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		out := 0
+		for i := 0; i < n; i++ {
+			m := &w.rx[i]
+			t := &w.tx[out]
+			k := w.h.handle(ctx, m.Addr, m.Buf[:m.N], m.Truncated, t.Buf)
+			if k > 0 {
+				t.N, t.Addr = k, m.Addr
+				out++
+			}
+		}
+		if out == 0 {
+			continue
+		}
+		if _, err := w.conn.Send(w.tx[:out]); err != nil {
+			if w.s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if time.Since(lastErr) > time.Second {
+				w.s.log.Error("UDP tracker write failed", "addr", w.s.addr.String(), "err", err)
+				lastErr = time.Now()
+			}
+		}
+	}
+}
