@@ -1,0 +1,156 @@
+package database
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/swarm"
+)
+
+// CompletedSaver is where a Batcher writes: *DB.
+type CompletedSaver interface {
+	SaveCompleted(ctx context.Context, counts []swarm.CompletedCount) error
+}
+
+// DefaultFlushInterval is how often a Batcher writes: at least once a second,
+// as decisions.md requires.
+const DefaultFlushInterval = time.Second
+
+// Batcher collects completed counts from the announce path and writes them in
+// batches. It implements tracker.CompletionSink.
+//
+// Completed only takes a mutex and sets a map entry: the flusher swaps the
+// whole map out under that mutex and writes it with the mutex released, so an
+// announce never waits on the database. While the database is down the
+// latest count of each torrent stays in memory (one entry per torrent, so
+// memory is bounded by the number of torrents) and is retried on the next
+// tick.
+type Batcher struct {
+	saver    CompletedSaver
+	interval time.Duration
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	pending map[bittorrent.InfoHash]uint32
+
+	// Owned by the flushing side, under flushMu: the map swapped out (kept
+	// to be reused, so steady state allocates nothing) and the slice handed
+	// to the saver.
+	flushMu sync.Mutex
+	batch   map[bittorrent.InfoHash]uint32
+	buf     []swarm.CompletedCount
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// StartBatcher starts a Batcher that writes to saver every interval
+// (DefaultFlushInterval when 0). Its goroutine runs until Close.
+func StartBatcher(saver CompletedSaver, interval time.Duration, log *slog.Logger) *Batcher {
+	if interval <= 0 {
+		interval = DefaultFlushInterval
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Batcher{
+		saver:    saver,
+		interval: interval,
+		log:      log,
+		pending:  make(map[bittorrent.InfoHash]uint32),
+		batch:    make(map[bittorrent.InfoHash]uint32),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go b.run()
+	return b
+}
+
+// Completed records the latest completed count of h. It never blocks on the
+// database.
+func (b *Batcher) Completed(h bittorrent.InfoHash, count uint32) {
+	b.mu.Lock()
+	b.pending[h] = count
+	b.mu.Unlock()
+}
+
+// Pending is the number of torrents whose latest count is not yet written.
+func (b *Batcher) Pending() int {
+	b.mu.Lock()
+	n := len(b.pending)
+	b.mu.Unlock()
+	b.flushMu.Lock()
+	n += len(b.batch) // a batch being written, or one that failed
+	b.flushMu.Unlock()
+	return n
+}
+
+func (b *Batcher) run() {
+	defer close(b.done)
+	t := time.NewTicker(b.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			// Bounded by the database's own timeout; a failure was logged by
+			// the database once per outage, and the counts stay pending.
+			_ = b.Flush(context.Background())
+		}
+	}
+}
+
+// Flush writes every pending count now. On failure the counts stay pending
+// (newer counts that arrived meanwhile win) and the error is returned.
+func (b *Batcher) Flush(ctx context.Context) error {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	b.mu.Lock()
+	if len(b.pending) == 0 {
+		b.mu.Unlock()
+		return nil
+	}
+	b.pending, b.batch = b.batch, b.pending
+	b.mu.Unlock()
+
+	b.buf = b.buf[:0]
+	for h, c := range b.batch {
+		b.buf = append(b.buf, swarm.CompletedCount{InfoHash: h, Completed: c})
+	}
+	err := b.saver.SaveCompleted(ctx, b.buf)
+	if err != nil {
+		// Put the batch back under whatever arrived since: a count in pending
+		// is newer than the one in the batch.
+		b.mu.Lock()
+		for h, c := range b.batch {
+			if _, newer := b.pending[h]; !newer {
+				b.pending[h] = c
+			}
+		}
+		b.mu.Unlock()
+	}
+	clear(b.batch)
+	return err
+}
+
+// Close stops the flusher and writes what is pending, within ctx (graceful
+// shutdown). It returns the final write's error, naming how many counts were
+// not written. Safe to call twice.
+func (b *Batcher) Close(ctx context.Context) error {
+	b.closeOnce.Do(func() {
+		close(b.stop)
+		<-b.done
+		if err := b.Flush(ctx); err != nil {
+			b.closeErr = errors.Join(errors.New("write completed counts at shutdown"), err)
+			b.log.Error("completed counts not written at shutdown", "torrents", b.Pending(), "err", err)
+		}
+	})
+	return b.closeErr
+}

@@ -1,0 +1,146 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// migration is one numbered change Starling makes on top of Torrust's
+// tables. Versions are the same on every engine (a change one engine does not
+// need is a no-op there), so starling_schema_migrations reads alike
+// everywhere. apply must be idempotent: MySQL cannot roll DDL back, so a
+// start-up that dies between apply and the version row repeats apply.
+type migration struct {
+	version int
+	name    string
+	apply   func(ctx context.Context, conn *sql.DB) error // nil: nothing to do on this engine
+}
+
+// migrationsTable records the applied versions. Torrust ignores tables it
+// does not know, so the database stays usable by Torrust.
+const migrationsTable = `CREATE TABLE IF NOT EXISTS starling_schema_migrations (
+    version INTEGER NOT NULL PRIMARY KEY,
+    name VARCHAR(100) NOT NULL,
+    applied_at BIGINT NOT NULL
+)`
+
+// Migration 1 brings databases made by Torrust before v3 (keys.valid_until
+// NOT NULL, Torrust's own manual migration 20240730183500) to the v3 shape in
+// which NULL means a permanent key. On MySQL it also widens valid_until and
+// completed to BIGINT: Torrust's INT(10) ends in January 2038 and cannot hold
+// every u32 count. Torrust reads both columns as 64-bit integers already.
+var (
+	sqliteMigrations = []migration{
+		{1, "keys_valid_until_nullable", sqliteKeysNullable},
+	}
+	mysqlMigrations = []migration{
+		{1, "keys_valid_until_nullable", func(ctx context.Context, conn *sql.DB) error {
+			for _, q := range []string{
+				"ALTER TABLE `keys` MODIFY `valid_until` BIGINT NULL",
+				"ALTER TABLE torrents MODIFY completed BIGINT DEFAULT 0 NOT NULL",
+			} {
+				if _, err := conn.ExecContext(ctx, q); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	}
+	postgresMigrations = []migration{
+		{1, "keys_valid_until_nullable", nil}, // created nullable and 64-bit
+	}
+)
+
+func sqliteKeysNullable(ctx context.Context, conn *sql.DB) error {
+	var notNull int
+	err := conn.QueryRowContext(ctx, `SELECT "notnull" FROM pragma_table_info('keys') WHERE name = 'valid_until'`).Scan(&notNull)
+	if err != nil {
+		return fmt.Errorf("inspect keys.valid_until: %w", err)
+	}
+	if notNull == 0 {
+		return nil
+	}
+	// SQLite cannot drop a NOT NULL constraint in place: copy into a table of
+	// the v3 shape and swap, in one transaction.
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, q := range []string{
+		`CREATE TABLE keys_v3 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            key TEXT NOT NULL UNIQUE,
+            valid_until INTEGER
+         )`,
+		`INSERT INTO keys_v3 (id, key, valid_until) SELECT id, key, valid_until FROM keys`,
+		`DROP TABLE keys`,
+		`ALTER TABLE keys_v3 RENAME TO keys`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// migrate creates Torrust's tables when missing and applies the migrations
+// not yet recorded.
+func (db *DB) migrate(ctx context.Context) error {
+	for _, q := range db.d.schema {
+		if _, err := db.sql.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("create tables: %w", err)
+		}
+	}
+	if _, err := db.sql.ExecContext(ctx, migrationsTable); err != nil {
+		return fmt.Errorf("create starling_schema_migrations: %w", err)
+	}
+	applied := make(map[int]bool)
+	err := db.query(ctx, `SELECT version FROM starling_schema_migrations`, func(rows *sql.Rows) error {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return err
+		}
+		applied[v] = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read starling_schema_migrations: %w", err)
+	}
+	record := fmt.Sprintf(`INSERT INTO starling_schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)`,
+		db.d.placeholder(1), db.d.placeholder(2), db.d.placeholder(3))
+	for _, m := range db.d.migrations {
+		if applied[m.version] {
+			continue
+		}
+		if m.apply != nil {
+			if err := m.apply(ctx, db.sql); err != nil {
+				return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+			}
+		}
+		_, err := db.sql.ExecContext(ctx, record, m.version, m.name, time.Now().Unix())
+		if err != nil && !db.d.isUnique(err) { // unique: another instance recorded it first
+			return fmt.Errorf("record migration %d: %w", m.version, err)
+		}
+		db.log.Info("applied database migration", "database", db.name, "version", m.version, "name", m.name)
+	}
+	return nil
+}
+
+// Migrations lists the versions recorded as applied, for tests and tools.
+func (db *DB) Migrations(ctx context.Context) ([]int, error) {
+	ctx, cancel := db.opContext(ctx)
+	defer cancel()
+	var out []int
+	err := db.query(ctx, `SELECT version FROM starling_schema_migrations ORDER BY version`, func(rows *sql.Rows) error {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return err
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, db.done(ctx, "read migrations", err)
+}
