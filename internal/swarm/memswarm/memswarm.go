@@ -1,0 +1,465 @@
+// Package memswarm is the in-memory swarm store: sharded by info hash, with
+// pointer-free peer records kept in per-shard slabs so that millions of
+// peers cost the garbage collector almost nothing, and with announce and
+// scrape paths that take one lock and allocate nothing.
+package memswarm
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/swarm"
+)
+
+// DefaultShardBits gives 256 shards: with two to a few dozen cores, two
+// announces for different torrents almost never meet on one lock, and
+// fewer shards waste less of their last slab chunk (see BENCHMARKS.md).
+const DefaultShardBits = 8
+
+// sweepBudget bounds the peers one Sweep step examines under a shard lock,
+// so announces on that shard wait at most a few tens of microseconds.
+const sweepBudget = 4096
+
+// Store is the in-memory swarm.Store.
+type Store struct {
+	opts   swarm.Options
+	shards []shard
+	shift  uint
+}
+
+var _ swarm.Store = (*Store)(nil)
+
+// New builds an empty store with DefaultShardBits.
+func New(opts swarm.Options) *Store { return NewSharded(opts, DefaultShardBits) }
+
+// NewSharded builds an empty store with 1<<shardBits shards (0 to 16).
+func NewSharded(opts swarm.Options, shardBits uint) *Store {
+	shardBits = min(shardBits, 16)
+	s := &Store{opts: opts, shards: make([]shard, 1<<shardBits), shift: 16 - shardBits}
+	for i := range s.shards {
+		s.shards[i].index = make(map[bittorrent.InfoHash]uint32)
+		s.shards[i].rng = rand.Uint64()
+	}
+	return s
+}
+
+// shard picks a torrent's shard by the top bits of its hash, so the shards
+// are in hash order and Torrents can page through them without sorting
+// the whole store.
+func (s *Store) shard(h *bittorrent.InfoHash) *shard {
+	return &s.shards[(uint32(h[0])<<8|uint32(h[1]))>>s.shift]
+}
+
+// torrent is one swarm; pointer-free, kept in the shard's torrents slice.
+type torrent struct {
+	hash      bittorrent.InfoHash
+	live      bool
+	p4, p6    seg
+	seeders   uint32
+	leechers  uint32
+	completed uint32
+}
+
+type shard struct {
+	mu       sync.Mutex
+	index    map[bittorrent.InfoHash]uint32
+	torrents []torrent
+	freeT    []uint32
+	p4       slab[[4]byte]
+	p6       slab[[16]byte]
+	rng      uint64
+	// Totals of the shard, kept as it changes.
+	nTorrents, seeders, leechers, completed uint64
+	// Keeps two shards' hot fields off one cache line.
+	_ [64]byte
+}
+
+// rand is wyrand: a few cycles, no allocation, no global lock; the shard
+// lock is held whenever it is called.
+func (sh *shard) rand() uint64 {
+	sh.rng += 0xa0761d6478bd642f
+	hi, lo := bits.Mul64(sh.rng, sh.rng^0xe7037ed1a0b428db)
+	return hi ^ lo
+}
+
+func (sh *shard) get(h *bittorrent.InfoHash) (*torrent, bool) {
+	i, ok := sh.index[*h]
+	if !ok {
+		return nil, false
+	}
+	return &sh.torrents[i], true
+}
+
+func (sh *shard) add(h *bittorrent.InfoHash) *torrent {
+	var i uint32
+	if n := len(sh.freeT); n > 0 {
+		i = sh.freeT[n-1]
+		sh.freeT = sh.freeT[:n-1]
+	} else {
+		i = uint32(len(sh.torrents))
+		sh.torrents = append(sh.torrents, torrent{})
+	}
+	sh.index[*h] = i
+	sh.nTorrents++
+	t := &sh.torrents[i]
+	*t = torrent{hash: *h, live: true}
+	return t
+}
+
+func (sh *shard) drop(i uint32) {
+	t := &sh.torrents[i]
+	sh.p4.release(t.p4)
+	sh.p6.release(t.p6)
+	sh.seeders -= uint64(t.seeders)
+	sh.leechers -= uint64(t.leechers)
+	sh.completed -= uint64(t.completed)
+	sh.nTorrents--
+	delete(sh.index, t.hash)
+	*t = torrent{}
+	sh.freeT = append(sh.freeT, i)
+}
+
+// count moves a peer in or out of the seeder and leecher counts.
+func (sh *shard) count(t *torrent, seeder bool, d int32) {
+	if seeder {
+		t.seeders = uint32(int32(t.seeders) + d)
+		sh.seeders = uint64(int64(sh.seeders) + int64(d))
+	} else {
+		t.leechers = uint32(int32(t.leechers) + d)
+		sh.leechers = uint64(int64(sh.leechers) + int64(d))
+	}
+}
+
+func clampTime(now int64) uint32 {
+	return uint32(min(max(now, 0), 1<<32-1))
+}
+
+// Announce applies a under the shard lock and picks the peers to hand out.
+func (s *Store) Announce(_ context.Context, a *swarm.Announce, resp *bittorrent.AnnounceResponse) (swarm.Result, error) {
+	sh := s.shard(&a.InfoHash)
+	ip := a.Addr.Addr()
+	port := a.Addr.Port()
+	keep := a.Event != bittorrent.EventStopped && port != 0
+	var res swarm.Result
+
+	sh.mu.Lock()
+	t, ok := sh.get(&a.InfoHash)
+	if !ok {
+		if !keep {
+			sh.mu.Unlock()
+			resp.Seeders, resp.Leechers = 0, 0
+			return res, nil
+		}
+		t = sh.add(&a.InfoHash)
+	}
+	self4, self6 := -1, -1
+	if ip.Is4() {
+		self4 = update(sh, &sh.p4, t, &t.p4, ip.As4(), port, keep, a, &res)
+	} else {
+		self6 = update(sh, &sh.p6, t, &t.p6, ip.As16(), port, keep, a, &res)
+	}
+	res.Completed = t.completed
+	resp.Seeders, resp.Leechers = t.seeders, t.leechers
+	if a.NumWant > 0 {
+		sh.pick(t, a, self4, self6, resp)
+	}
+	sh.mu.Unlock()
+	return res, nil
+}
+
+// update applies the announce to the requester's own family and returns
+// the requester's position in it, or -1 when it is not stored.
+func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint16, keep bool, a *swarm.Announce, res *swarm.Result) int {
+	i, found := find(sl.view(*sg), &ip, port)
+	if !keep {
+		if found {
+			ps := sl.view(*sg)
+			sh.count(t, ps[i].seeder(), -1)
+			sl.remove(sg, i)
+		}
+		return -1
+	}
+	if !found {
+		sl.insert(sg, i, &peer[A]{ip: ip, port: port})
+		sh.count(t, a.Left == 0, 1)
+	} else if was := sl.view(*sg)[i].seeder(); was != (a.Left == 0) {
+		sh.count(t, was, -1)
+		sh.count(t, !was, 1)
+	}
+	p := &sl.view(*sg)[i]
+	p.id = a.PeerID
+	p.event = a.Event
+	p.updated = clampTime(a.Now)
+	p.uploaded, p.downloaded, p.left = a.Uploaded, a.Downloaded, a.Left
+	if a.Event == bittorrent.EventCompleted && !p.counted {
+		p.counted = true
+		t.completed++
+		sh.completed++
+		res.CountedCompletion = true
+	}
+	return i
+}
+
+// pick appends a random sample of up to NumWant peers of the wanted
+// families. It walks the union of both families' peers from a random start
+// with a random stride coprime with its length: a permutation that costs
+// no allocation, so every peer is equally likely to be among the first
+// ones taken.
+func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bittorrent.AnnounceResponse) {
+	var v4 []peer[[4]byte]
+	var v6 []peer[[16]byte]
+	if a.Families&bittorrent.IPv4 != 0 {
+		v4 = sh.p4.view(t.p4)
+	}
+	if a.Families&bittorrent.IPv6 != 0 {
+		v6 = sh.p6.view(t.p6)
+	}
+	n4 := uint64(len(v4))
+	n := n4 + uint64(len(v6))
+	seeder := a.Left == 0
+	if n == 0 || seeder && t.leechers == 0 {
+		return
+	}
+	self := uint64(1<<64 - 1)
+	if self4 >= 0 && v4 != nil {
+		self = uint64(self4)
+	} else if self6 >= 0 && v6 != nil {
+		self = n4 + uint64(self6)
+	}
+	r := sh.rand()
+	i := (r & 0xffffffff) % n
+	stride := uint64(1)
+	if n > 2 {
+		stride = 1 + (r>>32)%(n-1)
+		for gcd(stride, n) != 1 {
+			stride++
+			if stride == n {
+				stride = 1
+			}
+		}
+	}
+	want := a.NumWant
+	for range n {
+		if i != self {
+			if i < n4 {
+				if p := &v4[i]; !seeder || !p.seeder() {
+					resp.Peers4 = append(resp.Peers4, bittorrent.Peer{ID: p.id, Addr: netip.AddrPortFrom(netip.AddrFrom4(p.ip), p.port)})
+					if want--; want == 0 {
+						return
+					}
+				}
+			} else if p := &v6[i-n4]; !seeder || !p.seeder() {
+				resp.Peers6 = append(resp.Peers6, bittorrent.Peer{ID: p.id, Addr: netip.AddrPortFrom(netip.AddrFrom16(p.ip), p.port)})
+				if want--; want == 0 {
+					return
+				}
+			}
+		}
+		if i += stride; i >= n {
+			i -= n
+		}
+	}
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// Scrape appends each hash's counts, zeros for unknown ones.
+func (s *Store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, out []bittorrent.SwarmStats) ([]bittorrent.SwarmStats, error) {
+	for k := range hashes {
+		h := &hashes[k]
+		sh := s.shard(h)
+		var st bittorrent.SwarmStats
+		sh.mu.Lock()
+		if t, ok := sh.get(h); ok {
+			st = bittorrent.SwarmStats{Seeders: t.seeders, Completed: t.completed, Leechers: t.leechers}
+		}
+		sh.mu.Unlock()
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func summary(t *torrent) swarm.TorrentSummary {
+	return swarm.TorrentSummary{InfoHash: t.hash, SwarmStats: bittorrent.SwarmStats{
+		Seeders: t.seeders, Completed: t.completed, Leechers: t.leechers}}
+}
+
+func info[A addr](p *peer[A], a netip.Addr) swarm.PeerInfo {
+	return swarm.PeerInfo{
+		ID: p.id, Addr: netip.AddrPortFrom(a, p.port), Updated: int64(p.updated),
+		Uploaded: p.uploaded, Downloaded: p.downloaded, Left: p.left, Event: p.event,
+	}
+}
+
+// Torrent returns one torrent and all its peers, IPv4 first, each family
+// in address order.
+func (s *Store) Torrent(_ context.Context, h bittorrent.InfoHash) (swarm.Torrent, bool, error) {
+	sh := s.shard(&h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	t, ok := sh.get(&h)
+	if !ok {
+		return swarm.Torrent{}, false, nil
+	}
+	v4, v6 := sh.p4.view(t.p4), sh.p6.view(t.p6)
+	out := swarm.Torrent{TorrentSummary: summary(t), Peers: make([]swarm.PeerInfo, 0, len(v4)+len(v6))}
+	for i := range v4 {
+		out.Peers = append(out.Peers, info(&v4[i], netip.AddrFrom4(v4[i].ip)))
+	}
+	for i := range v6 {
+		out.Peers = append(out.Peers, info(&v6[i], netip.AddrFrom16(v6[i].ip)))
+	}
+	return out, true, nil
+}
+
+// Torrents pages through the torrents in hash order. Shards are in hash
+// order, so only the shards that hold the page are read and sorted.
+func (s *Store) Torrents(ctx context.Context, offset, limit int) ([]swarm.TorrentSummary, error) {
+	if offset < 0 || limit <= 0 {
+		return nil, nil
+	}
+	var out []swarm.TorrentSummary
+	for k := range s.shards {
+		sh := &s.shards[k]
+		sh.mu.Lock()
+		n := int(sh.nTorrents)
+		if offset >= n {
+			sh.mu.Unlock()
+			offset -= n
+			continue
+		}
+		page := make([]swarm.TorrentSummary, 0, n)
+		for i := range sh.torrents {
+			if t := &sh.torrents[i]; t.live {
+				page = append(page, summary(t))
+			}
+		}
+		sh.mu.Unlock()
+		slices.SortFunc(page, func(a, b swarm.TorrentSummary) int {
+			return cmp.Compare(string(a.InfoHash[:]), string(b.InfoHash[:]))
+		})
+		page = page[offset:]
+		offset = 0
+		out = append(out, page[:min(len(page), limit-len(out))]...)
+		if len(out) == limit {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("list torrents: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// Totals adds up the shards' counts.
+func (s *Store) Totals(_ context.Context) (swarm.Totals, error) {
+	var t swarm.Totals
+	for k := range s.shards {
+		sh := &s.shards[k]
+		sh.mu.Lock()
+		t.Torrents += sh.nTorrents
+		t.Seeders += sh.seeders
+		t.Leechers += sh.leechers
+		t.Completed += sh.completed
+		sh.mu.Unlock()
+	}
+	return t, nil
+}
+
+// SetCompleted sets the completed counts loaded from the database,
+// creating the torrents that are not known yet. A zero count creates
+// nothing.
+func (s *Store) SetCompleted(_ context.Context, counts []swarm.CompletedCount) error {
+	for k := range counts {
+		c := &counts[k]
+		sh := s.shard(&c.InfoHash)
+		sh.mu.Lock()
+		t, ok := sh.get(&c.InfoHash)
+		if !ok && c.Completed > 0 {
+			t, ok = sh.add(&c.InfoHash), true
+		}
+		if ok {
+			sh.completed = sh.completed - uint64(t.completed) + uint64(c.Completed)
+			t.completed = c.Completed
+		}
+		sh.mu.Unlock()
+	}
+	return nil
+}
+
+// Sweep removes peers last seen at or before cutoff and then, when
+// configured, torrents left without peers. It goes shard by shard and
+// holds a shard's lock for at most about sweepBudget peers, so announces
+// keep flowing during a sweep of millions of peers.
+func (s *Store) Sweep(ctx context.Context, cutoff int64) (swarm.SweepResult, error) {
+	var res swarm.SweepResult
+	for k := range s.shards {
+		sh := &s.shards[k]
+		for i := 0; ; {
+			if err := ctx.Err(); err != nil {
+				return res, fmt.Errorf("sweep peers: %w", err)
+			}
+			sh.mu.Lock()
+			i = s.sweepStep(sh, i, cutoff, &res)
+			done := i >= len(sh.torrents)
+			sh.mu.Unlock()
+			if done {
+				break
+			}
+		}
+	}
+	return res, nil
+}
+
+// sweepStep sweeps torrents from index i on until the budget is spent and
+// returns the next index.
+func (s *Store) sweepStep(sh *shard, i int, cutoff int64, res *swarm.SweepResult) int {
+	budget := sweepBudget
+	for ; i < len(sh.torrents) && budget > 0; i++ {
+		t := &sh.torrents[i]
+		if !t.live {
+			continue
+		}
+		budget -= 1 + int(t.p4.n+t.p6.n)
+		res.Peers += sweepSeg(sh, &sh.p4, t, &t.p4, cutoff)
+		res.Peers += sweepSeg(sh, &sh.p6, t, &t.p6, cutoff)
+		if s.opts.RemovePeerlessTorrents && t.p4.n == 0 && t.p6.n == 0 &&
+			!(s.opts.KeepCompleted && t.completed > 0) {
+			sh.drop(uint32(i))
+			res.Torrents++
+		}
+	}
+	return i
+}
+
+// sweepSeg drops the stale peers of one segment, keeping the order.
+func sweepSeg[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, cutoff int64) int {
+	ps := sl.view(*sg)
+	kept := 0
+	for j := range ps {
+		if int64(ps[j].updated) <= cutoff {
+			sh.count(t, ps[j].seeder(), -1)
+			continue
+		}
+		ps[kept] = ps[j]
+		kept++
+	}
+	removed := len(ps) - kept
+	if removed > 0 {
+		sg.n = uint32(kept)
+		sl.shrink(sg)
+	}
+	return removed
+}

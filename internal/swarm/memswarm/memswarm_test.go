@@ -1,0 +1,111 @@
+package memswarm
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/swarm"
+	"github.com/starling-tracker/starling/internal/swarm/swarmtest"
+)
+
+func newStore(_ testing.TB, opts swarm.Options) swarm.Store { return New(opts) }
+
+func TestConformance(t *testing.T) { swarmtest.Run(t, newStore) }
+
+// TestConformanceOneShard runs the suite with every torrent in one shard,
+// so torrents share slabs and free lists.
+func TestConformanceOneShard(t *testing.T) {
+	swarmtest.Run(t, func(_ testing.TB, opts swarm.Options) swarm.Store { return NewSharded(opts, 0) })
+}
+
+func BenchmarkStore(b *testing.B) { swarmtest.Bench(b, newStore) }
+
+// BenchmarkShards measures parallel announces with several shard counts,
+// to pick DefaultShardBits.
+func BenchmarkShards(b *testing.B) {
+	for _, bits := range []uint{0, 4, 8, 10} {
+		b.Run(fmt.Sprintf("shards=%d", 1<<bits), func(b *testing.B) {
+			swarmtest.Bench(b, func(_ testing.TB, opts swarm.Options) swarm.Store { return NewSharded(opts, bits) })
+		})
+	}
+}
+
+// TestZeroAllocs asserts that announces (new peers, re-announces, stopped,
+// answers of 74 from both families) and scrapes allocate nothing once the
+// store and the response buffers have warmed up.
+func TestZeroAllocs(t *testing.T) {
+	s := New(swarm.Options{})
+	ctx := context.Background()
+	h := swarmtest.Hash(1)
+	for i := range 200 {
+		a := swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100)
+		swarmtest.Do(t, s, a)
+		a.Addr = swarmtest.Addr6(i, 6881)
+		swarmtest.Do(t, s, a)
+	}
+	resp := bittorrent.AnnounceResponse{
+		Peers4: make([]bittorrent.Peer, 0, 74), Peers6: make([]bittorrent.Peer, 0, 74),
+	}
+	tests := []struct {
+		name string
+		a    swarm.Announce
+	}{
+		{"re-announce v4", swarmtest.Announce(h, swarmtest.PeerID(3), swarmtest.Addr4(3, 6881), 101)},
+		{"re-announce v6", swarmtest.Announce(h, swarmtest.PeerID(3), swarmtest.Addr6(3, 6881), 101)},
+		{"unknown torrent stopped", func() swarm.Announce {
+			a := swarmtest.Announce(swarmtest.Hash(2), swarmtest.PeerID(3), swarmtest.Addr4(3, 6881), 101)
+			a.Event = bittorrent.EventStopped
+			return a
+		}()},
+		{"seeder", func() swarm.Announce {
+			a := swarmtest.Announce(h, swarmtest.PeerID(4), swarmtest.Addr4(4, 6881), 101)
+			a.Left = 0
+			return a
+		}()},
+		{"port 0", swarmtest.Announce(h, swarmtest.PeerID(4), swarmtest.Addr4(999, 0), 101)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := tc.a
+			allocs := testing.AllocsPerRun(100, func() {
+				resp.Reset()
+				if _, err := s.Announce(ctx, &a, &resp); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("%v allocations per announce, want 0", allocs)
+			}
+		})
+	}
+	t.Run("join and leave", func(t *testing.T) {
+		// A peer joining and leaving reuses the slab's free segments.
+		a := swarmtest.Announce(h, swarmtest.PeerID(1000), swarmtest.Addr4(1000, 6881), 102)
+		allocs := testing.AllocsPerRun(100, func() {
+			a.Event = bittorrent.EventStarted
+			resp.Reset()
+			s.Announce(ctx, &a, &resp)
+			a.Event = bittorrent.EventStopped
+			resp.Reset()
+			s.Announce(ctx, &a, &resp)
+		})
+		if allocs != 0 {
+			t.Errorf("%v allocations per join and leave, want 0", allocs)
+		}
+	})
+	t.Run("scrape", func(t *testing.T) {
+		hashes := make([]bittorrent.InfoHash, 74)
+		for i := range hashes {
+			hashes[i] = swarmtest.Hash(i)
+		}
+		out := make([]bittorrent.SwarmStats, 0, 74)
+		allocs := testing.AllocsPerRun(100, func() {
+			out, _ = s.Scrape(ctx, hashes, out[:0])
+		})
+		if allocs != 0 {
+			t.Errorf("%v allocations per scrape of 74, want 0", allocs)
+		}
+	})
+}
