@@ -1,0 +1,359 @@
+// Package daemon builds a running tracker from a configuration: it opens the
+// database, loads keys, whitelist and completed counts, builds the rules and
+// the swarm store, binds every listener, and stops them all in order.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/starling-tracker/starling/internal/access"
+	"github.com/starling-tracker/starling/internal/clock"
+	"github.com/starling-tracker/starling/internal/config"
+	"github.com/starling-tracker/starling/internal/database"
+	"github.com/starling-tracker/starling/internal/httptracker"
+	"github.com/starling-tracker/starling/internal/metrics"
+	"github.com/starling-tracker/starling/internal/swarm"
+	"github.com/starling-tracker/starling/internal/swarm/memswarm"
+	"github.com/starling-tracker/starling/internal/tracker"
+	"github.com/starling-tracker/starling/internal/udptracker"
+)
+
+// ShutdownTimeout bounds a graceful stop: in-flight requests get this long.
+const ShutdownTimeout = 10 * time.Second
+
+// Daemon is a tracker built from a configuration.
+type Daemon struct {
+	cfg *config.Config
+	log *slog.Logger
+
+	clock    *clock.Coarse
+	db       *database.DB
+	lists    *access.Lists
+	store    swarm.Store
+	batcher  *database.Batcher
+	counters *metrics.Counters
+	latency  *metrics.Latency
+	tracker  *tracker.Tracker
+
+	udp  []*udptracker.Server
+	http []*httpListener
+	aux  []*auxServer // the REST API and the health check
+
+	stopSweep chan struct{}
+	sweepDone chan struct{}
+}
+
+type httpListener struct {
+	srv  *httptracker.Server
+	bind string
+	ln   net.Listener
+}
+
+// New builds everything the configuration asks for without binding any
+// socket: it opens the database and loads what the mode needs from it.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
+	d = &Daemon{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			d.closeStorage(ctx)
+		}
+	}()
+	core := cfg.Core
+
+	db, err := database.Open(ctx, core.Database.Driver, core.Database.Path, log)
+	if err != nil {
+		return nil, fmt.Errorf("open the %s database (core.database.path): %w", core.Database.Driver, err)
+	}
+	d.db = db
+	log.Info("database opened", "driver", core.Database.Driver, "database", db.String())
+
+	d.lists = access.New(db)
+	if core.Private {
+		if err := d.lists.ReloadKeys(ctx); err != nil {
+			return nil, fmt.Errorf("load peer keys from %s: %w", db, err)
+		}
+		log.Info("peer keys loaded", "keys", len(d.lists.Keys()))
+	}
+	if core.Listed {
+		if err := d.lists.ReloadWhitelist(ctx); err != nil {
+			return nil, fmt.Errorf("load the whitelist from %s: %w", db, err)
+		}
+		log.Info("whitelist loaded", "torrents", len(d.lists.Whitelist()))
+	}
+
+	persist := core.TrackerPolicy.PersistentTorrentCompletedStat
+	d.store = memswarm.New(swarm.Options{
+		RemovePeerlessTorrents: core.TrackerPolicy.RemovePeerlessTorrents,
+		KeepCompleted:          persist,
+	})
+	var sink tracker.CompletionSink
+	if persist {
+		counts, err := db.LoadCompleted(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load completed counts from %s: %w", db, err)
+		}
+		if err := d.store.SetCompleted(ctx, counts); err != nil {
+			return nil, fmt.Errorf("restore completed counts: %w", err)
+		}
+		log.Info("completed counts loaded", "torrents", len(counts))
+		d.batcher = database.StartBatcher(db, 0, log)
+		sink = d.batcher
+	}
+
+	workers := runtime.GOMAXPROCS(0) * (len(cfg.UDPTrackers) + len(cfg.HTTPTrackers) + 1)
+	d.counters = metrics.NewCounters(workers, core.TrackerUsageStatistics)
+	d.latency = metrics.NewLatency(workers)
+	d.clock = clock.NewCoarse()
+	d.tracker = tracker.New(tracker.Config{
+		Private:             core.Private,
+		Listed:              core.Listed,
+		CheckKeysExpiration: core.CheckKeysExpiration(),
+		Interval:            uint32(core.AnnouncePolicy.Interval),
+		MinInterval:         uint32(core.AnnouncePolicy.IntervalMin),
+		MaxPeersPerAnnounce: int(core.AnnouncePolicy.MaxPeersPerAnnounce),
+		ExternalIP:          core.Net.ExternalIP,
+	}, d.store, d.lists, d.clock, sink)
+
+	if core.Private && len(cfg.UDPTrackers) > 0 {
+		// As Torrust: UDP has nowhere to carry a peer key.
+		log.Warn("UDP is not safe for private trackers: the UDP trackers are not started", "udp_trackers", len(cfg.UDPTrackers))
+	} else {
+		for _, u := range cfg.UDPTrackers {
+			srv, err := udptracker.New(udptracker.Config{
+				BindAddress:                u.BindAddress.String(),
+				Sockets:                    u.Sockets,
+				CookieLifetime:             u.CookieLifetime.Duration(),
+				MaxConnectionIDErrorsPerIP: udpErrorLimit(u.MaxConnectionIDErrorsPerIP),
+				ErrorWindow:                time.Minute,
+				Clock:                      d.clock,
+			}, d.tracker, d.counters, log)
+			if err != nil {
+				return nil, err
+			}
+			d.udp = append(d.udp, srv)
+		}
+	}
+	for _, h := range cfg.HTTPTrackers {
+		hc := httptracker.Config{
+			BindAddress:       h.BindAddress.String(),
+			OnReverseProxy:    core.Net.OnReverseProxy,
+			MaxScrapeTorrents: h.MaxScrapeTorrents,
+		}
+		if h.TLS != nil {
+			hc.TLSCertPath, hc.TLSKeyPath = h.TLS.SSLCertPath, h.TLS.SSLKeyPath
+		}
+		srv, err := httptracker.New(hc, d.tracker, d.counters, log)
+		if err != nil {
+			return nil, err
+		}
+		d.http = append(d.http, &httpListener{srv: srv, bind: hc.BindAddress})
+	}
+	if err := d.buildAux(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// udpErrorLimit maps the config's "0 = no limit" onto the server's
+// "negative = no limit".
+func udpErrorLimit(n uint32) int {
+	if n == 0 {
+		return -1
+	}
+	return int(n)
+}
+
+// Tracker is the rules, for tests and tools that run in-process.
+func (d *Daemon) Tracker() *tracker.Tracker { return d.tracker }
+
+// Run binds every listener, serves until ctx ends, then stops gracefully:
+// listeners stop accepting and finish in-flight requests, completed counts
+// are flushed, and the database is closed. A listener that cannot bind
+// stops start-up with its address in the error.
+func (d *Daemon) Run(ctx context.Context) error {
+	errc := make(chan error, len(d.udp)+len(d.http)+len(d.aux))
+	var wg sync.WaitGroup
+	serve := func(name string, f func() error, closed error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, closed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+
+	bindErr := d.bind(ctx)
+	if bindErr == nil {
+		for _, u := range d.udp {
+			serve("udp tracker", u.Serve, udptracker.ErrServerClosed)
+		}
+		for _, h := range d.http {
+			h := h
+			serve("http tracker", func() error { return h.srv.Serve(h.ln) }, httptracker.ErrServerClosed)
+		}
+		d.serveAux(serve)
+		for _, h := range d.http {
+			<-h.srv.Ready()
+		}
+		d.waitAuxReady()
+		d.startSweeper()
+		d.log.Info("Starling is ready", "mode", d.tracker.Mode(),
+			"udp_trackers", len(d.udp), "http_trackers", len(d.http))
+	}
+
+	var runErr error
+	if bindErr != nil {
+		runErr = bindErr
+	} else {
+		select {
+		case <-ctx.Done():
+			d.log.Info("shutting down", "reason", context.Cause(ctx))
+		case runErr = <-errc:
+			d.log.Error("a listener failed; shutting down", "err", runErr)
+		}
+	}
+
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	if err := d.shutdown(stopCtx); err != nil && runErr == nil {
+		runErr = err
+	}
+	wg.Wait()
+	if runErr == nil {
+		d.log.Info("stopped")
+	}
+	return runErr
+}
+
+// bind opens every socket before anything serves, so a busy port stops
+// start-up cleanly.
+func (d *Daemon) bind(ctx context.Context) error {
+	for _, u := range d.udp {
+		if err := u.Listen(ctx); err != nil {
+			return fmt.Errorf("%w (is another process using it? change [[udp_trackers]] bind_address)", err)
+		}
+	}
+	for _, h := range d.http {
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, tcpNetwork(h.bind), h.bind)
+		if err != nil {
+			return fmt.Errorf("http tracker: listen on %s: %w (is another process using it? change [[http_trackers]] bind_address)", h.bind, err)
+		}
+		h.ln = ln
+	}
+	return d.bindAux(ctx)
+}
+
+// tcpNetwork keeps an IPv4 bind address IPv4-only, as Torrust binds it; an
+// IPv6 one ([::]) is dual-stack.
+func tcpNetwork(bind string) string {
+	if ap, err := netip.ParseAddrPort(bind); err == nil && ap.Addr().Is4() {
+		return "tcp4"
+	}
+	return "tcp"
+}
+
+func (d *Daemon) shutdown(ctx context.Context) error {
+	d.markShuttingDown()
+	if d.stopSweep != nil {
+		close(d.stopSweep)
+		<-d.sweepDone
+	}
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	stop := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, u := range d.udp {
+		stop(u.Shutdown)
+	}
+	for _, h := range d.http {
+		if h.ln != nil {
+			stop(h.srv.Shutdown)
+		}
+	}
+	wg.Wait()
+	d.shutdownAux(ctx, stop)
+	wg.Wait()
+	if err := d.closeStorage(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// closeStorage flushes completed counts and closes the database.
+func (d *Daemon) closeStorage(ctx context.Context) error {
+	var errs []error
+	if d.batcher != nil {
+		if err := d.batcher.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flush completed counts: %w", err))
+		}
+		d.batcher = nil
+	}
+	if d.db != nil {
+		if err := d.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close database: %w", err))
+		}
+		d.db = nil
+	}
+	if d.clock != nil {
+		d.clock.Stop()
+	}
+	return errors.Join(errs...)
+}
+
+// startSweeper removes inactive peers every inactive_peer_cleanup_interval.
+func (d *Daemon) startSweeper() {
+	every := d.cfg.Core.InactivePeerCleanupInterval.Duration()
+	if every <= 0 {
+		return
+	}
+	timeout := int64(d.cfg.Core.TrackerPolicy.MaxPeerTimeout)
+	d.stopSweep = make(chan struct{})
+	d.sweepDone = make(chan struct{})
+	go func() {
+		defer close(d.sweepDone)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-d.stopSweep:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithCancel(context.Background())
+				go func() {
+					select {
+					case <-d.stopSweep:
+						cancel()
+					case <-ctx.Done():
+					}
+				}()
+				res, err := d.store.Sweep(ctx, d.clock.Now()-timeout)
+				cancel()
+				if err != nil && !errors.Is(err, context.Canceled) {
+					d.log.Error("sweep inactive peers", "err", err)
+					continue
+				}
+				d.log.Debug("swept inactive peers", "peers", res.Peers, "torrents", res.Torrents)
+			}
+		}
+	}()
+}
