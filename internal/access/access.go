@@ -76,7 +76,7 @@ func New(store Store) *Lists {
 	return l
 }
 
-func keyShardOf(k bittorrent.Key) int      { return int(k[0]^k[31]) % shards }
+func keyShardOf(k bittorrent.Key) int       { return int(k[0]^k[31]) % shards }
 func listShardOf(h bittorrent.InfoHash) int { return int(h[0]) % shards }
 
 // Whitelisted reports whether h is on the whitelist.

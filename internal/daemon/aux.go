@@ -107,4 +107,3 @@ func (d *Daemon) shutdownAux(ctx context.Context, stop func(func(context.Context
 		})
 	}
 }
-
