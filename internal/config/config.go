@@ -1,0 +1,293 @@
+// Package config reads Starling's configuration: Torrust Tracker's TOML schema
+// 2.0.0 (so an existing tracker.toml works unchanged) plus a few Starling keys,
+// from built-in defaults < a TOML file or text < environment overrides.
+//
+// Nothing is mandatory. Unknown keys and invalid values are errors that name
+// the key, and every problem is reported at once, because a typo in a
+// security setting must never be ignored silently.
+//
+// The package imports no other Starling package: the daemon translates these
+// plain fields into each component's own settings.
+package config
+
+import (
+	"log/slog"
+	"math"
+	"net/netip"
+	"time"
+)
+
+// SchemaVersion is the only Torrust configuration schema Starling reads.
+const SchemaVersion = "2.0.0"
+
+// Database drivers.
+const (
+	DriverSQLite3    = "sqlite3"
+	DriverMySQL      = "mysql"
+	DriverPostgreSQL = "postgresql"
+)
+
+// DefaultSQLitePath is Torrust's default database file, relative to the
+// working directory.
+const DefaultSQLitePath = "./storage/tracker/lib/database/sqlite3.db"
+
+// Limits on values that size per-request work or per-listener resources. They
+// are far above any sensible setting and exist so a typo (an extra zero or
+// three) is caught instead of turning into huge buffers.
+const (
+	MaxPeersPerAnnounceLimit = 1000
+	MaxScrapeTorrentsLimit   = 1000
+	MaxSocketsPerListener    = 256
+)
+
+// Config is the whole configuration. Field names follow the TOML keys.
+type Config struct {
+	Metadata Metadata `toml:"metadata"`
+	Logging  Logging  `toml:"logging"`
+	Core     Core     `toml:"core"`
+	// UDPTrackers are the UDP listeners. In a file, no [[udp_trackers]]
+	// means no UDP tracker (as in Torrust); only the file-less defaults
+	// start one.
+	UDPTrackers []UDPTracker `toml:"udp_trackers"`
+	// HTTPTrackers are the HTTP listeners; absent in a file means none.
+	HTTPTrackers []HTTPTracker `toml:"http_trackers"`
+	// HTTPAPI is the REST API; nil (no [http_api] in a file) means off.
+	HTTPAPI        *HTTPAPI       `toml:"http_api"`
+	HealthCheckAPI HealthCheckAPI `toml:"health_check_api"`
+}
+
+// Metadata identifies the file's schema.
+type Metadata struct {
+	App           string `toml:"app"`     // "torrust-tracker" (or "starling")
+	Purpose       string `toml:"purpose"` // "configuration"
+	SchemaVersion string `toml:"schema_version"`
+}
+
+// Logging holds the log threshold.
+type Logging struct {
+	// Threshold is one of off, error, warn, info, debug, trace.
+	Threshold string `toml:"threshold"`
+}
+
+// Level is the slog level for the threshold; trace is below debug. Use Off
+// to tell whether logging is disabled.
+func (l Logging) Level() slog.Level {
+	switch l.Threshold {
+	case "error":
+		return slog.LevelError
+	case "warn":
+		return slog.LevelWarn
+	case "debug":
+		return slog.LevelDebug
+	case "trace":
+		return slog.LevelDebug - 4
+	case "off":
+		return slog.Level(math.MaxInt32)
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// Off reports whether logging is disabled.
+func (l Logging) Off() bool { return l.Threshold == "off" }
+
+// Core holds the tracker rules, the database and the network policy.
+type Core struct {
+	AnnouncePolicy AnnouncePolicy `toml:"announce_policy"`
+	Database       Database       `toml:"database"`
+	// InactivePeerCleanupInterval is how often inactive peers are swept,
+	// in seconds; 0 disables the sweep.
+	InactivePeerCleanupInterval Seconds `toml:"inactive_peer_cleanup_interval"`
+	Listed                      bool    `toml:"listed"`
+	Net                         Net     `toml:"net"`
+	Private                     bool    `toml:"private"`
+	// PrivateMode is nil when the file has no [core.private_mode] section;
+	// keys' expiry is then still checked. Use CheckKeysExpiration.
+	PrivateMode            *PrivateMode  `toml:"private_mode"`
+	TrackerPolicy          TrackerPolicy `toml:"tracker_policy"`
+	TrackerUsageStatistics bool          `toml:"tracker_usage_statistics"`
+}
+
+// CheckKeysExpiration reports whether expired peer keys are refused.
+func (c Core) CheckKeysExpiration() bool {
+	return c.PrivateMode == nil || c.PrivateMode.CheckKeysExpiration
+}
+
+// Mode names the mode as Torrust does: public, listed, private,
+// private_listed.
+func (c Core) Mode() string {
+	switch {
+	case c.Private && c.Listed:
+		return "private_listed"
+	case c.Private:
+		return "private"
+	case c.Listed:
+		return "listed"
+	default:
+		return "public"
+	}
+}
+
+// AnnouncePolicy is what announce answers tell clients.
+type AnnouncePolicy struct {
+	Interval    Seconds `toml:"interval"`
+	IntervalMin Seconds `toml:"interval_min"`
+	// MaxPeersPerAnnounce caps the peers in one answer (newer Torrust key).
+	MaxPeersPerAnnounce uint32 `toml:"max_peers_per_announce"`
+}
+
+// Database selects the persistence engine.
+type Database struct {
+	// Driver is sqlite3, mysql or postgresql.
+	Driver string `toml:"driver"`
+	// Path is the SQLite file, or for mysql/postgresql a URL such as
+	// mysql://user:password@host:3306/db. It may hold a password: log the
+	// Database (it redacts itself), never Path.
+	Path string `toml:"path"`
+}
+
+// Net is the client address policy.
+type Net struct {
+	// ExternalIP replaces loopback client addresses when it is a specific
+	// address; the default 0.0.0.0 keeps them.
+	ExternalIP netip.Addr `toml:"external_ip"`
+	// OnReverseProxy takes the HTTP client address from the right-most
+	// X-Forwarded-For entry.
+	OnReverseProxy bool `toml:"on_reverse_proxy"`
+}
+
+// PrivateMode tunes private mode.
+type PrivateMode struct {
+	CheckKeysExpiration bool `toml:"check_keys_expiration"`
+}
+
+// TrackerPolicy governs peer expiry and torrent removal.
+type TrackerPolicy struct {
+	// MaxPeerTimeout is how long a silent peer stays listed, in seconds.
+	MaxPeerTimeout                 Seconds `toml:"max_peer_timeout"`
+	PersistentTorrentCompletedStat bool    `toml:"persistent_torrent_completed_stat"`
+	RemovePeerlessTorrents         bool    `toml:"remove_peerless_torrents"`
+}
+
+// UDPTracker is one UDP listener.
+type UDPTracker struct {
+	// BindAddress is ip:port; port 0 picks a free port.
+	BindAddress netip.AddrPort `toml:"bind_address"`
+	// CookieLifetime is how long a connection id stays valid, in seconds.
+	// Newer Torrust writes it as { secs = 120, nanos = 0 }; both forms load.
+	CookieLifetime Seconds `toml:"cookie_lifetime"`
+	// Sockets is the number of SO_REUSEPORT sockets bound to BindAddress,
+	// each with its own reader; 0 means one per CPU core.
+	Sockets int `toml:"sockets"`
+	// MaxConnectionIDErrorsPerIP is how many error answers to bad or
+	// expired connection ids one source IP gets per minute; further bad ids
+	// from it are dropped unanswered until the minute is over, so the
+	// tracker cannot be used to reflect traffic. 0 means no limit.
+	MaxConnectionIDErrorsPerIP uint32 `toml:"max_connection_id_errors_per_ip"`
+	// IPv6V6Only sets IPV6_V6ONLY on an IPv6 socket (newer Torrust key).
+	IPv6V6Only bool `toml:"ipv6_v6only"`
+	// TrackerUsageStatistics is accepted from newer Torrust files; Starling's
+	// counters follow core.tracker_usage_statistics for every listener.
+	TrackerUsageStatistics bool `toml:"tracker_usage_statistics"`
+}
+
+// HTTPTracker is one HTTP(S) listener.
+type HTTPTracker struct {
+	BindAddress netip.AddrPort `toml:"bind_address"`
+	// TLS turns the listener into HTTPS. Read from tls_config or Torrust's
+	// spelling tsl_config.
+	TLS *TLSConfig `toml:"tls_config" alias:"tsl_config"`
+	// MaxScrapeTorrents caps the info hashes answered per scrape; the rest
+	// of the request is ignored.
+	MaxScrapeTorrents int `toml:"max_scrape_torrents"`
+	// IPv6V6Only sets IPV6_V6ONLY on an IPv6 socket (newer Torrust key).
+	IPv6V6Only bool `toml:"ipv6_v6only"`
+	// TrackerUsageStatistics is accepted from newer Torrust files; see
+	// UDPTracker.TrackerUsageStatistics.
+	TrackerUsageStatistics bool `toml:"tracker_usage_statistics"`
+}
+
+// TLSConfig names the certificate and key files (PEM).
+type TLSConfig struct {
+	SSLCertPath string `toml:"ssl_cert_path"`
+	SSLKeyPath  string `toml:"ssl_key_path"`
+}
+
+// HTTPAPI is the REST API listener.
+type HTTPAPI struct {
+	BindAddress netip.AddrPort `toml:"bind_address"`
+	TLS         *TLSConfig     `toml:"tls_config" alias:"tsl_config"`
+	// AccessTokens maps a label to a token; every token has full access.
+	AccessTokens AccessTokens `toml:"access_tokens"`
+}
+
+// AccessTokens maps labels to API tokens. Printing it shows the labels only.
+type AccessTokens map[string]string
+
+// HealthCheckAPI is the health-check listener; it is always on.
+type HealthCheckAPI struct {
+	BindAddress netip.AddrPort `toml:"bind_address"`
+}
+
+// Seconds is a duration in whole seconds, as Torrust writes them.
+type Seconds uint32
+
+// Duration converts s to a time.Duration.
+func (s Seconds) Duration() time.Duration { return time.Duration(s) * time.Second }
+
+// Default is the configuration used when there is no configuration at all:
+// Torrust's defaults plus one UDP tracker on 0.0.0.0:6969, one HTTP tracker on
+// 0.0.0.0:7070 and the API on 127.0.0.1:1212. It has no access token, so no
+// well-known token ever grants access.
+func Default() *Config {
+	c := base()
+	c.UDPTrackers = []UDPTracker{DefaultUDPTracker()}
+	c.HTTPTrackers = []HTTPTracker{DefaultHTTPTracker()}
+	api := DefaultHTTPAPI()
+	c.HTTPAPI = &api
+	return c
+}
+
+// base is what a configuration file starts from: the defaults of every key,
+// but no UDP, HTTP or API listener unless the file lists them, as in Torrust.
+func base() *Config {
+	return &Config{
+		Metadata: Metadata{App: "torrust-tracker", Purpose: "configuration", SchemaVersion: SchemaVersion},
+		Logging:  Logging{Threshold: "info"},
+		Core: Core{
+			AnnouncePolicy:              AnnouncePolicy{Interval: 120, IntervalMin: 120, MaxPeersPerAnnounce: 74},
+			Database:                    Database{Driver: DriverSQLite3, Path: DefaultSQLitePath},
+			InactivePeerCleanupInterval: 600,
+			Net:                         Net{ExternalIP: netip.IPv4Unspecified()},
+			TrackerPolicy:               TrackerPolicy{MaxPeerTimeout: 900, RemovePeerlessTorrents: true},
+			TrackerUsageStatistics:      true,
+		},
+		HealthCheckAPI: HealthCheckAPI{BindAddress: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 1313)},
+	}
+}
+
+// DefaultUDPTracker is a [[udp_trackers]] entry with every key defaulted.
+func DefaultUDPTracker() UDPTracker {
+	return UDPTracker{
+		BindAddress:                netip.AddrPortFrom(netip.IPv4Unspecified(), 6969),
+		CookieLifetime:             120,
+		MaxConnectionIDErrorsPerIP: 10,
+	}
+}
+
+// DefaultHTTPTracker is a [[http_trackers]] entry with every key defaulted.
+func DefaultHTTPTracker() HTTPTracker {
+	return HTTPTracker{
+		BindAddress:       netip.AddrPortFrom(netip.IPv4Unspecified(), 7070),
+		MaxScrapeTorrents: 74,
+	}
+}
+
+// DefaultHTTPAPI is an [http_api] section with every key defaulted: local
+// only, and no token.
+func DefaultHTTPAPI() HTTPAPI {
+	return HTTPAPI{
+		BindAddress:  netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 1212),
+		AccessTokens: AccessTokens{},
+	}
+}
