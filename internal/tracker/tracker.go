@@ -7,6 +7,7 @@ package tracker
 import (
 	"context"
 	"net/netip"
+	"sync"
 
 	"github.com/starling-tracker/starling/internal/access"
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -97,6 +98,8 @@ func (t *Tracker) ClientIP(a netip.Addr) netip.Addr {
 	return a
 }
 
+var announcePool = sync.Pool{New: func() any { return new(swarm.Announce) }}
+
 // Announce checks req against the mode, records the peer and fills resp.
 // Refusals are *bittorrent.ClientError.
 func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
@@ -117,7 +120,11 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	if fam == 0 {
 		fam = bittorrent.BothFamilies
 	}
-	a := swarm.Announce{
+	// The store is an interface, so a pointer passed to it escapes; a pool
+	// keeps the announce path free of a heap allocation per request.
+	a := announcePool.Get().(*swarm.Announce)
+	defer announcePool.Put(a)
+	*a = swarm.Announce{
 		InfoHash:   req.InfoHash,
 		PeerID:     req.PeerID,
 		Addr:       netip.AddrPortFrom(t.ClientIP(req.Addr.Addr()), req.Addr.Port()),
@@ -131,7 +138,7 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	}
 	resp.Interval = t.cfg.Interval
 	resp.MinInterval = t.cfg.MinInterval
-	res, err := t.store.Announce(ctx, &a, resp)
+	res, err := t.store.Announce(ctx, a, resp)
 	if err != nil {
 		return err
 	}
