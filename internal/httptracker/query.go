@@ -223,14 +223,17 @@ func parseScrape(q []byte, hasQuery bool, hashes []bittorrent.InfoHash, max int)
 }
 
 // percentDecode20 decodes s into dst and returns the decoded length, which
-// may exceed 20 (then dst holds the first 20 bytes). Like Rust's
-// percent_encoding, a '%' not followed by two hex digits is kept literally,
-// and '+' is not a space.
+// may exceed 20 (then dst holds the first 20 bytes). As in Torrust, a '%'
+// not followed by two hex digits is kept literally. Unlike Torrust, '+' is a
+// space (form encoding): anacrolix's scrape sends byte 0x20 as '+', and no
+// client sends a literal '+' unescaped, since it is reserved in queries.
 func percentDecode20(s []byte, dst *[20]byte) int {
 	n := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c == '%' && i+2 < len(s) {
+		if c == '+' {
+			c = ' '
+		} else if c == '%' && i+2 < len(s) {
 			hi, ok1 := unhex(s[i+1])
 			lo, ok2 := unhex(s[i+2])
 			if ok1 && ok2 {
