@@ -69,8 +69,8 @@ func (d *dialect) build() *dialect {
 	return d
 }
 
-func question(int) string  { return "?" }
-func dollar(i int) string  { return fmt.Sprintf("$%d", i) }
+func question(int) string { return "?" }
+func dollar(i int) string { return fmt.Sprintf("$%d", i) }
 func sqliteErrCode(err error) int {
 	var e *sqlite.Error
 	if errors.As(err, &e) {

@@ -1,0 +1,237 @@
+package database_test
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/database"
+	"github.com/starling-tracker/starling/internal/swarm"
+	"github.com/starling-tracker/starling/internal/tracker"
+)
+
+var _ tracker.CompletionSink = (*database.Batcher)(nil)
+
+// fakeSaver records what it is given; it fails while fail is set and waits
+// on gate (when not nil) before answering.
+type fakeSaver struct {
+	mu     sync.Mutex
+	fail   bool
+	gate   chan struct{}
+	calls  int
+	stored map[bittorrent.InfoHash]uint32
+	saved  chan int // receives len(batch) of each successful save
+	enter  chan struct{}
+}
+
+func newFakeSaver() *fakeSaver {
+	return &fakeSaver{stored: make(map[bittorrent.InfoHash]uint32), saved: make(chan int, 100), enter: make(chan struct{}, 1)}
+}
+
+func (f *fakeSaver) SaveCompleted(ctx context.Context, counts []swarm.CompletedCount) error {
+	f.mu.Lock()
+	gate, fail := f.gate, f.fail
+	f.calls++
+	f.mu.Unlock()
+	select {
+	case f.enter <- struct{}{}:
+	default:
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if fail {
+		return errors.New("database down")
+	}
+	f.mu.Lock()
+	for _, c := range counts {
+		f.stored[c.InfoHash] = c.Completed
+	}
+	f.mu.Unlock()
+	select {
+	case f.saved <- len(counts):
+	default:
+	}
+	return nil
+}
+
+func (f *fakeSaver) snapshot() map[bittorrent.InfoHash]uint32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.stored)
+}
+
+func (f *fakeSaver) set(fail bool, gate chan struct{}) {
+	f.mu.Lock()
+	f.fail, f.gate = fail, gate
+	f.mu.Unlock()
+}
+
+// An hour: the ticker never fires in tests that flush by hand.
+const never = time.Hour
+
+func TestBatcherFlushesOnTick(t *testing.T) {
+	f := newFakeSaver()
+	b := database.StartBatcher(f, 10*time.Millisecond, nil)
+	defer b.Close(t.Context())
+	b.Completed(hash(1), 3)
+	select {
+	case n := <-f.saved:
+		if n != 1 {
+			t.Fatalf("first flush wrote %d counts, want 1", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no flush within 5 s at a 10 ms interval")
+	}
+	if got := f.snapshot()[hash(1)]; got != 3 {
+		t.Fatalf("stored %d, want 3", got)
+	}
+}
+
+func TestBatcherKeepsLatestAndRetries(t *testing.T) {
+	f := newFakeSaver()
+	b := database.StartBatcher(f, never, nil)
+	defer b.Close(t.Context())
+	ctx := t.Context()
+
+	f.set(true, nil)
+	for i := range 1000 { // 10 torrents, 100 completions each
+		b.Completed(hash(i%10), uint32(i))
+	}
+	if err := b.Flush(ctx); err == nil {
+		t.Fatal("Flush succeeded against a failing database")
+	}
+	if n := b.Pending(); n != 10 {
+		t.Fatalf("Pending = %d after a failed flush, want 10 (one per torrent)", n)
+	}
+	// A newer count that arrives while the database is down wins over the
+	// one put back from the failed batch.
+	b.Completed(hash(0), 5000)
+	if err := b.Flush(ctx); err == nil {
+		t.Fatal("Flush succeeded against a failing database")
+	}
+	f.set(false, nil)
+	if err := b.Flush(ctx); err != nil {
+		t.Fatalf("Flush after recovery: %v", err)
+	}
+	got := f.snapshot()
+	want := map[bittorrent.InfoHash]uint32{hash(0): 5000}
+	for i := 1; i < 10; i++ {
+		want[hash(i)] = uint32(990 + i)
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("stored %v\nwant %v", got, want)
+	}
+	if n := b.Pending(); n != 0 {
+		t.Fatalf("Pending = %d after a good flush", n)
+	}
+}
+
+// While a write hangs, Completed keeps returning at once.
+func TestBatcherNeverBlocksAnnounces(t *testing.T) {
+	f := newFakeSaver()
+	gate := make(chan struct{})
+	f.set(false, gate)
+	b := database.StartBatcher(f, never, nil)
+	b.Completed(hash(1), 1)
+	flushed := make(chan error, 1)
+	go func() { flushed <- b.Flush(context.Background()) }()
+	select { // the flush is inside the saver, holding its batch
+	case <-f.enter:
+	case <-time.After(5 * time.Second):
+		t.Fatal("flush never reached the saver")
+	}
+	start := time.Now()
+	for i := range 100_000 {
+		b.Completed(hash(i%1000), uint32(i))
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("100000 completions took %v while the database hung", d)
+	}
+	close(gate)
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(t.Context()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	got := f.snapshot()
+	if len(got) != 1000 || got[hash(999)] != 99_999 {
+		t.Fatalf("after Close stored %d torrents, hash 999 = %d", len(got), got[hash(999)])
+	}
+}
+
+func TestBatcherCloseFlushesAndIsIdempotent(t *testing.T) {
+	f := newFakeSaver()
+	b := database.StartBatcher(f, never, nil)
+	b.Completed(hash(1), 1)
+	b.Completed(hash(2), 2)
+	for range 2 {
+		if err := b.Close(t.Context()); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+	if got := f.snapshot(); len(got) != 2 {
+		t.Fatalf("Close wrote %v", got)
+	}
+}
+
+func TestBatcherCloseReportsUnwritten(t *testing.T) {
+	f := newFakeSaver()
+	f.set(true, nil)
+	b := database.StartBatcher(f, never, nil)
+	b.Completed(hash(1), 1)
+	if err := b.Close(t.Context()); err == nil {
+		t.Fatal("Close returned nil with the database down")
+	}
+}
+
+func TestBatcherCompletedAllocatesNothing(t *testing.T) {
+	f := newFakeSaver()
+	b := database.StartBatcher(f, never, nil)
+	defer b.Close(t.Context())
+	hashes := make([]bittorrent.InfoHash, 64)
+	for i := range hashes {
+		hashes[i] = hash(i)
+		b.Completed(hashes[i], 1)
+	}
+	// Two flushes grow both maps, which are then reused.
+	for range 2 {
+		if err := b.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hashes {
+			b.Completed(h, 2)
+		}
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		b.Completed(hashes[i%len(hashes)], uint32(i))
+		i++
+	})
+	if allocs != 0 {
+		t.Fatalf("Completed allocates %v per call, want 0", allocs)
+	}
+}
+
+func BenchmarkBatcherCompleted(b *testing.B) {
+	f := newFakeSaver()
+	bt := database.StartBatcher(f, 10*time.Millisecond, nil)
+	defer bt.Close(context.Background())
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			bt.Completed(hash(i&1023), uint32(i))
+			i++
+		}
+	})
+}
