@@ -400,4 +400,3 @@ func TestEncodeRoundTrip(t *testing.T) {
 		})
 	}
 }
-

@@ -159,14 +159,26 @@ func (b *binder) add(path, format string, args ...any) {
 	b.problems = append(b.problems, &Problem{Key: path, Env: b.envFor(path), Msg: fmt.Sprintf(format, args...)})
 }
 
-// envFor names the override that set path or a table containing it.
+// envFor names the override that set path, a table containing it or,
+// failing those, a key inside it (a section an override brought into being).
 func (b *binder) envFor(path string) string {
 	for p := path; p != ""; p = parentPath(p) {
 		if e, ok := b.env[p]; ok {
 			return e
 		}
 	}
-	return ""
+	if path == "" {
+		return ""
+	}
+	best := ""
+	for p, e := range b.env {
+		if strings.HasPrefix(p, path+".") || strings.HasPrefix(p, path+"[") {
+			if best == "" || e < best {
+				best = e
+			}
+		}
+	}
+	return best
 }
 
 func parentPath(p string) string {

@@ -335,6 +335,9 @@ func (b *binder) apply(tree map[string]any, o override) {
 		return
 	}
 	b.env[o.path] = o.env
+	add := func(path, format string, args ...any) {
+		b.problems = append(b.problems, &Problem{Key: path, Env: o.env, Msg: fmt.Sprintf(format, args...)})
+	}
 	t := reflect.TypeFor[Config]()
 	var node any = tree
 	// set stores a replacement for node in its parent: a list that grew or
@@ -347,7 +350,7 @@ func (b *binder) apply(tree map[string]any, o override) {
 		case reflect.Struct:
 			m, ok := node.(map[string]any)
 			if !ok {
-				b.add(path, "cannot set %s: this is %s, not a table", o.path, tomlType(node))
+				add(path, "cannot set %s: this is %s, not a table", o.path, tomlType(node))
 				return
 			}
 			f, _ := lookupField(t, seg)
@@ -377,11 +380,11 @@ func (b *binder) apply(tree map[string]any, o override) {
 			n, _ := strconv.Atoi(seg)
 			list, ok := asList(node)
 			if !ok {
-				b.add(path, "cannot set %s: this is %s, not a list", o.path, tomlType(node))
+				add(path, "cannot set %s: this is %s, not a list", o.path, tomlType(node))
 				return
 			}
 			if n > len(list) {
-				b.add(indexKey(path, n), "entry %d does not exist: the list has %d entries, so the index may be at most %d (which appends one)", n, len(list), len(list))
+				add(indexKey(path, n), "entry %d does not exist: the list has %d entries, so the index may be at most %d (which appends one)", n, len(list), len(list))
 				return
 			}
 			if n == len(list) {
@@ -399,7 +402,7 @@ func (b *binder) apply(tree map[string]any, o override) {
 		case reflect.Map:
 			m, ok := node.(map[string]any)
 			if !ok {
-				b.add(path, "cannot set %s: this is %s, not a table", o.path, tomlType(node))
+				add(path, "cannot set %s: this is %s, not a table", o.path, tomlType(node))
 				return
 			}
 			m[seg] = v
