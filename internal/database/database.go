@@ -140,8 +140,8 @@ func (db *DB) init(ctx context.Context) error {
 // Driver is the engine.
 func (db *DB) Driver() Driver { return db.driver }
 
-// String names the database for logs: the engine and the path or URL with
-// its password redacted.
+// String names the database for logs: "sqlite3 <path>", or the URL with its
+// password redacted.
 func (db *DB) String() string { return db.name }
 
 // SetTimeout changes the bound on each operation (DefaultTimeout).

@@ -239,7 +239,7 @@ func openSQLite(path string, log *slog.Logger) (*DB, error) {
 // openMySQL opens mysql://user:pass@host:port/db as Torrust takes it. Query
 // parameters are go-sql-driver options (tls=true, timeout=10s, …).
 func openMySQL(raw string, log *slog.Logger) (*DB, error) {
-	name := string(MySQL) + " " + Redact(raw)
+	name := Redact(raw)
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "mysql" || u.Host == "" {
 		return nil, fmt.Errorf("open database %s: [core.database] path must be a URL like mysql://user:password@host:3306/database", name)
@@ -291,7 +291,7 @@ func (l mysqlLogger) Print(v ...any) { l.log.Debug("mysql driver", "msg", fmt.Sp
 // openPostgres opens postgres:// or postgresql:// URLs (libpq syntax, any
 // libpq parameter such as sslmode or search_path).
 func openPostgres(raw string, log *slog.Logger) (*DB, error) {
-	name := string(PostgreSQL) + " " + Redact(raw)
+	name := Redact(raw)
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return nil, fmt.Errorf("open database %s: [core.database] path must be a URL like postgresql://user:password@host:5432/database", name)
