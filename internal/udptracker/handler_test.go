@@ -1,0 +1,214 @@
+package udptracker
+
+import (
+	"context"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/starling-tracker/starling/internal/access"
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/clock"
+	"github.com/starling-tracker/starling/internal/metrics"
+	"github.com/starling-tracker/starling/internal/swarm"
+	"github.com/starling-tracker/starling/internal/swarm/memswarm"
+	"github.com/starling-tracker/starling/internal/tracker"
+)
+
+// handlerFixture is one worker's handler over the real rules, with a swarm
+// of 50 IPv4 and 50 IPv6 leechers on torrent hashN(1).
+type handlerFixture struct {
+	h        *handler
+	counters *metrics.Counters
+	clk      *clock.Manual
+	src      netip.AddrPort
+	out      []byte
+}
+
+func newHandlerFixture(tb testing.TB, limit int) *handlerFixture {
+	tb.Helper()
+	clk := clock.NewManual(1_700_000_000)
+	tr := tracker.New(tracker.DefaultConfig(), memswarm.New(swarm.Options{}), access.New(nil), clk, nil)
+	var resp bittorrent.AnnounceResponse
+	for i := 0; i < 50; i++ {
+		for _, a := range []netip.AddrPort{v4Peer(i), v6Peer(i)} {
+			req := bittorrent.AnnounceRequest{InfoHash: hashN(1), Addr: a, Left: 1}
+			resp.Reset()
+			if err := tr.Announce(context.Background(), &req, &resp); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	c, err := newCookies(120)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	counters := metrics.NewCounters(1, true)
+	return &handlerFixture{
+		h:        newHandler(tr, c, newLimiter(limit, 10, 1, 2), clk, counters.Stripe(), quietLog()),
+		counters: counters,
+		clk:      clk,
+		src:      netip.MustParseAddrPort("192.0.2.7:40000"),
+		out:      make([]byte, maxPayload4),
+	}
+}
+
+func (f *handlerFixture) cid() uint64 { return f.h.cookies.mint(f.src.Addr(), f.clk.Now()) }
+
+func (f *handlerFixture) do(pkt []byte) []byte {
+	n := f.h.handle(context.Background(), f.src, pkt, false, f.out)
+	return f.out[:n]
+}
+
+// TestHandlerAllocations: connect, announce, scrape and the refusals
+// allocate nothing once the worker's buffers are warm.
+func TestHandlerAllocations(t *testing.T) {
+	f := newHandlerFixture(t, 5)
+	scrape74 := make([]bittorrent.InfoHash, 74)
+	for i := range scrape74 {
+		scrape74[i] = hashN(i % 3)
+	}
+	tests := []struct {
+		name string
+		pkt  func() []byte
+		min  int
+	}{
+		{"connect", func() []byte { return connectPacket(1) }, 16},
+		{"announce", func() []byte {
+			return announcePacket(announceSpec{cid: f.cid(), txid: 2, hash: hashN(1), port: 9, numWant: 74, options: []byte{optURLData, 3, '/', 'a', 'n'}})
+		}, 20 + 6*50},
+		{"scrape", func() []byte { return scrapePacket(f.cid(), 3, scrape74...) }, 8 + 12*74},
+		{"bad connection id", func() []byte { return scrapePacket(7, 3, hashN(1)) }, 0},
+		{"invalid action", func() []byte { b := connectPacket(4); b[11] = 8; return b }, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pkt := tt.pkt()
+			if n := len(f.do(pkt)); n < tt.min {
+				t.Fatalf("answer of %d bytes, want at least %d", n, tt.min)
+			}
+			if allocs := testing.AllocsPerRun(200, func() { f.do(pkt) }); allocs != 0 {
+				t.Fatalf("%v allocations per packet, want 0", allocs)
+			}
+		})
+	}
+}
+
+func BenchmarkHandler(b *testing.B) {
+	f := newHandlerFixture(b, -1)
+	hashes := make([]bittorrent.InfoHash, 10)
+	for i := range hashes {
+		hashes[i] = hashN(i % 3)
+	}
+	for _, bb := range []struct {
+		name string
+		pkt  []byte
+	}{
+		{"connect", connectPacket(1)},
+		{"announce", announcePacket(announceSpec{cid: f.cid(), txid: 2, hash: hashN(1), port: 9, numWant: 30})},
+		{"scrape10", scrapePacket(f.cid(), 3, hashes...)},
+		{"bad_connection_id", scrapePacket(7, 3, hashN(1))},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				f.do(bb.pkt)
+			}
+		})
+	}
+}
+
+func BenchmarkConnectionID(b *testing.B) {
+	c, _ := newCookies(120)
+	ip := netip.MustParseAddr("2001:db8::1")
+	id := c.mint(ip, 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !c.valid(id, ip, 1000) {
+			b.Fatal("refused")
+		}
+	}
+}
+
+// FuzzPacket feeds any datagram to the handler. It must never panic (a
+// recovered panic is counted, and the count must stay 0), never read past
+// the packet (the slice has no spare capacity to read into), and answer
+// with a well-formed packet that fits 1500 bytes on the wire, or nothing.
+// With validID set, the first 8 bytes are replaced by a valid connection id
+// so the fuzzer reaches the announce and scrape parsers.
+func FuzzPacket(f *testing.F) {
+	f.Add(connectPacket(1), false)
+	f.Add(announcePacket(announceSpec{txid: 2, hash: hashN(1), port: 9, numWant: -1}), true)
+	f.Add(announcePacket(announceSpec{txid: 2, hash: hashN(1), port: 9, event: 3, options: []byte{optNOP, optURLData, 2, '/', 'a', optEndOfOptions}}), true)
+	f.Add(announcePacket(announceSpec{txid: 2, hash: hashN(1), port: 9, options: []byte{optURLData, 250, 'x'}}), true)
+	f.Add(scrapePacket(0, 3, hashN(1), hashN(1), hashN(2)), true)
+	f.Add(scrapePacket(0, 3, make([]bittorrent.InfoHash, 80)...), true)
+	f.Add(scrapePacket(0, 3), true)
+	f.Add([]byte{1, 2, 3}, false)
+	fx := newHandlerFixture(f, -1)
+	f.Fuzz(func(t *testing.T, data []byte, validID bool) {
+		if validID && len(data) >= 8 {
+			binary.BigEndian.PutUint64(data, fx.cid())
+		}
+		pkt := data[:len(data):len(data)]
+		for _, src := range []netip.AddrPort{fx.src, netip.MustParseAddrPort("[2001:db8::5]:7"), netip.MustParseAddrPort("[::ffff:192.0.2.7]:40000")} {
+			fx.src = src
+			if validID && len(data) >= 8 {
+				binary.BigEndian.PutUint64(data, fx.cid())
+			}
+			n := fx.h.handle(context.Background(), src, pkt, false, fx.out)
+			if fx.counters.Value(metrics.Panics) != 0 {
+				t.Fatalf("handler panicked on % x", data)
+			}
+			checkAnswer(t, src, pkt, fx.out[:n])
+		}
+		fx.src = netip.MustParseAddrPort("192.0.2.7:40000")
+	})
+}
+
+func checkAnswer(t *testing.T, src netip.AddrPort, pkt, resp []byte) {
+	t.Helper()
+	if len(resp) == 0 {
+		if len(pkt) >= 16 {
+			t.Fatalf("no answer to a %d-byte packet with a transaction id", len(pkt))
+		}
+		return
+	}
+	if len(pkt) < 16 {
+		t.Fatalf("answered a %d-byte packet", len(pkt))
+	}
+	max := maxPayload4
+	if !src.Addr().Unmap().Is4() {
+		max = maxPayload6
+	}
+	if len(resp) > max {
+		t.Fatalf("answer of %d bytes does not fit 1500 on the wire", len(resp))
+	}
+	if string(resp[4:8]) != string(pkt[12:16]) {
+		t.Fatal("answer does not echo the transaction id")
+	}
+	peerLen := 6
+	if !src.Addr().Unmap().Is4() {
+		peerLen = 18
+	}
+	switch binary.BigEndian.Uint32(resp) {
+	case actionConnect:
+		if len(resp) != 16 {
+			t.Fatalf("connect answer of %d bytes", len(resp))
+		}
+	case actionAnnounce:
+		if len(resp) < 20 || (len(resp)-20)%peerLen != 0 {
+			t.Fatalf("announce answer of %d bytes", len(resp))
+		}
+	case actionScrape:
+		if n := (len(resp) - 8) / 12; (len(resp)-8)%12 != 0 || n < 1 || n > 74 || n != min((len(pkt)-16)/20, 74) {
+			t.Fatalf("scrape answer of %d bytes for a %d-byte request", len(resp), len(pkt))
+		}
+	case actionError:
+		if len(resp) == 8 {
+			t.Fatal("error packet without a message")
+		}
+	default:
+		t.Fatalf("answer with action %d", binary.BigEndian.Uint32(resp))
+	}
+}
