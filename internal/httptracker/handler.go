@@ -90,6 +90,8 @@ type scratch struct {
 	sreq   bittorrent.ScrapeRequest
 	sresp  bittorrent.ScrapeResponse
 	hashes []bittorrent.InfoHash
+	perr   parseError
+	msg    []byte // a parse failure's reason
 	in     []byte // a copy of the query for adapters that hold it as a string
 	xff    []byte // the X-Forwarded-For values, joined with ','
 	out    []byte // the answer's body
@@ -142,9 +144,9 @@ func (h *Handler) handle(ctx context.Context, s *scratch, r *rawRequest) answer 
 func (h *Handler) announce(ctx context.Context, s *scratch, r *rawRequest, key []byte, hasKey bool) answer {
 	req := &s.areq
 	*req = bittorrent.AnnounceRequest{}
-	port, compact, err := parseAnnounce(r.query, r.hasQuery, req)
-	if err != nil {
-		return h.failure(s, err.(*parseError).Msg, "")
+	port, compact, perr := parseAnnounce(r.query, r.hasQuery, req, &s.perr)
+	if perr != nil {
+		return h.parseFailure(s, perr)
 	}
 	if hasKey {
 		if req.Key, req.HasKey = bittorrent.ParseKeyBytes(key); !req.HasKey {
@@ -176,10 +178,10 @@ func (h *Handler) announce(ctx context.Context, s *scratch, r *rawRequest, key [
 func (h *Handler) scrape(ctx context.Context, s *scratch, r *rawRequest, key []byte, hasKey bool) answer {
 	req := &s.sreq
 	*req = bittorrent.ScrapeRequest{}
-	hashes, err := parseScrape(r.query, r.hasQuery, s.hashes[:0], h.maxScrape)
+	hashes, perr := parseScrape(r.query, r.hasQuery, s.hashes[:0], h.maxScrape, &s.perr)
 	s.hashes = hashes
-	if err != nil {
-		return h.failure(s, err.(*parseError).Msg, "")
+	if perr != nil {
+		return h.parseFailure(s, perr)
 	}
 	if hasKey {
 		if req.Key, req.HasKey = bittorrent.ParseKeyBytes(key); !req.HasKey {
@@ -249,6 +251,17 @@ func (h *Handler) failure(s *scratch, msg1, msg2 string) answer {
 	return answer{200, contentTypeFailure, s.out}
 }
 
+// parseFailure answers a request the parser refused.
+func (h *Handler) parseFailure(s *scratch, e *parseError) answer {
+	s.stripe.Inc(metrics.HTTPErrors)
+	s.msg = e.append(s.msg[:0])
+	b := append(s.out[:0], bencode.DictStart)
+	b = bencode.AppendString(b, "failure reason")
+	b = bencode.AppendBytes(b, s.msg)
+	s.out = append(b, bencode.End)
+	return answer{200, contentTypeFailure, s.out}
+}
+
 // clientIP is the address the client is recorded as: the TCP peer, or behind
 // a reverse proxy the right-most valid X-Forwarded-For entry. IPv4-mapped
 // addresses become IPv4.
@@ -265,7 +278,11 @@ func (h *Handler) clientIP(r *rawRequest) (netip.Addr, bool) {
 		} else {
 			rest = nil
 		}
-		if a, ok := parseAddr(bytes.TrimSpace(entry)); ok {
+		entry = bytes.TrimSpace(entry)
+		if len(entry) == 0 {
+			continue
+		}
+		if a, ok := parseAddr(entry); ok {
 			return bittorrent.NormalizeAddr(a), true
 		}
 	}

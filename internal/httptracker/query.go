@@ -12,11 +12,73 @@ import (
 // info_hash/peer_id are binary, so they are percent-decoded straight into
 // their fixed arrays.
 
-// parseError is a request the parser refuses; Msg is the whole failure
-// reason, prefix included, as Torrust words it (without its source location).
-type parseError struct{ Msg string }
+// parseError is a request the parser refuses. It is filled in place (the
+// handler keeps one per scratch) and points into the query, so refusing a
+// bad request allocates nothing; append writes the failure reason as Torrust
+// words it, without its source location.
+type parseError struct {
+	prefix string // prefixQuery, prefixAnnounce or prefixScrape
+	kind   errKind
+	param  string
+	raw    []byte // the offending item or value, inside the query
+	what   string // "infohash" or "peer id", for length errors
+	n      int    // the decoded length, for length errors
+}
 
-func (e *parseError) Error() string { return e.Msg }
+type errKind uint8
+
+const (
+	errNoQuery errKind = iota + 1
+	errItem
+	errMissing
+	errInvalid
+	errOverflow
+	errLength
+)
+
+func (e *parseError) set(prefix string, kind errKind, param string, raw []byte) *parseError {
+	*e = parseError{prefix: prefix, kind: kind, param: param, raw: raw}
+	return e
+}
+
+// append writes the failure reason.
+func (e *parseError) append(b []byte) []byte {
+	b = append(b, e.prefix...)
+	switch e.kind {
+	case errNoQuery:
+		if e.prefix == prefixScrape {
+			return append(b, "missing query params for scrape request"...)
+		}
+		return append(b, "missing query params for announce request"...)
+	case errItem:
+		b = append(b, "invalid param "...)
+		return append(b, e.raw...)
+	case errMissing:
+		b = append(b, "missing param "...)
+		return append(b, e.param...)
+	case errOverflow:
+		b = append(b, "param value overflow "...)
+	default:
+		b = append(b, "invalid param value "...)
+	}
+	b = append(b, e.raw...)
+	b = append(b, " for "...)
+	b = append(b, e.param...)
+	if e.kind == errLength {
+		if e.n > 20 {
+			b = append(b, " in too many bytes for "...)
+		} else {
+			b = append(b, " in not enough bytes for "...)
+		}
+		b = append(b, e.what...)
+		b = append(b, ": got "...)
+		b = strconv.AppendInt(b, int64(e.n), 10)
+		b = append(b, " bytes, expected 20"...)
+	}
+	return b
+}
+
+func (e *parseError) Error() string { return string(e.append(nil)) }
 
 const (
 	prefixQuery    = "Cannot parse query params: "
@@ -45,7 +107,7 @@ func trimQuery(q []byte) []byte {
 
 // nextParam cuts the first '&'-separated item of q and splits it on '='. An
 // item without exactly one '=' is Torrust's "invalid param" error.
-func nextParam(q []byte) (name, value, rest []byte, err error) {
+func nextParam(q []byte, e *parseError) (name, value, rest []byte, err *parseError) {
 	item := q
 	if i := bytes.IndexByte(q, '&'); i >= 0 {
 		item, rest = q[:i], q[i+1:]
@@ -54,7 +116,7 @@ func nextParam(q []byte) (name, value, rest []byte, err error) {
 	}
 	eq := bytes.IndexByte(item, '=')
 	if eq < 0 || bytes.IndexByte(item[eq+1:], '=') >= 0 {
-		return nil, nil, nil, &parseError{prefixQuery + "invalid param " + string(item)}
+		return nil, nil, nil, e.set(prefixQuery, errItem, "", item)
 	}
 	return item[:eq], item[eq+1:], rest, nil
 }
@@ -62,16 +124,16 @@ func nextParam(q []byte) (name, value, rest []byte, err error) {
 // parseAnnounce fills the request fields of req from the raw query and says
 // whether the client asked for a compact answer. hasQuery is false when the
 // URL had no '?' at all.
-func parseAnnounce(q []byte, hasQuery bool, req *bittorrent.AnnounceRequest) (port uint16, compact bool, err error) {
+func parseAnnounce(q []byte, hasQuery bool, req *bittorrent.AnnounceRequest, e *parseError) (port uint16, compact bool, err *parseError) {
 	if !hasQuery {
-		return 0, false, &parseError{prefixAnnounce + "missing query params for announce request"}
+		return 0, false, e.set(prefixAnnounce, errNoQuery, "", nil)
 	}
 	var p announceParams
 	q = trimQuery(q)
 	more := true
 	for more {
 		var name, value []byte
-		name, value, q, err = nextParam(q)
+		name, value, q, err = nextParam(q, e)
 		if err != nil {
 			return 0, false, err
 		}
@@ -118,33 +180,33 @@ func parseAnnounce(q []byte, hasQuery bool, req *bittorrent.AnnounceRequest) (po
 	}
 	// Checked in Torrust's order, so the same request gets the same error.
 	if !p.hasInfoHash {
-		return 0, false, missingParam(prefixAnnounce, "info_hash")
+		return 0, false, e.set(prefixAnnounce, errMissing, "info_hash", nil)
 	}
 	if n := percentDecode20(p.infoHash, (*[20]byte)(&req.InfoHash)); n != 20 {
-		return 0, false, badLength(prefixAnnounce, "info_hash", "infohash", p.infoHash, n)
+		return 0, false, e.length(prefixAnnounce, "info_hash", "infohash", p.infoHash, n)
 	}
 	if !p.hasPeerID {
-		return 0, false, missingParam(prefixAnnounce, "peer_id")
+		return 0, false, e.set(prefixAnnounce, errMissing, "peer_id", nil)
 	}
 	if n := percentDecode20(p.peerID, (*[20]byte)(&req.PeerID)); n != 20 {
-		return 0, false, badLength(prefixAnnounce, "peer_id", "peer id", p.peerID, n)
+		return 0, false, e.length(prefixAnnounce, "peer_id", "peer id", p.peerID, n)
 	}
 	if !p.hasPort {
-		return 0, false, missingParam(prefixAnnounce, "port")
+		return 0, false, e.set(prefixAnnounce, errMissing, "port", nil)
 	}
 	port64, ok := parseUint(p.port, 16)
 	if !ok {
-		return 0, false, invalidParam("port", p.port)
+		return 0, false, e.set(prefixAnnounce, errInvalid, "port", p.port)
 	}
-	req.Downloaded, err = parseBytesParam("downloaded", p.downloaded, p.hasDownloaded)
+	req.Downloaded, err = parseBytesParam("downloaded", p.downloaded, p.hasDownloaded, e)
 	if err != nil {
 		return 0, false, err
 	}
-	req.Uploaded, err = parseBytesParam("uploaded", p.uploaded, p.hasUploaded)
+	req.Uploaded, err = parseBytesParam("uploaded", p.uploaded, p.hasUploaded, e)
 	if err != nil {
 		return 0, false, err
 	}
-	req.Left, err = parseBytesParam("left", p.left, p.hasLeft)
+	req.Left, err = parseBytesParam("left", p.left, p.hasLeft, e)
 	if err != nil {
 		return 0, false, err
 	}
@@ -158,7 +220,7 @@ func parseAnnounce(q []byte, hasQuery bool, req *bittorrent.AnnounceRequest) (po
 		case "completed":
 			req.Event = bittorrent.EventCompleted
 		default:
-			return 0, false, invalidParam("event", p.event)
+			return 0, false, e.set(prefixAnnounce, errInvalid, "event", p.event)
 		}
 	}
 	if p.hasCompact {
@@ -167,14 +229,14 @@ func parseAnnounce(q []byte, hasQuery bool, req *bittorrent.AnnounceRequest) (po
 			compact = true
 		case "0":
 		default:
-			return 0, false, invalidParam("compact", p.compact)
+			return 0, false, e.set(prefixAnnounce, errInvalid, "compact", p.compact)
 		}
 	}
 	req.NumWant = 0
 	if p.hasNumwant {
 		n, ok := parseUint(p.numwant, 32)
 		if !ok {
-			return 0, false, invalidParam("numwant", p.numwant)
+			return 0, false, e.set(prefixAnnounce, errInvalid, "numwant", p.numwant)
 		}
 		// The tracker caps numwant at max_peers_per_announce anyway.
 		req.NumWant = int32(min(n, 1<<31-1))
@@ -184,16 +246,16 @@ func parseAnnounce(q []byte, hasQuery bool, req *bittorrent.AnnounceRequest) (po
 
 // parseScrape appends the requested hashes to hashes, up to max of them;
 // further info_hash parameters are ignored (decisions.md).
-func parseScrape(q []byte, hasQuery bool, hashes []bittorrent.InfoHash, max int) ([]bittorrent.InfoHash, error) {
+func parseScrape(q []byte, hasQuery bool, hashes []bittorrent.InfoHash, max int, e *parseError) ([]bittorrent.InfoHash, *parseError) {
 	if !hasQuery {
-		return hashes, &parseError{prefixScrape + "missing query params for scrape request"}
+		return hashes, e.set(prefixScrape, errNoQuery, "", nil)
 	}
 	q = trimQuery(q)
 	// Torrust parses the whole query before reading any parameter, so a
 	// malformed item anywhere wins over a bad hash.
 	for rest, more := q, true; more; {
-		var err error
-		_, _, rest, err = nextParam(rest)
+		var err *parseError
+		_, _, rest, err = nextParam(rest, e)
 		if err != nil {
 			return hashes, err
 		}
@@ -201,7 +263,7 @@ func parseScrape(q []byte, hasQuery bool, hashes []bittorrent.InfoHash, max int)
 	}
 	found := false
 	for rest, more := q, true; more; {
-		name, value, r, _ := nextParam(rest)
+		name, value, r, _ := nextParam(rest, e)
 		rest, more = r, r != nil
 		if string(name) != "info_hash" {
 			continue
@@ -212,12 +274,12 @@ func parseScrape(q []byte, hasQuery bool, hashes []bittorrent.InfoHash, max int)
 		}
 		var h bittorrent.InfoHash
 		if n := percentDecode20(value, (*[20]byte)(&h)); n != 20 {
-			return hashes, badLength(prefixScrape, "info_hash", "infohash", value, n)
+			return hashes, e.length(prefixScrape, "info_hash", "infohash", value, n)
 		}
 		hashes = append(hashes, h)
 	}
 	if !found {
-		return hashes, missingParam(prefixScrape, "info_hash")
+		return hashes, e.set(prefixScrape, errMissing, "info_hash", nil)
 	}
 	return hashes, nil
 }
@@ -289,34 +351,23 @@ func parseUint(s []byte, bits int) (uint64, bool) {
 }
 
 // parseBytesParam reads uploaded/downloaded/left: a u64 that must fit in an i64.
-func parseBytesParam(name string, raw []byte, has bool) (int64, error) {
+func parseBytesParam(name string, raw []byte, has bool, e *parseError) (int64, *parseError) {
 	if !has {
 		return 0, nil
 	}
 	v, ok := parseUint(raw, 64)
 	if !ok {
-		return 0, invalidParam(name, raw)
+		return 0, e.set(prefixAnnounce, errInvalid, name, raw)
 	}
 	if v > 1<<63-1 {
-		return 0, &parseError{prefixAnnounce + "param value overflow " + string(raw) + " for " + name}
+		return 0, e.set(prefixAnnounce, errOverflow, name, raw)
 	}
 	return int64(v), nil
 }
 
-func missingParam(prefix, name string) error {
-	return &parseError{prefix + "missing param " + name}
-}
-
-func invalidParam(name string, raw []byte) error {
-	return &parseError{prefixAnnounce + "invalid param value " + string(raw) + " for " + name}
-}
-
-// badLength words a binary parameter of the wrong length as Torrust does.
-func badLength(prefix, param, what string, raw []byte, n int) error {
-	kind := "not enough bytes for "
-	if n > 20 {
-		kind = "too many bytes for "
-	}
-	return &parseError{prefix + "invalid param value " + string(raw) + " for " + param + " in " +
-		kind + what + ": got " + strconv.Itoa(n) + " bytes, expected 20"}
+// length records a binary parameter of the wrong length.
+func (e *parseError) length(prefix, param, what string, raw []byte, n int) *parseError {
+	e.set(prefix, errLength, param, raw)
+	e.what, e.n = what, n
+	return e
 }
