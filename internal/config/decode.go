@@ -30,6 +30,9 @@ type Problem struct {
 	Env string
 	// Msg says what is wrong and what to do.
 	Msg string
+	// deps are other keys the problem depends on: if one of them could not
+	// be read, the problem is an artefact of its default and is not shown.
+	deps []string
 }
 
 func (p *Problem) Error() string {
@@ -108,10 +111,14 @@ func parse(data []byte, ovs []override) (*Config, Problems) {
 		b.apply(tree, o)
 	}
 	b.bindStruct("", tree, reflect.ValueOf(cfg).Elem())
-	if len(b.problems) > 0 {
-		return nil, b.problems
-	}
+	// Values are checked even when some keys could not be read, so one run
+	// reports everything; a check that involves an unreadable key is left
+	// out, as it would only judge that key's default.
+	read := b.problems
 	for _, p := range cfg.validate() {
+		if involves(read, p) {
+			continue
+		}
 		p.Env = b.envFor(p.Key)
 		b.problems = append(b.problems, p)
 	}
@@ -119,6 +126,28 @@ func parse(data []byte, ovs []override) (*Config, Problems) {
 		return nil, b.problems
 	}
 	return cfg, nil
+}
+
+// involves reports whether p is about a key (or depends on one) that one of
+// the problems in read is about, inside or around it.
+func involves(read Problems, p *Problem) bool {
+	keys := append([]string{p.Key}, p.deps...)
+	for _, q := range read {
+		for _, k := range keys {
+			if within(q.Key, k) || within(k, q.Key) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// within reports whether key is path or inside it.
+func within(key, path string) bool {
+	if path == "" {
+		return false
+	}
+	return key == path || strings.HasPrefix(key, path+".") || strings.HasPrefix(key, path+"[")
 }
 
 // decodeTOML parses the text into a tree of TOML values.

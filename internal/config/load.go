@@ -143,18 +143,15 @@ func Load(opts LoadOptions) (*Config, *Source, error) {
 		}
 	}
 
-	ovs, ps := overrides(opts.Env)
-	if len(ps) > 0 {
-		return nil, src, ps
-	}
+	ovs, unresolved := overrides(opts.Env)
 	for _, o := range ovs {
 		src.Overrides = append(src.Overrides, o.env)
 	}
-	src.FirstRun = data == nil && len(ovs) == 0
+	src.FirstRun = data == nil && len(ovs) == 0 && len(unresolved) == 0
 
 	cfg, ps := parse(data, ovs)
-	if len(ps) > 0 {
-		return nil, src, ps
+	if ps = append(unresolved, ps...); len(ps) > 0 {
+		return nil, src, fmt.Errorf("configuration from %s: %w", src.describe(), ps)
 	}
 	if src.FirstRun {
 		if err := firstRun(cfg, src, dir, opts.ReadOnly); err != nil {
@@ -163,6 +160,23 @@ func Load(opts LoadOptions) (*Config, *Source, error) {
 	}
 	src.Warnings = cfg.Warnings()
 	return cfg, src, nil
+}
+
+// describe names where the configuration came from, for errors.
+func (s *Source) describe() string {
+	var d string
+	switch s.Kind {
+	case FromFile:
+		d = "file " + s.Path
+	case FromEnvTOML:
+		d = "the TOML in " + s.EnvVar
+	default:
+		d = "the defaults"
+	}
+	if len(s.Overrides) > 0 {
+		d += " with environment overrides"
+	}
+	return d
 }
 
 func envMap(environ []string) map[string]string {

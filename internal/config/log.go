@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"log/slog"
 	"net/url"
 	"slices"
@@ -147,5 +146,11 @@ func (t AccessTokens) String() string {
 	return "map[" + strings.Join(labels, " ") + "]"
 }
 
-// GoString is String, for %#v.
-func (t AccessTokens) GoString() string { return fmt.Sprintf("config.AccessTokens%s", t.String()[3:]) }
+// GoString shows the labels only, for %#v.
+func (t AccessTokens) GoString() string {
+	labels := t.Labels()
+	for i, l := range labels {
+		labels[i] = strconv.Quote(l) + ":" + strconv.Quote(redacted)
+	}
+	return "config.AccessTokens{" + strings.Join(labels, ", ") + "}"
+}

@@ -24,6 +24,8 @@ func (c *Config) validate() Problems {
 	add := func(key, format string, args ...any) {
 		ps = append(ps, &Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
+	// dep marks the last problem as depending on other keys too.
+	dep := func(keys ...string) { ps[len(ps)-1].deps = keys }
 
 	switch c.Metadata.App {
 	case "torrust-tracker", "starling":
@@ -49,18 +51,27 @@ func (c *Config) validate() Problems {
 	}
 	if ap.Interval > 0 && ap.IntervalMin > ap.Interval {
 		add("core.announce_policy.interval_min", "%d is more than interval (%d); the minimum interval cannot exceed the interval", ap.IntervalMin, ap.Interval)
+		dep("core.announce_policy.interval")
 	}
 	if ap.MaxPeersPerAnnounce == 0 || ap.MaxPeersPerAnnounce > MaxPeersPerAnnounceLimit {
 		add("core.announce_policy.max_peers_per_announce", "must be between 1 and %d, got %d (74 is the usual value)", MaxPeersPerAnnounceLimit, ap.MaxPeersPerAnnounce)
 	}
 
-	c.validateDatabase(add)
+	// The path is judged by the driver: if the driver is unreadable, so is
+	// the judgement.
+	c.validateDatabase(func(key, format string, args ...any) {
+		add(key, format, args...)
+		if key == "core.database.path" {
+			dep("core.database.driver")
+		}
+	})
 
 	if c.Core.TrackerPolicy.MaxPeerTimeout == 0 {
 		add("core.tracker_policy.max_peer_timeout", "must be at least 1 second; 0 would forget every peer at once")
 	}
 	if c.Core.PrivateMode != nil && !c.Core.Private {
 		add("core.private_mode", "Private mode section in configuration can only be included when the tracker is running in private mode: set core.private = true or remove [core.private_mode]")
+		dep("core.private")
 	}
 
 	udp := map[netip.AddrPort]string{}
@@ -71,6 +82,7 @@ func (c *Config) validate() Problems {
 		}
 		if other, ok := seen[ap]; ok {
 			add(key, "%s is already the bind_address of %s; two listeners cannot share one address", ap, other)
+			dep(other + ".bind_address")
 			return
 		}
 		seen[ap] = strings.TrimSuffix(key, ".bind_address")
@@ -185,7 +197,7 @@ func (c *Config) Warnings() []string {
 		}
 	}
 	if c.Core.Private && len(c.UDPTrackers) > 0 {
-		ws = append(ws, "core.private is true: UDP cannot carry peer keys, so the UDP trackers are not started (as in Torrust); remove [[udp_trackers]] to silence this")
+		ws = append(ws, "core.private is true but [[udp_trackers]] are configured: UDP cannot carry peer keys (Torrust does not start UDP trackers in private mode)")
 	}
 	return ws
 }
