@@ -415,3 +415,43 @@ func TestEncodeRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestEncodeWritesEveryKey guards against a field added to the schema but
+// not to Encode: every TOML key of the schema must appear in the encoding
+// of a configuration that has every section.
+func TestEncodeWritesEveryKey(t *testing.T) {
+	c, err := config.Parse(readTestdata(t, "full.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.UDPTrackers[0].TrackerUsageStatistics = true
+	c.HTTPTrackers[0].TrackerUsageStatistics = true
+	var buf bytes.Buffer
+	if err := c.Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	text := buf.String()
+	var walk func(t *testing.T, typ reflect.Type, path string)
+	walk = func(t *testing.T, typ reflect.Type, path string) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || typ.PkgPath() != reflect.TypeFor[config.Config]().PkgPath() {
+			return
+		}
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name := f.Tag.Get("toml")
+			if name == "" {
+				t.Errorf("%s.%s has no toml tag", typ.Name(), f.Name)
+				continue
+			}
+			key := strings.TrimPrefix(path+"."+name, ".")
+			if !strings.Contains(text, "\n"+name+" = ") && !strings.Contains(text, "["+key+"]") {
+				t.Errorf("Encode does not write %s", key)
+			}
+			walk(t, f.Type, key)
+		}
+	}
+	walk(t, reflect.TypeFor[config.Config](), "")
+}
