@@ -4,6 +4,7 @@ import "github.com/spf13/cobra"
 
 // addOptionalCommands registers the commands that live in their own files.
 func addOptionalCommands(root *cobra.Command) {
+	root.AddCommand(newClientCmd(), newCheckCmd(), newHealthcheckCmd())
 }
 
 // addBenchCommands registers the load generators under "starling bench".
