@@ -78,7 +78,7 @@ func (ps Problems) Err() error {
 // entries that are present; absent listener sections mean no such listener,
 // as in Torrust. The error, if any, is Problems.
 func Parse(data []byte) (*Config, error) {
-	cfg, ps := parse(data, nil)
+	cfg, ps := parse(data, true, nil)
 	if len(ps) > 0 {
 		return nil, ps
 	}
@@ -88,17 +88,17 @@ func Parse(data []byte) (*Config, error) {
 // Check reports every problem in a configuration file's text; none means
 // Parse accepts it.
 func Check(data []byte) Problems {
-	_, ps := parse(data, nil)
+	_, ps := parse(data, true, nil)
 	return ps
 }
 
 // parse decodes data (on top of base()), applies the overrides and
-// validates. data nil with overrides means no file: Default() is the base.
-func parse(data []byte, ovs []override) (*Config, Problems) {
+// validates. Without TOML (haveTOML false) Default() is the base.
+func parse(data []byte, haveTOML bool, ovs []override) (*Config, Problems) {
 	b := &binder{env: map[string]string{}}
 	cfg := base()
 	tree := map[string]any{}
-	if data != nil {
+	if haveTOML {
 		t, p := decodeTOML(data)
 		if p != nil {
 			return nil, Problems{p}

@@ -123,6 +123,7 @@ func Load(opts LoadOptions) (*Config, *Source, error) {
 	src := &Source{}
 
 	var data []byte
+	haveTOML := true
 	if name, text, ok := pick(env, EnvTOML, TorrustTOML); ok {
 		src.Kind, src.EnvVar, data = FromEnvTOML, name, []byte(text)
 	} else if name, p, ok := pick(env, EnvTOMLPath, TorrustTOMLPath); ok {
@@ -138,7 +139,9 @@ func Load(opts LoadOptions) (*Config, *Source, error) {
 		switch {
 		case err == nil:
 			src.Kind, src.Path, data = FromFile, path, b
-		case !errors.Is(err, fs.ErrNotExist):
+		case errors.Is(err, fs.ErrNotExist):
+			haveTOML = false
+		default:
 			return nil, src, fmt.Errorf("read configuration file %s: %w", path, err)
 		}
 	}
@@ -147,9 +150,9 @@ func Load(opts LoadOptions) (*Config, *Source, error) {
 	for _, o := range ovs {
 		src.Overrides = append(src.Overrides, o.env)
 	}
-	src.FirstRun = data == nil && len(ovs) == 0 && len(unresolved) == 0
+	src.FirstRun = !haveTOML && len(ovs) == 0 && len(unresolved) == 0
 
-	cfg, ps := parse(data, ovs)
+	cfg, ps := parse(data, haveTOML, ovs)
 	if ps = append(unresolved, ps...); len(ps) > 0 {
 		return nil, src, fmt.Errorf("configuration from %s: %w", src.describe(), ps)
 	}

@@ -428,3 +428,19 @@ func TestDefaultTOMLLoadsBack(t *testing.T) {
 		t.Errorf("warnings %q", src.Warnings)
 	}
 }
+
+func TestLoadEmptyFile(t *testing.T) {
+	// An empty tracker.toml is a file that says nothing: defaults, no
+	// listener, and no first run.
+	dir := workdir(t, map[string]string{"tracker.toml": ""})
+	cfg, src, err := config.Load(config.LoadOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.FirstRun || src.Kind != config.FromFile || cfg.UDPTrackers != nil || cfg.HTTPTrackers != nil || cfg.HTTPAPI != nil {
+		t.Errorf("source %+v config %+v", src, cfg)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("load wrote %v", entries)
+	}
+}
