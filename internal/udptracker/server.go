@@ -40,6 +40,9 @@ type Config struct {
 	// BindAddress is host:port; port 0 picks a free port. 0.0.0.0 binds
 	// IPv4 only, [::] both families (IPv4 clients are answered as IPv4).
 	BindAddress string
+	// IPv6Only makes an IPv6 wildcard address ([::]) serve IPv6 only
+	// (ipv6_v6only); otherwise it is dual-stack.
+	IPv6Only bool
 	// Sockets is the number of SO_REUSEPORT sockets, each with its own
 	// worker; 0 means one per core (GOMAXPROCS).
 	Sockets int
@@ -131,7 +134,7 @@ func (s *Server) Listen(ctx context.Context) error {
 	if s.conns != nil {
 		return errors.New("udp tracker: Listen called twice")
 	}
-	conns, err := batch.ListenGroup(ctx, s.cfg.BindAddress, s.cfg.Sockets)
+	conns, err := batch.ListenGroup(ctx, s.cfg.BindAddress, s.cfg.Sockets, s.cfg.IPv6Only)
 	if err != nil {
 		return fmt.Errorf("udp tracker: %w", err)
 	}

@@ -40,8 +40,17 @@ func Network(address string) string {
 // so the kernel spreads clients over them (by a hash of the source address
 // and port). With port 0 the first socket picks the port and the others
 // join it. Where SO_REUSEPORT is missing, one socket is opened.
-func ListenGroup(ctx context.Context, address string, n int) ([]*net.UDPConn, error) {
+//
+// With v6only, an IPv6 wildcard address binds IPv6 only (IPV6_V6ONLY).
+func ListenGroup(ctx context.Context, address string, n int, v6only bool) ([]*net.UDPConn, error) {
 	network := Network(address)
+	if v6only && network == "udp" {
+		if host, _, err := net.SplitHostPort(address); err == nil {
+			if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+				network = "udp6" // Go sets IPV6_V6ONLY on udp6 sockets
+			}
+		}
+	}
 	if n < 1 {
 		n = 1
 	}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/starling-tracker/starling/internal/loadgen/udpload"
+)
+
+// newBenchUDPCmd is "starling bench udp": the UDP tracker load generator.
+func newBenchUDPCmd() *cobra.Command {
+	cfg := udpload.DefaultConfig()
+	var profile string
+	cmd := &cobra.Command{
+		Use:   "udp",
+		Short: "Load-test a UDP tracker (BEP 15) with simulated clients",
+		Long: `Simulate many UDP tracker clients: each socket connects, then keeps --window announces and
+scrapes in flight over --torrents torrents and --peers peers, picking torrents uniformly or with
+Zipf-skewed popularity (--skew). After --warmup it measures for --duration and prints requests sent,
+responses received (per kind), errors and responses per second. Progress goes to stderr every second.
+Run it against "starling bench udp-echo" to measure the network stack's ceiling on the same machine.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("profile") {
+				torrents, peers, skew := cfg.Torrents, cfg.Peers, cfg.Skew
+				if err := cfg.Profile(profile); err != nil {
+					return err
+				}
+				// Explicit flags win over the profile's values.
+				if cmd.Flags().Changed("torrents") {
+					cfg.Torrents = torrents
+				}
+				if cmd.Flags().Changed("peers") {
+					cfg.Peers = peers
+				}
+				if cmd.Flags().Changed("skew") {
+					cfg.Skew = skew
+				}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			fmt.Fprintf(cmd.ErrOrStderr(), "load: %s, %d torrents, %d peers, skew %g, numwant %d, scrape share %g, %d sockets over %d source IPs, window %d\n",
+				cfg.Addr, cfg.Torrents, cfg.Peers, cfg.Skew, cfg.NumWant, cfg.ScrapeShare, cfg.Sockets, cfg.SourceIPs, cfg.Window)
+			res, err := udpload.Run(ctx, cfg, cmd.ErrOrStderr())
+			if err != nil {
+				return fmt.Errorf("bench udp: %w", err)
+			}
+			fmt.Fprint(cmd.OutOrStdout(), res.String())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "tracker address host:port")
+	f.StringVar(&profile, "profile", "uniform", "population preset: uniform (10,000 torrents, 200,000 peers) or skewed (1,000,000 torrents, 2,000,000 peers, skew 1.3)")
+	f.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "time before measuring")
+	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time")
+	f.IntVar(&cfg.Torrents, "torrents", cfg.Torrents, "number of torrents")
+	f.IntVar(&cfg.Peers, "peers", cfg.Peers, "number of peers")
+	f.Int32Var(&cfg.NumWant, "numwant", cfg.NumWant, "num_want of every announce (-1: tracker default)")
+	f.Float64Var(&cfg.ScrapeShare, "scrape-share", cfg.ScrapeShare, "fraction of requests that are scrapes (0..1)")
+	f.IntVar(&cfg.ScrapeHashes, "scrape-hashes", cfg.ScrapeHashes, "info hashes per scrape (1..74)")
+	f.Float64Var(&cfg.SeederShare, "seeder-share", cfg.SeederShare, "fraction of peers that are seeders (0..1)")
+	f.Float64Var(&cfg.Skew, "skew", cfg.Skew, "Zipf exponent of torrent popularity, above 1; 0 for uniform")
+	f.IntVar(&cfg.Sockets, "sockets", cfg.Sockets, "client sockets, one goroutine each")
+	f.IntVar(&cfg.SourceIPs, "source-ips", cfg.SourceIPs, "spread IPv4 loopback sockets over 127.0.0.1..127.0.0.N")
+	f.IntVar(&cfg.Window, "window", cfg.Window, "requests in flight per socket")
+	f.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up on in-flight requests after this long without an answer")
+	f.IntVar(&cfg.ServerPID, "server-pid", 0, "report this process's CPU time per response (Linux /proc)")
+	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
+	return cmd
+}
+
+// newBenchUDPEchoCmd is "starling bench udp-echo": the ceiling to compare
+// a tracker's throughput with.
+func newBenchUDPEchoCmd() *cobra.Command {
+	var addr string
+	var sockets int
+	cmd := &cobra.Command{
+		Use:   "udp-echo",
+		Short: "Answer every UDP datagram with a fixed 20-byte reply (the network ceiling for bench udp)",
+		Long: `Serve a minimal UDP "tracker" that answers every datagram with a fixed reply (16 bytes to a
+connect, 20 bytes, an empty announce answer, to anything else), with the same batched sockets as the
+UDP tracker. "starling bench udp" against it measures what the network stack alone allows.
+SIGINT or SIGTERM stops it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return udpload.Echo(ctx, addr, sockets, func(a netip.AddrPort) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "UDP echo listening on udp://%s\n", a)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:6970", "bind address host:port (port 0 picks one)")
+	cmd.Flags().IntVar(&sockets, "sockets", 1, "SO_REUSEPORT sockets, one worker each")
+	return cmd
+}

@@ -1,0 +1,643 @@
+// Package udpload is a load generator for UDP trackers (BEP 15) and a
+// matching echo server. The generator simulates many clients: each socket
+// connects, then keeps a window of announces and scrapes in flight over a
+// configurable set of torrents and peers, with uniform or Zipf-skewed
+// torrent popularity (like aquatic's load tester). The echo server answers
+// every datagram with a fixed reply through the same batched I/O, so a run
+// against it measures the network stack's ceiling on the same machine.
+package udpload
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/starling-tracker/starling/internal/udptracker/batch"
+)
+
+const (
+	protocolID     = 0x41727101980
+	actionConnect  = 0
+	actionAnnounce = 1
+	actionScrape   = 2
+	actionError    = 3
+	batchSize      = 64
+	// reconnectEvery renews connection ids well inside the usual 120 s.
+	reconnectEvery = 60 * time.Second
+)
+
+// Config describes a run.
+type Config struct {
+	// Addr is the tracker, host:port.
+	Addr string
+	// Warmup runs before counting starts; Duration is the measured time.
+	Warmup, Duration time.Duration
+	// Torrents and Peers size the simulated population.
+	Torrents, Peers int
+	// NumWant is sent in every announce.
+	NumWant int32
+	// ScrapeShare is the fraction of requests that are scrapes (0..1), each
+	// of ScrapeHashes hashes.
+	ScrapeShare  float64
+	ScrapeHashes int
+	// SeederShare is the fraction of peers that announce left = 0.
+	SeederShare float64
+	// Skew is the Zipf exponent of torrent popularity; 0 means uniform.
+	// Values above 1 make a few torrents take most announces (1.3: the top
+	// torrent gets about a quarter, the top ten about 60%).
+	Skew float64
+	// Sockets is the number of client sockets, each with its own goroutine.
+	Sockets int
+	// SourceIPs spreads the sockets over 127.0.0.1 .. 127.0.0.N (IPv4
+	// targets only), so the kernel spreads them over the server's
+	// SO_REUSEPORT sockets and the tracker sees several client IPs.
+	SourceIPs int
+	// Window is the number of requests kept in flight per socket.
+	Window int
+	// Timeout is how long a socket waits for an answer before it counts
+	// its in-flight requests as lost and refills the window.
+	Timeout time.Duration
+	// ServerPID, when set, is read from /proc to report the server's CPU
+	// time during the measured window.
+	ServerPID int
+	// Seed makes runs repeatable.
+	Seed uint64
+}
+
+// DefaultConfig is a 10 s uniform announce-only run.
+func DefaultConfig() Config {
+	return Config{
+		Addr: "127.0.0.1:6969", Warmup: 2 * time.Second, Duration: 10 * time.Second,
+		Torrents: 10_000, Peers: 200_000, NumWant: 30, ScrapeHashes: 10,
+		SeederShare: 0.5, Sockets: 4, SourceIPs: 4, Window: 512, Timeout: 200 * time.Millisecond, Seed: 1,
+	}
+}
+
+// Profile applies a named profile: "uniform" (10,000 torrents, 200,000
+// peers) or "skewed" (1,000,000 torrents, 2,000,000 peers, Zipf 1.3).
+func (c *Config) Profile(name string) error {
+	switch name {
+	case "uniform":
+		c.Torrents, c.Peers, c.Skew = 10_000, 200_000, 0
+	case "skewed":
+		c.Torrents, c.Peers, c.Skew = 1_000_000, 2_000_000, 1.3
+	default:
+		return fmt.Errorf("unknown profile %q: use uniform or skewed", name)
+	}
+	return nil
+}
+
+// Counts are what a run saw.
+type Counts struct {
+	Sent      uint64 // requests sent (without connects)
+	Received  uint64 // answers received (without connect answers)
+	Announces uint64 // announce answers
+	Scrapes   uint64 // scrape answers
+	Errors    uint64 // error answers (action 3)
+	Bad       uint64 // answers that are too short or of an unknown action
+	Lost      uint64 // requests given up after Timeout
+	Connects  uint64 // connect round trips done
+}
+
+func (c *Counts) sub(o Counts) Counts {
+	return Counts{c.Sent - o.Sent, c.Received - o.Received, c.Announces - o.Announces, c.Scrapes - o.Scrapes,
+		c.Errors - o.Errors, c.Bad - o.Bad, c.Lost - o.Lost, c.Connects - o.Connects}
+}
+
+// Result is the measured window.
+type Result struct {
+	Counts
+	Elapsed time.Duration
+	// ServerCPU is the server's user+system CPU time in the window (when
+	// Config.ServerPID was set).
+	ServerCPU time.Duration
+	// ErrorSample is the text of one error answer, if any.
+	ErrorSample string
+}
+
+// PerSecond is n per second of the measured window.
+func (r Result) PerSecond(n uint64) float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(n) / r.Elapsed.Seconds()
+}
+
+// String is the summary a run prints.
+func (r Result) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "measured:            %.1f s\n", r.Elapsed.Seconds())
+	fmt.Fprintf(&b, "requests sent:       %d (%.0f/s)\n", r.Sent, r.PerSecond(r.Sent))
+	fmt.Fprintf(&b, "responses received:  %d (%.0f/s)\n", r.Received, r.PerSecond(r.Received))
+	fmt.Fprintf(&b, "  announce:          %d (%.0f/s)\n", r.Announces, r.PerSecond(r.Announces))
+	fmt.Fprintf(&b, "  scrape:            %d (%.0f/s)\n", r.Scrapes, r.PerSecond(r.Scrapes))
+	fmt.Fprintf(&b, "  error:             %d\n", r.Errors)
+	fmt.Fprintf(&b, "  malformed:         %d\n", r.Bad)
+	fmt.Fprintf(&b, "lost (timed out):    %d\n", r.Lost)
+	if r.ErrorSample != "" {
+		fmt.Fprintf(&b, "error sample:        %q\n", r.ErrorSample)
+	}
+	if r.ServerCPU > 0 && r.Received > 0 {
+		fmt.Fprintf(&b, "server CPU:          %.2f s (%.0f%% of one core), %.2f µs per response\n",
+			r.ServerCPU.Seconds(), 100*r.ServerCPU.Seconds()/r.Elapsed.Seconds(),
+			float64(r.ServerCPU.Microseconds())/float64(r.Received))
+	}
+	return b.String()
+}
+
+// stats are one socket's counters, written by its goroutine only.
+type stats struct {
+	sent, received, announces, scrapes, errors, bad, lost, connects atomic.Uint64
+	_                                                               [64]byte
+}
+
+func (s *stats) load() Counts {
+	return Counts{s.sent.Load(), s.received.Load(), s.announces.Load(), s.scrapes.Load(),
+		s.errors.Load(), s.bad.Load(), s.lost.Load(), s.connects.Load()}
+}
+
+// Run drives the tracker at cfg.Addr for cfg.Warmup + cfg.Duration, prints
+// progress to progress every second, and returns the measured window.
+func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
+	if err := cfg.check(); err != nil {
+		return Result{}, err
+	}
+	target, err := net.ResolveUDPAddr("udp", cfg.Addr)
+	if err != nil {
+		return Result{}, fmt.Errorf("resolve %s: %w", cfg.Addr, err)
+	}
+	clients := make([]*client, cfg.Sockets)
+	for i := range clients {
+		c, err := newClient(&cfg, i, target)
+		if err != nil {
+			for _, c := range clients[:i] {
+				c.conn.Close()
+			}
+			return Result{}, err
+		}
+		clients[i] = c
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(clients))
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.run(runCtx); err != nil {
+				errc <- err
+				stop()
+			}
+		}()
+	}
+	// Unblock the sockets' reads when the run ends.
+	go func() {
+		<-runCtx.Done()
+		for _, c := range clients {
+			_ = c.conn.SetDeadline(time.Unix(1, 0))
+		}
+	}()
+	total := func() Counts {
+		var sum Counts
+		for _, c := range clients {
+			x := c.st.load()
+			sum = Counts{sum.Sent + x.Sent, sum.Received + x.Received, sum.Announces + x.Announces,
+				sum.Scrapes + x.Scrapes, sum.Errors + x.Errors, sum.Bad + x.Bad, sum.Lost + x.Lost, sum.Connects + x.Connects}
+		}
+		return sum
+	}
+
+	start := time.Now()
+	measureAt := start.Add(cfg.Warmup)
+	endAt := measureAt.Add(cfg.Duration)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var base Counts
+	var baseCPU time.Duration
+	var baseAt time.Time
+	measuring := cfg.Warmup <= 0
+	if measuring {
+		baseAt = start
+		baseCPU, _ = processCPU(cfg.ServerPID)
+	}
+	prev, prevAt := Counts{}, start
+	var res Result
+	var runErr error
+loop:
+	for {
+		wait := time.Until(endAt)
+		if !measuring {
+			wait = time.Until(measureAt)
+		}
+		timer := time.NewTimer(max(wait, 0))
+		select {
+		case <-runCtx.Done():
+			timer.Stop()
+			runErr = ctx.Err()
+			select {
+			case runErr = <-errc:
+			default:
+			}
+			break loop
+		case now := <-tick.C:
+			timer.Stop()
+			cur := total()
+			d := cur.sub(prev)
+			secs := now.Sub(prevAt).Seconds()
+			phase := "warm-up"
+			if measuring {
+				phase = "measure"
+			}
+			fmt.Fprintf(progress, "%s %4.0fs  sent %8.0f/s  received %8.0f/s  announce %8.0f/s  scrape %7.0f/s  errors %d  lost %d\n",
+				phase, now.Sub(start).Seconds(), float64(d.Sent)/secs, float64(d.Received)/secs,
+				float64(d.Announces)/secs, float64(d.Scrapes)/secs, cur.Errors, cur.Lost)
+			prev, prevAt = cur, now
+		case now := <-timer.C:
+			if !measuring {
+				measuring = true
+				base, baseAt = total(), now
+				baseCPU, _ = processCPU(cfg.ServerPID)
+				continue
+			}
+			res.Counts = func() Counts { c := total(); return c.sub(base) }()
+			res.Elapsed = now.Sub(baseAt)
+			if cfg.ServerPID != 0 {
+				cpu, err := processCPU(cfg.ServerPID)
+				if err != nil {
+					runErr = err
+				}
+				res.ServerCPU = cpu - baseCPU
+			}
+			break loop
+		}
+	}
+	stop()
+	wg.Wait()
+	for _, c := range clients {
+		c.conn.Close()
+		if res.ErrorSample == "" {
+			if s, ok := c.errSample.Load().(string); ok {
+				res.ErrorSample = s
+			}
+		}
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return res, runErr
+	}
+	if res.Elapsed == 0 {
+		return res, fmt.Errorf("load run stopped before the measured window ended: %w", context.Canceled)
+	}
+	return res, nil
+}
+
+func (c *Config) check() error {
+	switch {
+	case c.Torrents < 1 || c.Peers < 1:
+		return errors.New("torrents and peers must be at least 1")
+	case c.Sockets < 1 || c.Window < 1:
+		return errors.New("sockets and window must be at least 1")
+	case c.Duration <= 0:
+		return errors.New("duration must be positive")
+	case c.ScrapeShare < 0 || c.ScrapeShare > 1 || c.SeederShare < 0 || c.SeederShare > 1:
+		return errors.New("scrape and seeder shares are fractions between 0 and 1")
+	case c.Skew != 0 && c.Skew <= 1:
+		return errors.New("skew is a Zipf exponent above 1 (or 0 for uniform)")
+	case c.ScrapeHashes < 1 || c.ScrapeHashes > 74:
+		return errors.New("scrape hashes must be between 1 and 74")
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 200 * time.Millisecond
+	}
+	if c.SourceIPs < 1 {
+		c.SourceIPs = 1
+	}
+	return nil
+}
+
+// processCPU is the user+system CPU time of pid from /proc/<pid>/stat.
+func processCPU(pid int) (time.Duration, error) {
+	if pid == 0 {
+		return 0, nil
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read server CPU time: %w", err)
+	}
+	// Fields after the command name, which is in parentheses and may
+	// contain spaces: state is field 3, utime 14, stime 15.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("read server CPU time: unexpected /proc stat format")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("read server CPU time: unexpected /proc stat format")
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("read server CPU time: unexpected /proc stat format")
+	}
+	// USER_HZ is 100 on every Linux ABI Go supports.
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+// client is one socket and its share of the simulated clients.
+type client struct {
+	cfg       *Config
+	conn      *net.UDPConn
+	bc        *batch.Conn
+	st        stats
+	rng       *rand.Rand
+	zipf      *rand.Zipf
+	cid       uint64
+	connected time.Time
+	txid      uint32
+	tx, rx    []batch.Message
+	errSample atomic.Value
+}
+
+func newClient(cfg *Config, i int, target *net.UDPAddr) (*client, error) {
+	var local *net.UDPAddr
+	if t4 := target.IP.To4(); t4 != nil && t4.IsLoopback() {
+		local = &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%cfg.SourceIPs))}
+	}
+	conn, err := net.DialUDP("udp", local, target)
+	if err != nil {
+		return nil, fmt.Errorf("open client socket %d: %w", i, err)
+	}
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+	bc, err := batch.NewConn(conn, batchSize)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c := &client{cfg: cfg, conn: conn, bc: bc, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)))}
+	if cfg.Skew > 1 {
+		c.zipf = rand.NewZipf(c.rng, cfg.Skew, 1, uint64(cfg.Torrents-1))
+	}
+	c.tx = make([]batch.Message, batchSize)
+	c.rx = make([]batch.Message, batchSize)
+	for j := range c.tx {
+		c.tx[j].Buf = make([]byte, 16+20*74)
+		c.rx[j].Buf = make([]byte, 2048)
+	}
+	return c, nil
+}
+
+// connect gets a connection id, retrying lost packets.
+func (c *client) connect(ctx context.Context) error {
+	var req [16]byte
+	binary.BigEndian.PutUint64(req[0:], protocolID)
+	binary.BigEndian.PutUint32(req[8:], actionConnect)
+	var buf [2048]byte
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		c.txid++
+		binary.BigEndian.PutUint32(req[12:], c.txid|1<<31)
+		if _, err := c.conn.Write(req[:]); err != nil {
+			return fmt.Errorf("send connect: %w", err)
+		}
+		_ = c.conn.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			n, err := c.conn.Read(buf[:])
+			if err != nil {
+				if batch.IsTimeout(err) {
+					break // resend
+				}
+				return fmt.Errorf("connect to %s: %w", c.cfg.Addr, err)
+			}
+			if n >= 16 && binary.BigEndian.Uint32(buf[0:]) == actionConnect && string(buf[4:8]) == string(req[12:16]) {
+				c.cid = binary.BigEndian.Uint64(buf[8:])
+				c.connected = time.Now()
+				c.st.connects.Add(1)
+				return nil
+			}
+			// A late answer to an earlier request: ignore it.
+		}
+		if attempt == 9 {
+			return fmt.Errorf("connect to %s: no answer after 10 tries (is the tracker running?)", c.cfg.Addr)
+		}
+	}
+	return ctx.Err()
+}
+
+func (c *client) torrent() uint64 {
+	if c.zipf != nil {
+		return c.zipf.Uint64()
+	}
+	return c.rng.Uint64N(uint64(c.cfg.Torrents))
+}
+
+func infoHash(b []byte, t uint64) {
+	binary.BigEndian.PutUint64(b, t)
+	binary.BigEndian.PutUint64(b[8:], t*0x9e3779b97f4a7c15)
+	binary.BigEndian.PutUint32(b[16:], 0x5354524c) // "STRL"
+}
+
+// fill writes one request into m.
+func (c *client) fill(m *batch.Message) {
+	c.txid++
+	b := m.Buf
+	binary.BigEndian.PutUint64(b[0:], c.cid)
+	binary.BigEndian.PutUint32(b[12:], c.txid&^(1<<31))
+	if c.cfg.ScrapeShare > 0 && c.rng.Float64() < c.cfg.ScrapeShare {
+		binary.BigEndian.PutUint32(b[8:], actionScrape)
+		for i := 0; i < c.cfg.ScrapeHashes; i++ {
+			infoHash(b[16+20*i:], c.torrent())
+		}
+		m.N = 16 + 20*c.cfg.ScrapeHashes
+		return
+	}
+	binary.BigEndian.PutUint32(b[8:], actionAnnounce)
+	infoHash(b[16:], c.torrent())
+	p := c.rng.Uint64N(uint64(c.cfg.Peers))
+	binary.BigEndian.PutUint64(b[36:], p) // peer id
+	copy(b[44:56], "-ST0001-load")
+	binary.BigEndian.PutUint64(b[56:], 0) // downloaded
+	left := uint64(1 << 20)
+	if float64(p%1000)/1000 < c.cfg.SeederShare {
+		left = 0
+	}
+	binary.BigEndian.PutUint64(b[64:], left)
+	binary.BigEndian.PutUint64(b[72:], 0)                     // uploaded
+	binary.BigEndian.PutUint32(b[80:], 0)                     // event none
+	binary.BigEndian.PutUint32(b[84:], 0)                     // ip
+	binary.BigEndian.PutUint32(b[88:], uint32(p))             // key
+	binary.BigEndian.PutUint32(b[92:], uint32(c.cfg.NumWant)) // num_want
+	binary.BigEndian.PutUint16(b[96:], uint16(1024+p%64000))  // port
+	m.N = 98
+}
+
+func (c *client) run(ctx context.Context) error {
+	if err := c.connect(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	inflight := 0
+	for ctx.Err() == nil {
+		if time.Since(c.connected) > reconnectEvery {
+			c.st.lost.Add(uint64(inflight))
+			inflight = 0
+			if err := c.connect(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		// Send only whole batches (or whatever the window has room for when
+		// it is nearly empty), so every sendmmsg carries many datagrams;
+		// topping up one at a time would cost a system call per request.
+		if k := min(batchSize, c.cfg.Window-inflight); k >= min(batchSize, c.cfg.Window) || inflight == 0 {
+			for i := 0; i < k; i++ {
+				c.fill(&c.tx[i])
+			}
+			n, err := c.bc.Send(c.tx[:k])
+			inflight += n
+			c.st.sent.Add(uint64(n))
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("send: %w", err)
+			}
+		}
+		_ = c.conn.SetReadDeadline(time.Now().Add(c.cfg.Timeout))
+		n, err := c.bc.Recv(c.rx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if batch.IsTimeout(err) {
+				c.st.lost.Add(uint64(inflight))
+				inflight = 0
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// ECONNREFUSED from an earlier datagram: the tracker is gone.
+			return fmt.Errorf("receive from %s: %w", c.cfg.Addr, err)
+		}
+		inflight = max(inflight-n, 0)
+		var ann, scr, errs, bad uint64
+		for i := 0; i < n; i++ {
+			m := &c.rx[i]
+			if m.N < 8 {
+				bad++
+				continue
+			}
+			switch binary.BigEndian.Uint32(m.Buf) {
+			case actionAnnounce:
+				if m.N < 20 {
+					bad++
+				} else {
+					ann++
+				}
+			case actionScrape:
+				scr++
+			case actionError:
+				errs++
+				if c.errSample.Load() == nil {
+					c.errSample.Store(string(m.Buf[8:m.N]))
+				}
+			default:
+				bad++
+			}
+		}
+		c.st.received.Add(uint64(n))
+		c.st.announces.Add(ann)
+		c.st.scrapes.Add(scr)
+		c.st.errors.Add(errs)
+		c.st.bad.Add(bad)
+	}
+	return nil
+}
+
+// Echo answers every datagram on addr with a fixed reply until ctx ends:
+// 16 bytes (a connect response) to a 16-byte connect, otherwise 20 bytes
+// (an empty announce response), echoing the transaction id so clients
+// match answers. ready is called with the bound address.
+func Echo(ctx context.Context, addr string, sockets int, ready func(netip.AddrPort)) error {
+	conns, err := batch.ListenGroup(ctx, addr, sockets, false)
+	if err != nil {
+		return fmt.Errorf("udp echo: %w", err)
+	}
+	if ready != nil {
+		ready(conns[0].LocalAddr().(*net.UDPAddr).AddrPort())
+	}
+	var wg sync.WaitGroup
+	for _, uc := range conns {
+		bc, err := batch.NewConn(uc, batchSize)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			echoLoop(bc)
+		}()
+	}
+	<-ctx.Done()
+	for _, uc := range conns {
+		_ = uc.SetDeadline(time.Unix(1, 0))
+	}
+	wg.Wait()
+	for _, uc := range conns {
+		uc.Close()
+	}
+	return nil
+}
+
+func echoLoop(bc *batch.Conn) {
+	rx := make([]batch.Message, batchSize)
+	tx := make([]batch.Message, batchSize)
+	for i := range rx {
+		rx[i].Buf = make([]byte, 2048)
+		tx[i].Buf = make([]byte, 20)
+	}
+	for {
+		n, err := bc.Recv(rx)
+		if err != nil {
+			if batch.IsTimeout(err) || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		out := 0
+		for i := 0; i < n; i++ {
+			m := &rx[i]
+			if m.N < 16 {
+				continue
+			}
+			t := &tx[out]
+			clear(t.Buf)
+			copy(t.Buf[4:8], m.Buf[12:16])
+			if m.N == 16 && binary.BigEndian.Uint32(m.Buf[8:]) == actionConnect {
+				t.N = 16
+			} else {
+				t.Buf[3] = actionAnnounce
+				t.N = 20
+			}
+			t.Addr = m.Addr
+			out++
+		}
+		_, _ = bc.Send(tx[:out])
+	}
+}
