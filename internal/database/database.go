@@ -365,7 +365,8 @@ func (db *DB) LoadCompleted(ctx context.Context) ([]swarm.CompletedCount, error)
 // placeholder limits of the three engines (32766, 65535, 65535).
 const batchRows = 500
 
-// SaveCompleted upserts counts in one transaction: all or none are written.
+// SaveCompleted upserts counts in one transaction (PostgreSQL: one
+// statement): all or none are written.
 // When a hash appears twice the later count wins.
 func (db *DB) SaveCompleted(ctx context.Context, counts []swarm.CompletedCount) error {
 	if len(counts) == 0 {
@@ -374,6 +375,15 @@ func (db *DB) SaveCompleted(ctx context.Context, counts []swarm.CompletedCount) 
 	ctx, cancel := db.opContext(ctx)
 	defer cancel()
 	counts = lastWins(counts)
+	if db.d.upsertArrays != "" {
+		hashes := make([]string, len(counts))
+		values := make([]int64, len(counts))
+		for i, c := range counts {
+			hashes[i], values[i] = c.InfoHash.String(), int64(c.Completed)
+		}
+		_, err := db.sql.ExecContext(ctx, db.d.upsertArrays, hashes, values)
+		return db.done(ctx, "save completed counts", err)
+	}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		args := make([]any, 0, 2*batchRows)
 		for len(counts) > 0 {

@@ -44,8 +44,11 @@ type dialect struct {
 	upsertHead, upsertTail string
 	placeholder            func(i int) string // 1-based
 	upsertFull             string             // for batchRows rows, built once
-	isUnique               func(error) bool
-	migrations             []migration
+	// upsertArrays, when set, upserts a whole batch as two array parameters
+	// (hashes, counts): one statement however large the batch.
+	upsertArrays string
+	isUnique     func(error) bool
+	migrations   []migration
 }
 
 func (d *dialect) upsertCompleted(n int) string {
@@ -184,7 +187,10 @@ var postgresDialect = (&dialect{
 	loadCompleted:   `SELECT info_hash, completed FROM torrents`,
 	upsertHead:      `INSERT INTO torrents (info_hash, completed) VALUES `,
 	upsertTail:      ` ON CONFLICT (info_hash) DO UPDATE SET completed = excluded.completed`,
-	placeholder:     dollar,
+	upsertArrays: `INSERT INTO torrents (info_hash, completed)
+        SELECT * FROM unnest($1::varchar[], $2::bigint[])
+        ON CONFLICT (info_hash) DO UPDATE SET completed = excluded.completed`,
+	placeholder: dollar,
 	isUnique: func(err error) bool {
 		var e *pgconn.PgError
 		return errors.As(err, &e) && e.Code == "23505" // unique_violation

@@ -27,27 +27,27 @@ type engine struct {
 	name string
 	// fresh returns the location (path or URL) of a new empty database,
 	// dropped when the test ends.
-	fresh func(t *testing.T) string
+	fresh func(t testing.TB) string
 	// rawDriver and rawDSN open the same database with database/sql
 	// directly, to check what is really stored.
-	raw func(t *testing.T, location string) *sql.DB
+	raw func(t testing.TB, location string) *sql.DB
 }
 
 // engines are SQLite always, and MySQL and PostgreSQL when their URLs are
 // set. When set, the server must answer: the test fails, never skips.
-func engines(t *testing.T) []engine {
+func engines(t testing.TB) []engine {
 	t.Helper()
 	es := []engine{{name: "sqlite3", fresh: freshSQLite, raw: rawSQLite}}
 	if u := os.Getenv("STARLING_TEST_MYSQL_URL"); u != "" {
-		es = append(es, engine{name: "mysql", fresh: func(t *testing.T) string { return freshMySQL(t, u) }, raw: rawMySQL})
+		es = append(es, engine{name: "mysql", fresh: func(t testing.TB) string { return freshMySQL(t, u) }, raw: rawMySQL})
 	}
 	if u := os.Getenv("STARLING_TEST_POSTGRES_URL"); u != "" {
-		es = append(es, engine{name: "postgresql", fresh: func(t *testing.T) string { return freshPostgres(t, u) }, raw: rawPostgres})
+		es = append(es, engine{name: "postgresql", fresh: func(t testing.TB) string { return freshPostgres(t, u) }, raw: rawPostgres})
 	}
 	return es
 }
 
-func randomName(t *testing.T) string {
+func randomName(t testing.TB) string {
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
@@ -55,11 +55,11 @@ func randomName(t *testing.T) string {
 	return "test_" + hex.EncodeToString(b[:])
 }
 
-func freshSQLite(t *testing.T) string {
+func freshSQLite(t testing.TB) string {
 	return filepath.Join(t.TempDir(), "sqlite3.db")
 }
 
-func rawSQLite(t *testing.T, path string) *sql.DB {
+func rawSQLite(t testing.TB, path string) *sql.DB {
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func rawSQLite(t *testing.T, path string) *sql.DB {
 	return db
 }
 
-func mysqlConfig(t *testing.T, raw string) *mysql.Config {
+func mysqlConfig(t testing.TB, raw string) *mysql.Config {
 	t.Helper()
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "mysql" {
@@ -87,7 +87,7 @@ func mysqlConfig(t *testing.T, raw string) *mysql.Config {
 	return cfg
 }
 
-func openMySQLRaw(t *testing.T, cfg *mysql.Config) *sql.DB {
+func openMySQLRaw(t testing.TB, cfg *mysql.Config) *sql.DB {
 	t.Helper()
 	c, err := mysql.NewConnector(cfg)
 	if err != nil {
@@ -99,7 +99,7 @@ func openMySQLRaw(t *testing.T, cfg *mysql.Config) *sql.DB {
 }
 
 // freshMySQL creates a database test_<random> on the server of base.
-func freshMySQL(t *testing.T, base string) string {
+func freshMySQL(t testing.TB, base string) string {
 	t.Helper()
 	cfg := mysqlConfig(t, base)
 	cfg.DBName = ""
@@ -123,13 +123,13 @@ func freshMySQL(t *testing.T, base string) string {
 	return u.String()
 }
 
-func rawMySQL(t *testing.T, location string) *sql.DB {
+func rawMySQL(t testing.TB, location string) *sql.DB {
 	return openMySQLRaw(t, mysqlConfig(t, location))
 }
 
 // freshPostgres creates a schema test_<random> and returns base with that
 // schema as its search_path.
-func freshPostgres(t *testing.T, base string) string {
+func freshPostgres(t testing.TB, base string) string {
 	t.Helper()
 	admin, err := sql.Open("pgx", base)
 	if err != nil {
@@ -157,7 +157,7 @@ func freshPostgres(t *testing.T, base string) string {
 	return u.String()
 }
 
-func rawPostgres(t *testing.T, location string) *sql.DB {
+func rawPostgres(t testing.TB, location string) *sql.DB {
 	db, err := sql.Open("pgx", location)
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +167,7 @@ func rawPostgres(t *testing.T, location string) *sql.DB {
 }
 
 // openDB opens location with Starling and closes it when the test ends.
-func openDB(t *testing.T, location string, log *slog.Logger) *database.DB {
+func openDB(t testing.TB, location string, log *slog.Logger) *database.DB {
 	t.Helper()
 	db, err := database.OpenURL(t.Context(), location, log)
 	if err != nil {
