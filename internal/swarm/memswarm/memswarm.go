@@ -46,6 +46,9 @@ func NewSharded(opts swarm.Options, shardBits uint) *Store {
 	for i := range s.shards {
 		s.shards[i].index = make(map[bittorrent.InfoHash]uint32)
 		s.shards[i].rng = rand.Uint64()
+		s.shards[i].p4.owner = &s.shards[i].torrents
+		s.shards[i].p6.owner = &s.shards[i].torrents
+		s.shards[i].p6.v6 = true
 	}
 	return s
 }
@@ -414,6 +417,10 @@ func (s *Store) Sweep(ctx context.Context, cutoff int64) (swarm.SweepResult, err
 			sh.mu.Lock()
 			i = s.sweepStep(sh, i, cutoff, &res)
 			done := i >= len(sh.torrents)
+			if done {
+				sh.p4.reclaim()
+				sh.p6.reclaim()
+			}
 			sh.mu.Unlock()
 			if done {
 				break

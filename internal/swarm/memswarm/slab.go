@@ -1,6 +1,10 @@
 package memswarm
 
-import "github.com/starling-tracker/starling/internal/bittorrent"
+import (
+	"slices"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+)
 
 // addr is the raw address of a peer record: IPv4 and IPv6 peers live in
 // separate slabs so an IPv4 peer does not pay for 16 address bytes.
@@ -98,16 +102,38 @@ type seg struct {
 }
 
 // slab holds the peers of one family of one shard.
+//
+// Segments are bump-allocated from the current chunk and recycled through
+// one free list per class. Growing swarms leave freed small segments
+// behind that larger ones cannot use; when those free slots pass an
+// eighth of the slab and a new chunk is needed, the sparsest chunk is
+// evacuated into the new one and becomes the next bump chunk, so the
+// slab stays within about 1/8 of its live size at a cost of one
+// chunk-sized copy under the shard lock (tens of microseconds).
 type slab[A addr] struct {
 	chunks [][]peer[A]
-	// next is the first never-used slot of the last chunk.
-	next uint32
-	free [][]uint32
-	big  [][]peer[A]
+	// live[c] is the number of slots of chunk c held by live segments.
+	live []uint32
+	// next and end bound the bump region, inside one chunk.
+	next, end uint32
+	free      [][]uint32
+	// spare are chunks that hold no live segment and no free-list entry
+	// (nil when their memory was given back).
+	spare []uint32
+	big   [][]peer[A]
 	// bigFree are indexes of big that can be reused.
 	bigFree []uint32
-	// slots is the capacity held by live segments, for the memory report.
-	slots uint64
+	// slots is the capacity held by live chunk segments; capSlots the
+	// capacity of the allocated chunks.
+	slots, capSlots uint64
+	// owner gives evacuation the segments to move: the shard's torrents,
+	// their p6 segment when v6.
+	owner *[]torrent
+	v6    bool
+	// victim marks the chunks being evacuated (kept to reuse its memory).
+	victim []bool
+	// evacuations counts evacuated chunks, for tests and the memory report.
+	evacuations int
 }
 
 func (s *slab[A]) capOf(sg seg) uint32 {
@@ -129,63 +155,199 @@ func (s *slab[A]) view(sg seg) []peer[A] {
 	return s.chunks[c][o : o+sg.n : o+classSize[sg.cls]]
 }
 
-// alloc returns the offset of a fresh segment of class c.
+// alloc returns the offset of a fresh segment of class c. It may
+// evacuate a chunk, moving other segments of the slab (never one that is
+// not yet owned by a torrent).
 func (s *slab[A]) alloc(c uint8) uint32 {
 	if s.free == nil {
 		s.free = make([][]uint32, len(classSize))
 	}
 	size := classSize[c]
-	s.slots += uint64(size)
+	var off uint32
 	if f := s.free[c]; len(f) > 0 {
-		off := f[len(f)-1]
+		off = f[len(f)-1]
 		s.free[c] = f[:len(f)-1]
-		return off
-	}
-	if s.next+size > uint32(len(s.chunks))<<chunkShift {
-		// The tail of the last chunk is too short: hand it to the free
-		// lists of smaller classes instead of wasting it.
-		for rest := uint32(len(s.chunks))<<chunkShift - s.next; rest > 0; {
-			fc := classOf[rest]
-			if classSize[fc] > rest {
-				fc--
-			}
-			s.free[fc] = append(s.free[fc], s.next)
-			s.next += classSize[fc]
-			rest -= classSize[fc]
+	} else {
+		for s.next+size > s.end {
+			s.refill()
 		}
-		s.chunks = append(s.chunks, make([]peer[A], chunkLen))
-		s.next = uint32(len(s.chunks)-1) << chunkShift
+		off = s.next
+		s.next += size
 	}
-	off := s.next
-	s.next += size
+	s.live[off>>chunkShift] += size
+	s.slots += uint64(size)
 	return off
+}
+
+// refill starts a new bump region of one whole chunk.
+func (s *slab[A]) refill() {
+	// The tail of the region is too short: hand it to the free lists of
+	// smaller classes instead of wasting it.
+	for rest := s.end - s.next; rest > 0; {
+		fc := classOf[rest]
+		if classSize[fc] > rest {
+			fc--
+		}
+		s.free[fc] = append(s.free[fc], s.next)
+		s.next += classSize[fc]
+		rest -= classSize[fc]
+	}
+	if n := len(s.spare); n > 0 {
+		c := s.spare[n-1]
+		s.spare = s.spare[:n-1]
+		if s.chunks[c] == nil {
+			s.chunks[c] = make([]peer[A], chunkLen)
+			s.capSlots += chunkLen
+		}
+		s.next, s.end = c<<chunkShift, (c+1)<<chunkShift
+		return
+	}
+	c := uint32(len(s.chunks))
+	s.chunks = append(s.chunks, make([]peer[A], chunkLen))
+	s.live = append(s.live, 0)
+	s.capSlots += chunkLen
+	s.next, s.end = c<<chunkShift, (c+1)<<chunkShift
+	if s.freeListed()*8 > s.capSlots {
+		s.compact(c)
+	}
+}
+
+// freeListed is the number of slots in the free lists: allocated chunk
+// memory that only a segment of the same class can use.
+func (s *slab[A]) freeListed() uint64 {
+	spare := uint64(0)
+	for _, c := range s.spare {
+		if s.chunks[c] != nil {
+			spare += chunkLen
+		}
+	}
+	return s.capSlots - s.slots - uint64(s.end-s.next) - spare
+}
+
+// compact evacuates the sparsest chunks whose live segments fit together
+// in the bump region (a fresh chunk, bump) and makes them spare chunks.
+// A chunk more than three quarters full is left alone: moving it would
+// copy three slots for every one it frees.
+func (s *slab[A]) compact(bump uint32) {
+	if cap(s.victim) < len(s.chunks) {
+		s.victim = make([]bool, len(s.chunks), cap(s.chunks))
+	}
+	victim := s.victim[:len(s.chunks)]
+	clear(victim)
+	room, any := s.end-s.next, false
+	for {
+		best, bestLive := -1, min(uint32(chunkLen*3/4), room)
+		for c, l := range s.live {
+			if uint32(c) != bump && !victim[c] && s.chunks[c] != nil && l <= bestLive && !slices.Contains(s.spare, uint32(c)) {
+				best, bestLive = c, l
+			}
+		}
+		if best < 0 {
+			break
+		}
+		victim[best], any = true, true
+		room -= bestLive
+	}
+	if !any {
+		return
+	}
+	s.purge(func(off uint32) bool { return victim[off>>chunkShift] })
+	ts := *s.owner
+	for i := range ts {
+		sg := s.segOf(&ts[i])
+		if sg.cls == noClass || sg.cls == bigClass || !victim[sg.off>>chunkShift] {
+			continue
+		}
+		size := classSize[sg.cls]
+		off := s.next
+		s.next += size
+		copy(s.chunks[off>>chunkShift][off&(chunkLen-1):], s.view(*sg))
+		s.live[off>>chunkShift] += size
+		s.live[sg.off>>chunkShift] -= size
+		sg.off = off
+	}
+	for c, v := range victim {
+		if v {
+			s.spare = append(s.spare, uint32(c))
+			s.evacuations++
+		}
+	}
+}
+
+func (s *slab[A]) segOf(t *torrent) *seg {
+	if s.v6 {
+		return &t.p6
+	}
+	return &t.p4
+}
+
+// purge drops the free-list entries that drop selects.
+func (s *slab[A]) purge(drop func(off uint32) bool) {
+	for c, f := range s.free {
+		s.free[c] = slices.DeleteFunc(f, drop)
+	}
+}
+
+// reclaim gives the memory of chunks without live segments back to the
+// garbage collector, keeping one spare; Sweep calls it after a shard.
+func (s *slab[A]) reclaim() {
+	if s.slots == 0 && len(s.big) == len(s.bigFree) {
+		// Nothing is live: give everything back.
+		*s = slab[A]{owner: s.owner, v6: s.v6, evacuations: s.evacuations}
+		return
+	}
+	bump := s.next >> chunkShift
+	if s.next == s.end {
+		bump = ^uint32(0) // the bump region is used up
+	}
+	var empty []bool
+	for c, l := range s.live {
+		if l != 0 || s.chunks[c] == nil || uint32(c) == bump || slices.Contains(s.spare, uint32(c)) {
+			continue
+		}
+		if empty == nil {
+			empty = make([]bool, len(s.chunks))
+		}
+		empty[c] = true
+		s.spare = append(s.spare, uint32(c))
+	}
+	if empty != nil {
+		s.purge(func(off uint32) bool { return empty[off>>chunkShift] })
+	}
+	kept := false
+	for _, c := range s.spare {
+		if s.chunks[c] == nil {
+			continue
+		}
+		if kept {
+			s.chunks[c] = nil
+			s.capSlots -= chunkLen
+		}
+		kept = true
+	}
 }
 
 func (s *slab[A]) release(sg seg) {
 	switch sg.cls {
 	case noClass:
 	case bigClass:
-		s.slots -= uint64(cap(s.big[sg.off]))
 		s.big[sg.off] = nil
 		s.bigFree = append(s.bigFree, sg.off)
 	default:
+		s.live[sg.off>>chunkShift] -= classSize[sg.cls]
 		s.slots -= uint64(classSize[sg.cls])
 		s.free[sg.cls] = append(s.free[sg.cls], sg.off)
 	}
 }
 
-// move puts ps (which may be inside the old segment) into a new segment
-// with room for at least want records and releases the old one.
+// move puts the segment's peers into a new segment with room for at
+// least want records and releases the old one.
 func (s *slab[A]) move(sg *seg, want uint32) {
-	old := *sg
-	ps := s.view(old)
 	var nw seg
-	nw.n = old.n
-	if want > chunkLen {
+	switch {
+	case want > chunkLen:
 		nw.cls = bigClass
-		b := make([]peer[A], len(ps), want+want/4)
-		copy(b, ps)
-		s.slots += uint64(cap(b))
+		b := make([]peer[A], 0, want+want/4)
 		if n := len(s.bigFree); n > 0 {
 			nw.off = s.bigFree[n-1]
 			s.bigFree = s.bigFree[:n-1]
@@ -194,15 +356,20 @@ func (s *slab[A]) move(sg *seg, want uint32) {
 			nw.off = uint32(len(s.big))
 			s.big = append(s.big, b)
 		}
-	} else if want > 0 {
+	case want > 0:
 		nw.cls = classOf[want]
+		// alloc may evacuate the chunk that holds *sg, so read *sg after.
 		nw.off = s.alloc(nw.cls)
-		copy(s.view(nw), ps)
 	}
+	old := *sg
+	nw.n = old.n
+	if nw.cls == bigClass {
+		s.big[nw.off] = s.big[nw.off][:old.n]
+	}
+	copy(s.view(nw), s.view(old))
 	s.release(old)
 	*sg = nw
 }
-
 // insert puts p at position i of the segment, growing it when full.
 func (s *slab[A]) insert(sg *seg, i int, p *peer[A]) {
 	if sg.cls == noClass || sg.n == s.capOf(*sg) {

@@ -1,0 +1,276 @@
+package memswarm
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/swarm"
+	"github.com/starling-tracker/starling/internal/swarm/swarmtest"
+)
+
+func TestClasses(t *testing.T) {
+	if classSize[1] != 1 || classSize[len(classSize)-1] != chunkLen {
+		t.Fatalf("classes run from %d to %d, want 1 to %d", classSize[1], classSize[len(classSize)-1], chunkLen)
+	}
+	for n := 1; n <= chunkLen; n++ {
+		c := classOf[n]
+		if classSize[c] < uint32(n) || classSize[c-1] >= uint32(n) {
+			t.Fatalf("classOf[%d] = %d (size %d), not the smallest class that fits", n, c, classSize[c])
+		}
+		// Above 8 records a class wastes at most a quarter of its size.
+		if n > 8 && float64(classSize[c]) > 1.25*float64(n) {
+			t.Fatalf("class for %d records holds %d", n, classSize[c])
+		}
+	}
+}
+
+// checkInvariants checks every shard's bookkeeping against a recount:
+// segments inside their chunk and disjoint from each other and from the
+// free lists, per-chunk live counts, peers sorted and unique, torrent,
+// shard and index counts.
+func checkInvariants(t *testing.T, s *Store) {
+	t.Helper()
+	for k := range s.shards {
+		sh := &s.shards[k]
+		sh.mu.Lock()
+		var seeders, leechers, completed, torrents uint64
+		for i := range sh.torrents {
+			tr := &sh.torrents[i]
+			if !tr.live {
+				continue
+			}
+			torrents++
+			if j, ok := sh.index[tr.hash]; !ok || j != uint32(i) {
+				t.Fatalf("shard %d: torrent %d not indexed by its hash", k, i)
+			}
+			var se, le uint32
+			countSeg(t, &sh.p4, tr.p4, &se, &le)
+			countSeg(t, &sh.p6, tr.p6, &se, &le)
+			if se != tr.seeders || le != tr.leechers {
+				t.Fatalf("shard %d torrent %d: counts %d/%d, recount %d/%d", k, i, tr.seeders, tr.leechers, se, le)
+			}
+			seeders += uint64(se)
+			leechers += uint64(le)
+			completed += uint64(tr.completed)
+		}
+		if torrents != sh.nTorrents || len(sh.index) != int(torrents) || seeders != sh.seeders ||
+			leechers != sh.leechers || completed != sh.completed {
+			t.Fatalf("shard %d: totals %d/%d/%d/%d (index %d), recount %d/%d/%d/%d", k, sh.nTorrents, sh.seeders,
+				sh.leechers, sh.completed, len(sh.index), torrents, seeders, leechers, completed)
+		}
+		checkSlab(t, &sh.p4, sh.torrents, func(tr *torrent) seg { return tr.p4 })
+		checkSlab(t, &sh.p6, sh.torrents, func(tr *torrent) seg { return tr.p6 })
+		sh.mu.Unlock()
+	}
+}
+
+func countSeg[A addr](t *testing.T, sl *slab[A], sg seg, se, le *uint32) {
+	t.Helper()
+	ps := sl.view(sg)
+	if sg.cls != noClass && sg.n == 0 {
+		t.Fatalf("empty segment of class %d kept", sg.cls)
+	}
+	for i := range ps {
+		if i > 0 && !ps[i-1].less(&ps[i].ip, ps[i].port) {
+			t.Fatalf("peers out of order or duplicated at %d", i)
+		}
+		if ps[i].port == 0 {
+			t.Fatal("a peer with port 0 is stored")
+		}
+		if ps[i].seeder() {
+			*se++
+		} else {
+			*le++
+		}
+	}
+}
+
+func checkSlab[A addr](t *testing.T, sl *slab[A], ts []torrent, segOf func(*torrent) seg) {
+	t.Helper()
+	owner := make([][]int8, len(sl.chunks)) // 1 live, 2 free, per slot
+	for c := range sl.chunks {
+		if sl.chunks[c] != nil {
+			owner[c] = make([]int8, chunkLen)
+		}
+	}
+	mark := func(off, size uint32, what int8) {
+		c, o := off>>chunkShift, off&(chunkLen-1)
+		if int(c) >= len(owner) || owner[c] == nil || o+size > chunkLen {
+			t.Fatalf("segment at %d size %d outside its chunk", off, size)
+		}
+		for j := o; j < o+size; j++ {
+			if owner[c][j] != 0 {
+				t.Fatalf("slot %d of chunk %d is both %d and %d", j, c, owner[c][j], what)
+			}
+			owner[c][j] = what
+		}
+	}
+	live := make([]uint32, len(sl.chunks))
+	var slots uint64
+	bigs := 0
+	for i := range ts {
+		sg := segOf(&ts[i])
+		switch {
+		case !ts[i].live || sg.cls == noClass:
+		case sg.cls == bigClass:
+			bigs++
+			if sg.n <= chunkLen/4 {
+				t.Fatalf("big segment holds only %d peers", sg.n)
+			}
+		default:
+			mark(sg.off, classSize[sg.cls], 1)
+			live[sg.off>>chunkShift] += classSize[sg.cls]
+			slots += uint64(classSize[sg.cls])
+		}
+	}
+	for c, f := range sl.free {
+		for _, off := range f {
+			mark(off, classSize[c], 2)
+		}
+	}
+	for c := range live {
+		if live[c] != sl.live[c] {
+			t.Fatalf("chunk %d: live %d, recount %d", c, sl.live[c], live[c])
+		}
+	}
+	if slots != sl.slots {
+		t.Fatalf("slots %d, recount %d", sl.slots, slots)
+	}
+	for _, c := range sl.spare {
+		if live[c] != 0 {
+			t.Fatalf("spare chunk %d holds live segments", c)
+		}
+		for _, o := range owner[c] {
+			if o != 0 {
+				t.Fatalf("spare chunk %d has free-list entries", c)
+			}
+		}
+	}
+	if got := len(sl.big) - len(sl.bigFree); got != bigs {
+		t.Fatalf("%d big slices in use, %d torrents with one", got, bigs)
+	}
+}
+
+// TestSlabStress drives one shard (so every torrent shares the slabs)
+// through growth, churn, a swarm that grows past a chunk and shrinks
+// back, and sweeps, checking the bookkeeping and the counts against a
+// plain map after every phase.
+func TestSlabStress(t *testing.T) {
+	s := NewSharded(swarm.Options{RemovePeerlessTorrents: true}, 0)
+	ctx := context.Background()
+	type key struct {
+		h    int
+		addr netip.AddrPort
+	}
+	type rec struct{ left, now int64 }
+	want := map[key]rec{}
+	var resp bittorrent.AnnounceResponse
+	announce := func(h int, addr netip.AddrPort, left int64, ev bittorrent.Event, now int64) {
+		a := swarmtest.Announce(swarmtest.Hash(h), swarmtest.PeerID(h), addr, now)
+		a.Left, a.Event, a.NumWant = left, ev, 5
+		resp.Reset()
+		if _, err := s.Announce(ctx, &a, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if ev == bittorrent.EventStopped {
+			delete(want, key{h, addr})
+		} else {
+			want[key{h, addr}] = rec{left, now}
+		}
+	}
+	verify := func(phase string) {
+		t.Helper()
+		checkInvariants(t, s)
+		var counts [2000]bittorrent.SwarmStats
+		for k, r := range want {
+			if r.left == 0 {
+				counts[k.h].Seeders++
+			} else {
+				counts[k.h].Leechers++
+			}
+		}
+		hashes := make([]bittorrent.InfoHash, len(counts))
+		for h := range hashes {
+			hashes[h] = swarmtest.Hash(h)
+		}
+		out, _ := s.Scrape(ctx, hashes, nil)
+		for h := range out {
+			if out[h] != counts[h] {
+				t.Fatalf("%s: torrent %d scrape %+v, want %+v", phase, h, out[h], counts[h])
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	addrOf := func(i int) netip.AddrPort {
+		if i%4 == 0 {
+			return swarmtest.Addr6(i, uint16(1+i%7))
+		}
+		return swarmtest.Addr4(i, uint16(1+i%7))
+	}
+	// Growth: 60,000 peers over 1,000 torrents, all at once.
+	for i := range 60000 {
+		announce(rng.IntN(1000), addrOf(i), int64(i%2), bittorrent.EventStarted, 100)
+	}
+	verify("growth")
+	if ev := s.shards[0].p4.evacuations; ev == 0 {
+		t.Errorf("growth evacuated no chunk")
+	}
+	if sl := &s.shards[0].p4; sl.capSlots > sl.slots+sl.slots/4+2*chunkLen {
+		t.Errorf("after growth: %d slots allocated for %d live", sl.capSlots, sl.slots)
+	}
+	// Churn: peers leave and others join.
+	for i := range 40000 {
+		if i%2 == 0 {
+			for k := range want {
+				announce(k.h, k.addr, 0, bittorrent.EventStopped, 101)
+				break
+			}
+		} else {
+			announce(rng.IntN(1000), addrOf(100000+i), 1, bittorrent.EventNone, 101)
+		}
+		if i%10000 == 0 {
+			verify(fmt.Sprintf("churn %d", i))
+		}
+	}
+	verify("churn")
+	// A swarm grows past the largest class and shrinks back.
+	for i := range 3 * chunkLen {
+		announce(1500, addrOf(200000+i), 1, bittorrent.EventStarted, 102)
+	}
+	verify("big")
+	for i := range 3*chunkLen - 100 {
+		announce(1500, addrOf(200000+i), 1, bittorrent.EventStopped, 102)
+	}
+	verify("big shrunk")
+	// Sweep the peers of time 100 (about half), then everything.
+	r, err := s.Sweep(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swept := 0
+	for k, w := range want {
+		if w.now <= 100 {
+			delete(want, k)
+			swept++
+		}
+	}
+	if r.Peers != swept {
+		t.Errorf("sweep at 100 removed %d peers, want %d", r.Peers, swept)
+	}
+	verify("sweep 100")
+	if _, err := s.Sweep(ctx, 200); err != nil {
+		t.Fatal(err)
+	}
+	clear(want)
+	verify("sweep all")
+	if tot, _ := s.Totals(ctx); tot != (swarm.Totals{}) {
+		t.Errorf("totals after sweeping everything: %+v", tot)
+	}
+	if sl := &s.shards[0].p4; sl.capSlots > chunkLen {
+		t.Errorf("after sweeping everything %d slots are still allocated", sl.capSlots)
+	}
+}
