@@ -250,7 +250,7 @@ func (c Checker) checkTracker(ctx context.Context, kind, target string) Result {
 	if !step("stop", func() (string, error) { _, err := client.Announce(ctx, a); return "peer removed", err }) {
 		return res
 	}
-	res.Status = Status{CodeOK, fmt.Sprintf("answered in %s", time.Since(started).Round(time.Millisecond))}
+	res.Status = Status{CodeOK, fmt.Sprintf("answered in %s", time.Since(started).Round(10*time.Microsecond))}
 	return res
 }
 
