@@ -370,6 +370,7 @@ func (s *slab[A]) move(sg *seg, want uint32) {
 	s.release(old)
 	*sg = nw
 }
+
 // insert puts p at position i of the segment, growing it when full.
 func (s *slab[A]) insert(sg *seg, i int, p *peer[A]) {
 	if sg.cls == noClass || sg.n == s.capOf(*sg) {
