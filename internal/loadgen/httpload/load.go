@@ -345,7 +345,11 @@ func (w *worker) roundTrip(ctx context.Context) error {
 				return fmt.Errorf("dial: %w", err)
 			}
 		}
-		w.conn.SetDeadline(time.Now().Add(w.cfg.Timeout))
+		deadline := time.Now().Add(w.cfg.Timeout)
+		if end, ok := ctx.Deadline(); ok && end.Before(deadline) {
+			deadline = end // the run's end interrupts a request in flight
+		}
+		w.conn.SetDeadline(deadline)
 		err := w.exchange()
 		if err == nil {
 			return nil
