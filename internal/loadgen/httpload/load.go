@@ -201,12 +201,12 @@ func progress(ctx context.Context, out io.Writer, workers []*worker, start time.
 
 func (w *worker) run(ctx context.Context) {
 	defer w.close()
-	for ctx.Err() == nil {
+	for !w.ended(ctx) {
 		scrape := w.cfg.ScrapeRatio > 0 && w.rng.Float64() < w.cfg.ScrapeRatio
 		w.build(scrape)
 		begin := time.Now()
 		err := w.roundTrip(ctx)
-		if ctx.Err() != nil && err != nil {
+		if err != nil && w.ended(ctx) {
 			return // the run ended mid-request; not the tracker's error
 		}
 		w.lat.record(time.Since(begin))
@@ -235,6 +235,16 @@ func (w *worker) run(ctx context.Context) {
 			w.close()
 		}
 	}
+}
+
+// ended reports whether the run is over; the connection deadline set from
+// the run's end can fire a moment before ctx reports it.
+func (w *worker) ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	end, ok := ctx.Deadline()
+	return ok && !time.Now().Before(end)
 }
 
 func (w *worker) close() {
