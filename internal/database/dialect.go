@@ -220,12 +220,21 @@ func openSQLite(path string, log *slog.Logger) (*DB, error) {
 	// Create the directory as the first-run config does, so a fresh path in
 	// the config works; a path that cannot be created stops start-up here.
 	if dir := filepath.Dir(path); path != ":memory:" && !strings.HasPrefix(path, "file:") {
-		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		fi, err := os.Stat(dir)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
 			if err := os.MkdirAll(dir, 0o750); err != nil {
 				return nil, fmt.Errorf("open database %s: create its directory: %w", name, err)
 			}
 			log.Info("created the database directory", "dir", dir)
+		case err != nil:
+			return nil, fmt.Errorf("open database %s: %w", name, err)
+		case !fi.IsDir():
+			return nil, fmt.Errorf("open database %s: %s is not a directory: fix [core.database] path", name, dir)
 		}
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("open database %s: it is a directory: set [core.database] path to a file in it, e.g. %s", name, filepath.Join(path, "sqlite3.db"))
 	}
 	dsn := path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
 	conn, err := sql.Open("sqlite", dsn)
