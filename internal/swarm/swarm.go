@@ -51,12 +51,15 @@ type Result struct {
 //     update or remove a peer registered from another address.
 //   - A peer is a seeder when Left == 0, a leecher otherwise.
 //   - EventStopped removes the peer (and stores nothing).
-//   - Port 0 is answered but never stored.
+//   - Port 0 is answered but never stored (and its completion is not
+//     counted: a peer that is not stored cannot be remembered as counted).
 //   - Completed counts one per peer that reports EventCompleted and has not
 //     been counted in this swarm before, including on its first announce.
 //   - The answer is a random sample of up to NumWant peers of the wanted
 //     families, never the requester itself; a seeder is handed only leechers.
 //   - The counts in the answer include the requester's own new state.
+//   - A torrent is created by the first announce that stores a peer (or by
+//     SetCompleted) and is removed only by Sweep, never by an announce.
 type Store interface {
 	// Announce applies a and appends the chosen peers to resp.Peers4 and
 	// resp.Peers6, setting resp.Seeders and resp.Leechers.

@@ -1,0 +1,70 @@
+package memswarm
+
+import (
+	"context"
+	"testing"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/swarm"
+	"github.com/starling-tracker/starling/internal/swarm/swarmtest"
+)
+
+// FuzzOps reads the input as a program of announces and sweeps on a
+// two-shard store and checks, after every step, that answers keep the
+// rules and that the store's bookkeeping matches a recount.
+//
+// Each operation is 4 bytes: kind and event, torrent and address family,
+// peer, and numwant with left.
+func FuzzOps(f *testing.F) {
+	f.Add([]byte{0, 0, 1, 0x11, 1, 0, 2, 0x22, 3, 0, 1, 0x03, 0x80, 0, 0, 0})
+	f.Add([]byte{2, 1, 1, 0x10, 0x83, 0, 0, 0, 0x80, 1, 1, 0x01})
+	f.Fuzz(func(t *testing.T, prog []byte) {
+		if len(prog) == 0 {
+			return
+		}
+		if len(prog) > 4*512 {
+			prog = prog[:4*512]
+		}
+		s := NewSharded(swarm.Options{RemovePeerlessTorrents: prog[0]&0x40 != 0, KeepCompleted: prog[0]&0x20 != 0}, 1)
+		ctx := context.Background()
+		var resp bittorrent.AnnounceResponse
+		now := int64(1000)
+		for ; len(prog) >= 4; prog = prog[4:] {
+			op, tb, pb, nb := prog[0], prog[1], prog[2], prog[3]
+			now += int64(op >> 5 & 1)
+			if op&0x80 != 0 {
+				if _, err := s.Sweep(ctx, now-int64(tb%8)); err != nil {
+					t.Fatal(err)
+				}
+				checkInvariants(t, s)
+				continue
+			}
+			a := swarmtest.Announce(swarmtest.Hash(int(tb&3)), swarmtest.PeerID(int(pb)), swarmtest.Addr4(int(pb&15), uint16(pb>>4)), now)
+			if tb&4 != 0 {
+				a.Addr = swarmtest.Addr6(int(pb&15), uint16(pb>>4))
+			}
+			a.Event = bittorrent.Event(op & 3)
+			a.NumWant = int(nb & 15)
+			a.Left = int64(nb >> 4 & 1)
+			a.Families = bittorrent.Family(1 + tb>>3%3)
+			resp.Reset()
+			res, err := s.Announce(ctx, &a, &resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(resp.Peers4) + len(resp.Peers6); n > a.NumWant {
+				t.Fatalf("%d peers for numwant %d", n, a.NumWant)
+			}
+			for _, p := range append(resp.Peers4, resp.Peers6...) {
+				if p.Addr == a.Addr {
+					t.Fatalf("%v was handed itself", a.Addr)
+				}
+			}
+			if st, _ := s.Scrape(ctx, []bittorrent.InfoHash{a.InfoHash}, nil); st[0].Completed != res.Completed ||
+				st[0].Seeders != resp.Seeders || st[0].Leechers != resp.Leechers {
+				t.Fatalf("scrape %+v after an answer of %d/%d completed %d", st[0], resp.Seeders, resp.Leechers, res.Completed)
+			}
+			checkInvariants(t, s)
+		}
+	})
+}
