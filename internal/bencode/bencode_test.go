@@ -85,10 +85,12 @@ func value(data []byte, depth int) (any, []byte) {
 		n := int(op>>2) % 5
 		m := make(map[string]any, n)
 		for i := 0; i < n; i++ {
-			var k, v any
-			k, data = value(append([]byte{1 | byte(i)<<2}, data...), depth+1)
-			v, data = value(data, depth+1)
-			m[k.(string)] = v
+			// Keys are strings cut from the input, at any depth.
+			kn := min(i+1, len(data))
+			k := string(data[:kn])
+			var v any
+			v, data = value(data[kn:], depth+1)
+			m[k] = v
 		}
 		return m, data
 	}
