@@ -2,10 +2,13 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -202,5 +205,50 @@ func TestRegistryWithoutSources(t *testing.T) {
 	}
 	if _, ok := fams["go_goroutines"]; !ok {
 		t.Error("go runtime metrics missing")
+	}
+}
+
+// TestGrafanaDashboard checks that every starling_ metric the dashboard in
+// contrib/grafana queries is one the registry serves, so renaming a metric
+// without updating the dashboard fails here.
+func TestGrafanaDashboard(t *testing.T) {
+	raw, err := os.ReadFile("../../contrib/grafana/starling.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("dashboard is not JSON: %v", err)
+	}
+	lat := NewLatency(1)
+	fams, _ := scrape(t, NewRegistry(NewCounters(1, true), lat, &fixedTotals{}, nil))
+	name := regexp.MustCompile(`\b(starling_[a-z0-9_]+|process_[a-z0-9_]+|go_[a-z0-9_]+)`)
+	used := 0
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			for _, m := range name.FindAllString(tg.Expr, -1) {
+				used++
+				base := m
+				if _, ok := fams[m]; !ok {
+					for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+						base = strings.TrimSuffix(base, suffix)
+					}
+				}
+				if _, ok := fams[base]; !ok {
+					t.Errorf("panel %q queries %s, which /metrics does not serve", p.Title, m)
+				}
+			}
+		}
+	}
+	if used < 10 {
+		t.Fatalf("dashboard queries only %d metrics", used)
 	}
 }
