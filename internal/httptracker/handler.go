@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/starling-tracker/starling/internal/bencode"
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -55,6 +56,7 @@ type Handler struct {
 	log          *slog.Logger
 	reverseProxy bool
 	maxScrape    int
+	timed        bool
 	pool         sync.Pool
 }
 
@@ -71,9 +73,14 @@ func NewHandler(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Log
 	if max <= 0 {
 		max = DefaultMaxScrapeTorrents
 	}
-	h := &Handler{tracker: t, counters: counters, log: log, reverseProxy: cfg.OnReverseProxy, maxScrape: max}
+	h := &Handler{tracker: t, counters: counters, log: log, reverseProxy: cfg.OnReverseProxy, maxScrape: max, timed: cfg.Latency != nil}
 	h.pool.New = func() any {
+		var lat *metrics.LatencyStripe
+		if cfg.Latency != nil {
+			lat = cfg.Latency.Stripe()
+		}
 		return &scratch{
+			lat:    lat,
 			stripe: counters.Stripe(),
 			hashes: make([]bittorrent.InfoHash, 0, max),
 			out:    make([]byte, 0, 1024),
@@ -85,6 +92,7 @@ func NewHandler(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Log
 // scratch is one request's working memory, reused across requests.
 type scratch struct {
 	stripe *metrics.Stripe
+	lat    *metrics.LatencyStripe // nil when latency is not observed
 	areq   bittorrent.AnnounceRequest
 	aresp  bittorrent.AnnounceResponse
 	sreq   bittorrent.ScrapeRequest
@@ -135,10 +143,22 @@ func (h *Handler) handle(ctx context.Context, s *scratch, r *rawRequest) answer 
 	default:
 		return answer{status: 404}
 	}
-	if string(path) == "/announce" {
-		return h.announce(ctx, s, r, key, hasKey)
+	var start time.Time
+	if h.timed {
+		start = time.Now()
 	}
-	return h.scrape(ctx, s, r, key, hasKey)
+	if string(path) == "/announce" {
+		a := h.announce(ctx, s, r, key, hasKey)
+		if h.timed {
+			s.lat.ObserveSince(metrics.HTTPAnnounce, start)
+		}
+		return a
+	}
+	a := h.scrape(ctx, s, r, key, hasKey)
+	if h.timed {
+		s.lat.ObserveSince(metrics.HTTPScrape, start)
+	}
+	return a
 }
 
 func (h *Handler) announce(ctx context.Context, s *scratch, r *rawRequest, key []byte, hasKey bool) answer {

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/metrics"
 	"github.com/starling-tracker/starling/internal/tracker"
 )
 
@@ -47,7 +48,8 @@ var coreRequests = []struct {
 func TestCoreAllocs(t *testing.T) {
 	r := newRules(t, tracker.DefaultConfig())
 	warmSwarm(t, r, 60)
-	h := NewHandler(Config{}, r, r.counters, nil)
+	lat := metrics.NewLatency(2)
+	h := NewHandler(Config{Latency: lat}, r, r.counters, nil)
 	ctx := context.Background()
 	for _, tt := range coreRequests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +67,9 @@ func TestCoreAllocs(t *testing.T) {
 				t.Fatalf("%v allocations per request, want 0", allocs)
 			}
 		})
+	}
+	if n := lat.Snapshot(metrics.HTTPAnnounce).Count; n < 600 {
+		t.Fatalf("%d announce latencies observed", n)
 	}
 }
 

@@ -39,6 +39,9 @@ type Config struct {
 	// MaxHeaderBytes bounds the request line plus headers (default 16 KiB:
 	// a scrape of 74 percent-encoded hashes is about 5 KiB).
 	MaxHeaderBytes int
+	// Latency, when set, observes the time from a parsed request to its
+	// encoded answer (metrics.HTTPAnnounce, metrics.HTTPScrape).
+	Latency *metrics.Latency
 }
 
 // Defaults of Config.
