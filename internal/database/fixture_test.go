@@ -209,21 +209,35 @@ func TestTorrustMySQLFixture(t *testing.T) {
 	if base == "" {
 		t.Skip("STARLING_TEST_MYSQL_URL is not set")
 	}
-	loc := freshMySQL(t, base)
-	raw := rawMySQL(t, loc)
-	for _, q := range torrustMySQLV3 {
-		if _, err := raw.ExecContext(t.Context(), q); err != nil {
-			t.Fatal(err)
-		}
+	cases := []struct {
+		name          string
+		keysDDL       string
+		permanent     any
+		wantPermanent bool
+	}{
+		{"v3", torrustMySQLV3[1], nil, true},
+		{"pre-v3", strings.Replace(torrustMySQLV3[1], "`valid_until` INT(10),", "`valid_until` INT(10) NOT NULL,", 1), int64(1_900_000_000), false},
 	}
-	fillFixture(t, raw, "`keys`", nil)
-	db := checkFixture(t, loc, true)
-	// After migration 1 an expiry past 2038 fits.
-	k, err := bittorrent.ParseKey("After2038After2038After2038Aftr2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AddKey(t.Context(), access.KeyRecord{Key: k, ValidUntil: 1 << 32}); err != nil {
-		t.Fatalf("expiry after 2038: %v", err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			loc := freshMySQL(t, base)
+			raw := rawMySQL(t, loc)
+			for _, q := range []string{torrustMySQLV3[0], c.keysDDL, torrustMySQLV3[2]} {
+				if _, err := raw.ExecContext(t.Context(), q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fillFixture(t, raw, "`keys`", c.permanent)
+			db := checkFixture(t, loc, c.wantPermanent)
+			// After migration 1 a permanent key and an expiry past 2038 fit.
+			for _, r := range []access.KeyRecord{
+				{Key: key(t, "After2038"), ValidUntil: 1 << 32},
+				{Key: key(t, "PermanentAfterMigration"), Permanent: true},
+			} {
+				if err := db.AddKey(t.Context(), r); err != nil {
+					t.Fatalf("AddKey(%+v): %v", r, err)
+				}
+			}
+		})
 	}
 }
