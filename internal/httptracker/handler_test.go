@@ -76,6 +76,9 @@ func TestCoreAllocs(t *testing.T) {
 // TestFastHTTPAdapterAllocs runs the whole fasthttp adapter (pool, routing,
 // response writing) on a reused request context.
 func TestFastHTTPAdapterAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
 	r := newRules(t, tracker.DefaultConfig())
 	warmSwarm(t, r, 60)
 	h := NewHandler(Config{OnReverseProxy: true}, r, r.counters, nil)
