@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,8 @@ type API struct {
 	log    *slog.Logger
 	tokens [][sha256.Size]byte
 	now    func() time.Time
+	// panics counts recovered handler panics in the tracker's counters.
+	panics *metrics.Stripe
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -94,6 +97,7 @@ func New(cfg Config, deps Deps) (*API, error) {
 	if a.deps.Counters == nil {
 		a.deps.Counters = metrics.NewCounters(1, false)
 	}
+	a.panics = a.deps.Counters.Stripe()
 	for _, tok := range cfg.AccessTokens {
 		if tok != "" {
 			// Comparing fixed-size digests keeps the comparison's time
@@ -185,7 +189,20 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.HandlerTimeout)
 	defer cancel()
 
-	resp, streamed := a.dispatch(ctx, w, r.WithContext(ctx), rt, param)
+	var resp response
+	streamed := false
+	defer func() {
+		if v := recover(); v != nil {
+			a.panics.Inc(metrics.Panics)
+			a.log.ErrorContext(ctx, "api handler panicked", "route", rt.String(), "panic", v,
+				"request_id", id, "stack", string(debug.Stack()))
+			if streamed {
+				panic(http.ErrAbortHandler) // part of the answer is out; drop the connection
+			}
+			a.write(w, r, rejection("internal error"))
+		}
+	}()
+	resp = a.dispatch(ctx, w, r.WithContext(ctx), rt, param, &streamed)
 	if !streamed {
 		if ctx.Err() == context.DeadlineExceeded {
 			resp = response{status: http.StatusRequestTimeout}
@@ -198,67 +215,68 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("request_id", id))
 }
 
-// dispatch runs the route's handler. streamed reports that the handler
-// wrote the answer itself (the metrics handlers).
-func (a *API) dispatch(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, param string) (resp response, streamed bool) {
+// dispatch runs the route's handler. It sets *streamed before a handler
+// that writes its answer itself (the metrics handlers) starts writing.
+func (a *API) dispatch(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, param string, streamed *bool) response {
 	if r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes)
 	}
 	switch rt {
 	case routeHealth:
-		if r.Method != http.MethodGet {
-			return a.methodNotAllowed(w, rt), false
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			return a.methodNotAllowed(w, rt)
 		}
-		return jsonResponse(http.StatusOK, []byte(healthBody)), false
+		return jsonResponse(http.StatusOK, []byte(healthBody))
 	case routeMetricsOpen:
 		if a.cfg.MetricsNeedToken {
 			if resp, ok := a.authenticate(r); !ok {
-				return resp, false
+				return resp
 			}
 		}
-		return a.serveMetrics(w, r, rt)
+		return a.serveMetrics(w, r, streamed)
 	}
 	// Every other path, known or not, needs the token first, as in Torrust
 	// (its auth layer wraps the fallback too), so probing for routes
 	// without a token learns nothing.
 	if resp, ok := a.authenticate(r); !ok {
-		return resp, false
+		return resp
 	}
 	if rt == routeNone {
-		return response{status: http.StatusNotFound}, false
+		return response{status: http.StatusNotFound}
 	}
 	if rt == routeMetricsV1 {
-		return a.serveMetrics(w, r, rt)
+		return a.serveMetrics(w, r, streamed)
 	}
 	allowed := false
 	for _, m := range rt.allowed() {
-		allowed = allowed || m == r.Method
+		// HEAD is answered like GET without the body, as axum does.
+		allowed = allowed || m == r.Method || m == http.MethodGet && r.Method == http.MethodHead
 	}
 	if !allowed {
-		return a.methodNotAllowed(w, rt), false
+		return a.methodNotAllowed(w, rt)
 	}
 	switch rt {
 	case routeStats:
-		return a.stats(ctx, r), false
+		return a.stats(ctx, r)
 	case routeTorrent:
-		return a.torrent(ctx, param), false
+		return a.torrent(ctx, param)
 	case routeTorrents:
-		return a.torrents(ctx, r), false
+		return a.torrents(ctx, r)
 	case routeWhitelist:
-		return a.whitelist(ctx, r.Method, param), false
+		return a.whitelist(ctx, r.Method, param)
 	case routeWhitelistReload:
-		return a.reloadWhitelist(ctx), false
+		return a.reloadWhitelist(ctx)
 	case routeKeys:
-		return a.addKey(ctx, r), false
+		return a.addKey(ctx, r)
 	case routeKeysReload:
-		return a.reloadKeys(ctx), false
+		return a.reloadKeys(ctx)
 	case routeKey:
 		if r.Method == http.MethodPost {
-			return a.generateKey(ctx, param), false
+			return a.generateKey(ctx, param)
 		}
-		return a.deleteKey(ctx, param), false
+		return a.deleteKey(ctx, param)
 	}
-	return response{status: http.StatusNotFound}, false
+	return response{status: http.StatusNotFound}
 }
 
 func (a *API) methodNotAllowed(w http.ResponseWriter, rt route) response {
@@ -266,16 +284,17 @@ func (a *API) methodNotAllowed(w http.ResponseWriter, rt route) response {
 	return response{status: http.StatusMethodNotAllowed}
 }
 
-func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request, rt route) (response, bool) {
+func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request, streamed *bool) response {
 	if a.deps.Metrics == nil {
-		return response{status: http.StatusNotFound}, false
+		return response{status: http.StatusNotFound}
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
-		return response{status: http.StatusMethodNotAllowed}, false
+		return response{status: http.StatusMethodNotAllowed}
 	}
+	*streamed = true
 	a.deps.Metrics.ServeHTTP(w, r)
-	return response{status: http.StatusOK}, true
+	return response{status: http.StatusOK}
 }
 
 // authenticate checks the access token: an Authorization header, when

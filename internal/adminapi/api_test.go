@@ -610,3 +610,47 @@ func TestNewNeedsDeps(t *testing.T) {
 		t.Fatal("New without store and lists succeeded")
 	}
 }
+
+// panicStore panics on Torrents, standing in for a bug in a store.
+type panicStore struct{ swarm.Store }
+
+func (panicStore) Torrents(context.Context, int, int) ([]swarm.TorrentSummary, error) {
+	panic("store bug")
+}
+
+func TestPanicRecovered(t *testing.T) {
+	e := newEnv(t, func(_ *adminapi.Config, d *adminapi.Deps) { d.Store = panicStore{d.Store} })
+	a := e.do("GET", "/api/v1/torrents?token="+token, "")
+	if a.status != 500 || a.body != rejection("internal error") {
+		t.Fatalf("%d %q", a.status, a.body)
+	}
+	if n := e.counters.Value(metrics.Panics); n != 1 {
+		t.Fatalf("panics counted %d, want 1", n)
+	}
+	if !strings.Contains(e.logs.String(), "api handler panicked") {
+		t.Fatal("panic not logged")
+	}
+	if a := e.do("GET", "/api/v1/stats?token="+token, ""); a.status != 200 {
+		t.Fatalf("API broken after a panic: %d", a.status)
+	}
+}
+
+func TestHead(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		path   string
+		status int
+	}{
+		{"/api/health_check", 200},
+		{"/api/v1/stats?token=" + token, 200},
+		{"/api/v1/keys?token=" + token, 405},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			a := e.do("HEAD", tt.path, "")
+			if a.status != tt.status || a.body != "" {
+				t.Fatalf("%d %q, want %d and no body", a.status, a.body, tt.status)
+			}
+		})
+	}
+}
