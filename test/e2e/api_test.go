@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-
 // apiGet fetches path from the API and returns status and body.
 func apiGet(t *testing.T, base, path string) (int, string) {
 	t.Helper()
