@@ -6,7 +6,9 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/starling-tracker/starling/internal/access"
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -253,6 +255,59 @@ var conformanceCases = []struct {
 			}
 			again.Close()
 		}
+	}},
+	{"concurrent-writes", func(t *testing.T, _ engine, _ string, db *database.DB) {
+		// API writes and batch flushes at once: no lock errors (SQLite's one
+		// writer, MySQL's gap locks), nothing lost.
+		ctx := t.Context()
+		const workers, each = 6, 15
+		var wg sync.WaitGroup
+		errs := make(chan error, workers*each*3)
+		for w := range workers {
+			wg.Go(func() {
+				for i := range each {
+					n := w*each + i
+					errs <- db.AddKey(ctx, access.KeyRecord{Key: key(t, fmt.Sprintf("C%04d", n)), ValidUntil: int64(n)})
+					errs <- db.AddToWhitelist(ctx, hash(n))
+					errs <- db.SaveCompleted(ctx, []swarm.CompletedCount{{InfoHash: hash(n), Completed: uint32(n)}, {InfoHash: hash(1 << 20), Completed: uint32(n)}})
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		keys, err := db.LoadKeys(ctx)
+		if err != nil || len(keys) != workers*each {
+			t.Fatalf("keys: %d, %v", len(keys), err)
+		}
+		list, err := db.LoadWhitelist(ctx)
+		if err != nil || len(list) != workers*each {
+			t.Fatalf("whitelist: %d, %v", len(list), err)
+		}
+		counts, err := db.LoadCompleted(ctx)
+		if err != nil || len(counts) != workers*each+1 {
+			t.Fatalf("counts: %d, %v", len(counts), err)
+		}
+	}},
+	{"batcher-writes-through", func(t *testing.T, _ engine, loc string, db *database.DB) {
+		b := database.StartBatcher(db, 10*time.Millisecond, nil)
+		want := make(map[bittorrent.InfoHash]uint32)
+		for i := range 20_000 {
+			b.Completed(hash(i%3000), uint32(i))
+			want[hash(i%3000)] = uint32(i)
+		}
+		if err := b.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		got, err := openDB(t, loc, nil).LoadCompleted(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCounts(t, got, want)
 	}},
 	{"access-lists/write-through", func(t *testing.T, _ engine, loc string, db *database.DB) {
 		ctx := t.Context()

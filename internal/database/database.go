@@ -9,11 +9,13 @@
 package database
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,6 +145,10 @@ func (db *DB) Driver() Driver { return db.driver }
 // String names the database for logs: "sqlite3 <path>", or the URL with its
 // password redacted.
 func (db *DB) String() string { return db.name }
+
+// Failing reports whether the last operation failed and no later one has
+// succeeded: the database is in an outage (for health checks and metrics).
+func (db *DB) Failing() bool { return db.failing.Load() }
 
 // SetTimeout changes the bound on each operation (DefaultTimeout).
 func (db *DB) SetTimeout(d time.Duration) { db.timeout = d }
@@ -374,7 +380,7 @@ func (db *DB) SaveCompleted(ctx context.Context, counts []swarm.CompletedCount) 
 	}
 	ctx, cancel := db.opContext(ctx)
 	defer cancel()
-	counts = lastWins(counts)
+	counts = ordered(counts)
 	if db.d.upsertArrays != "" {
 		hashes := make([]string, len(counts))
 		values := make([]int64, len(counts))
@@ -402,27 +408,21 @@ func (db *DB) SaveCompleted(ctx context.Context, counts []swarm.CompletedCount) 
 	return db.done(ctx, "save completed counts", err)
 }
 
-// lastWins drops earlier duplicates: PostgreSQL refuses an upsert that
-// touches one row twice.
-func lastWins(counts []swarm.CompletedCount) []swarm.CompletedCount {
-	seen := make(map[bittorrent.InfoHash]int, len(counts))
-	dup := false
-	for i, c := range counts {
-		if _, ok := seen[c.InfoHash]; ok {
-			dup = true
+// ordered returns counts sorted by hash with earlier duplicates dropped:
+// PostgreSQL refuses an upsert that touches one row twice, and writers that
+// lock rows in one order cannot deadlock each other.
+func ordered(counts []swarm.CompletedCount) []swarm.CompletedCount {
+	out := slices.Clone(counts)
+	slices.SortStableFunc(out, func(a, b swarm.CompletedCount) int { return bytes.Compare(a.InfoHash[:], b.InfoHash[:]) })
+	w := 0
+	for i, c := range out {
+		if i+1 < len(out) && out[i+1].InfoHash == c.InfoHash {
+			continue // a later count of the same hash follows
 		}
-		seen[c.InfoHash] = i
+		out[w] = c
+		w++
 	}
-	if !dup {
-		return counts
-	}
-	out := make([]swarm.CompletedCount, 0, len(seen))
-	for i, c := range counts {
-		if seen[c.InfoHash] == i {
-			out = append(out, c)
-		}
-	}
-	return out
+	return out[:w]
 }
 
 // PutKeys inserts or replaces keys in one transaction, for the import tool:

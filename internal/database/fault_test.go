@@ -228,6 +228,9 @@ func testOutage(t *testing.T, e engine) {
 	if n := b.Pending(); n != 100 {
 		t.Fatalf("Pending = %d with the database down, want 100 (one per torrent)", n)
 	}
+	if !db.Failing() {
+		t.Fatal("Failing() = false during the outage")
+	}
 
 	proxy.restore(false)
 
@@ -237,6 +240,9 @@ func testOutage(t *testing.T, e engine) {
 	}
 	if err := b.Flush(ctx); err != nil {
 		t.Fatalf("Flush after the database returned: %v", err)
+	}
+	if db.Failing() {
+		t.Fatal("Failing() = true after the recovery")
 	}
 	counts, err := db.LoadCompleted(ctx)
 	if err != nil {
