@@ -24,6 +24,7 @@ import (
 type testEnv struct {
 	srv      *Server
 	tr       *tracker.Tracker
+	store    *memswarm.Store
 	clk      *clock.Manual
 	counters *metrics.Counters
 	lists    *access.Lists
@@ -54,11 +55,13 @@ func startEnv(t *testing.T, o envOpts) *testEnv {
 		cfg = *o.trCfg
 	}
 	e := &testEnv{clk: clock.NewManual(1_700_000_000), counters: metrics.NewCounters(4, true), lists: access.New(nil)}
-	e.tr = tracker.New(cfg, memswarm.New(swarm.Options{RemovePeerlessTorrents: true}), e.lists, e.clk, nil)
+	e.store = memswarm.New(swarm.Options{RemovePeerlessTorrents: true})
+	e.tr = tracker.New(cfg, e.store, e.lists, e.clk, nil)
 	var tr Tracker = e.tr
 	if o.tracker != nil {
 		tr = o.tracker
 	}
+
 	srv, err := New(Config{
 		BindAddress:                o.bind,
 		Sockets:                    o.sockets,
