@@ -1,0 +1,168 @@
+package udpload_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/starling-tracker/starling/internal/access"
+	"github.com/starling-tracker/starling/internal/clock"
+	"github.com/starling-tracker/starling/internal/loadgen/udpload"
+	"github.com/starling-tracker/starling/internal/metrics"
+	"github.com/starling-tracker/starling/internal/swarm"
+	"github.com/starling-tracker/starling/internal/swarm/memswarm"
+	"github.com/starling-tracker/starling/internal/tracker"
+	"github.com/starling-tracker/starling/internal/udptracker"
+)
+
+func startTracker(t *testing.T, cfg tracker.Config) (*udptracker.Server, *metrics.Counters) {
+	t.Helper()
+	clk := clock.NewManual(1_700_000_000)
+	tr := tracker.New(cfg, memswarm.New(swarm.Options{}), access.New(nil), clk, nil)
+	counters := metrics.NewCounters(2, true)
+	srv, err := udptracker.New(udptracker.Config{BindAddress: "127.0.0.1:0", Sockets: 2, Clock: clk},
+		tr, counters, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		<-done
+	})
+	return srv, counters
+}
+
+func shortRun(addr string) udpload.Config {
+	cfg := udpload.DefaultConfig()
+	cfg.Addr = addr
+	cfg.Warmup, cfg.Duration = 100*time.Millisecond, 400*time.Millisecond
+	cfg.Torrents, cfg.Peers = 100, 1000
+	cfg.Sockets, cfg.SourceIPs, cfg.Window = 2, 2, 64
+	return cfg
+}
+
+func TestRunAgainstTracker(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		scrapes float64
+		skew    float64
+	}{
+		{"announces uniform", 0, 0},
+		{"mix skewed", 0.3, 1.3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, counters := startTracker(t, tracker.DefaultConfig())
+			cfg := shortRun(srv.Addr().String())
+			cfg.ScrapeShare, cfg.Skew = tt.scrapes, tt.skew
+			var progress strings.Builder
+			res, err := udpload.Run(context.Background(), cfg, &progress)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Received == 0 || res.Announces == 0 || res.Errors != 0 || res.Bad != 0 {
+				t.Fatalf("result:\n%s", res)
+			}
+			if tt.scrapes > 0 && res.Scrapes == 0 {
+				t.Fatalf("no scrapes answered:\n%s", res)
+			}
+			// Answers to requests sent before the window may land in it.
+			if res.Received > res.Sent+uint64(cfg.Window*cfg.Sockets) || res.Announces+res.Scrapes != res.Received {
+				t.Fatalf("inconsistent counts:\n%s", res)
+			}
+			// The tracker saw at least what the generator counted.
+			if got := counters.Value(metrics.UDP4Announces); got < res.Announces {
+				t.Fatalf("tracker counted %d announces, generator %d", got, res.Announces)
+			}
+			if !strings.Contains(res.String(), "responses received:") {
+				t.Fatalf("summary: %s", res)
+			}
+		})
+	}
+}
+
+func TestRunCountsErrors(t *testing.T) {
+	cfg := tracker.DefaultConfig()
+	cfg.Listed = true // nothing is whitelisted: every announce is refused
+	srv, _ := startTracker(t, cfg)
+	res, err := udpload.Run(context.Background(), shortRun(srv.Addr().String()), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors == 0 || res.Announces != 0 || !strings.Contains(res.ErrorSample, "is not whitelisted") {
+		t.Fatalf("result:\n%s", res)
+	}
+}
+
+func TestEcho(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan netip.AddrPort, 1)
+	done := make(chan error, 1)
+	go func() { done <- udpload.Echo(ctx, "127.0.0.1:0", 2, func(a netip.AddrPort) { ready <- a }) }()
+	var addr netip.AddrPort
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	res, err := udpload.Run(context.Background(), shortRun(addr.String()), io.Discard)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Announces == 0 || res.Errors != 0 {
+		t.Fatalf("result:\n%s", res)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunWithoutTracker(t *testing.T) {
+	// A port with nothing behind it: the run must end with an error, not hang.
+	srv, _ := startTracker(t, tracker.DefaultConfig())
+	addr := srv.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+	_, err := udpload.Run(ctx, shortRun(addr), io.Discard)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run against a closed port: %v", err)
+	}
+}
+
+func TestConfigChecks(t *testing.T) {
+	for _, mut := range []func(*udpload.Config){
+		func(c *udpload.Config) { c.Torrents = 0 },
+		func(c *udpload.Config) { c.Skew = 0.5 },
+		func(c *udpload.Config) { c.ScrapeShare = 2 },
+		func(c *udpload.Config) { c.ScrapeHashes = 75 },
+		func(c *udpload.Config) { c.Duration = 0 },
+	} {
+		c := udpload.DefaultConfig()
+		mut(&c)
+		if _, err := udpload.Run(context.Background(), c, io.Discard); err == nil {
+			t.Errorf("config %+v accepted", c)
+		}
+	}
+	c := udpload.DefaultConfig()
+	if err := c.Profile("skewed"); err != nil || c.Torrents != 1_000_000 || c.Peers != 2_000_000 || c.Skew <= 1 {
+		t.Fatalf("skewed profile: %+v %v", c, err)
+	}
+	if err := c.Profile("nope"); err == nil {
+		t.Fatal("unknown profile accepted")
+	}
+}
