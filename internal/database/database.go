@@ -150,7 +150,8 @@ func (db *DB) String() string { return db.name }
 // succeeded: the database is in an outage (for health checks and metrics).
 func (db *DB) Failing() bool { return db.failing.Load() }
 
-// SetTimeout changes the bound on each operation (DefaultTimeout).
+// SetTimeout changes the bound on each operation (DefaultTimeout). Call it
+// before the DB is shared between goroutines.
 func (db *DB) SetTimeout(d time.Duration) { db.timeout = d }
 
 // Close closes the connection pool. Safe to call twice.
