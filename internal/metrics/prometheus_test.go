@@ -252,3 +252,17 @@ func TestGrafanaDashboard(t *testing.T) {
 		t.Fatalf("dashboard queries only %d metrics", used)
 	}
 }
+
+// BenchmarkGather is the cost of one scrape of the registry, all stripes read.
+func BenchmarkGather(b *testing.B) {
+	b.ReportAllocs()
+	counters := NewCounters(16, true)
+	lat := NewLatency(16)
+	reg := NewRegistry(counters, lat, &fixedTotals{}, nil)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := reg.Gather(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
