@@ -106,6 +106,24 @@ var conformanceCases = []struct {
 			t.Fatalf("RemoveKey(unknown) = %v, want access.ErrNotFound", err)
 		}
 	}},
+	{"keys/case-sensitive", func(t *testing.T, _ engine, _ string, db *database.DB) {
+		// Keys are case-sensitive; MySQL's default collation is not. Removing
+		// a key by another case must not remove the key (the in-memory lists
+		// would then disagree with the database).
+		ctx := t.Context()
+		upper := key(t, "CASEKEY")
+		lower := key(t, "casekey")
+		if err := db.AddKey(ctx, access.KeyRecord{Key: upper, Permanent: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RemoveKey(ctx, lower); !errors.Is(err, access.ErrNotFound) {
+			t.Fatalf("RemoveKey(other case) = %v, want ErrNotFound", err)
+		}
+		got, err := db.LoadKeys(ctx)
+		if err != nil || len(got) != 1 || got[0].Key != upper {
+			t.Fatalf("keys after removing another case: %+v, %v", got, err)
+		}
+	}},
 	{"keys/expiry-boundaries", func(t *testing.T, _ engine, _ string, db *database.DB) {
 		ctx := t.Context()
 		// The edges of 32-bit signed and unsigned seconds (2038, 2106) and of

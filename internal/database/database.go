@@ -277,7 +277,11 @@ func (db *DB) AddKey(ctx context.Context, r access.KeyRecord) error {
 func (db *DB) RemoveKey(ctx context.Context, k bittorrent.Key) error {
 	ctx, cancel := db.opContext(ctx)
 	defer cancel()
-	res, err := db.sql.ExecContext(ctx, db.d.removeKey, k.String())
+	args := []any{k.String()}
+	if db.d.removeKeyArgs == 2 {
+		args = append(args, k.String())
+	}
+	res, err := db.sql.ExecContext(ctx, db.d.removeKey, args...)
 	var n int64
 	if err == nil {
 		n, err = res.RowsAffected()

@@ -36,6 +36,7 @@ type dialect struct {
 	addKey          string
 	putKey          string
 	removeKey       string
+	removeKeyArgs   int // how many times removeKey takes the key (0 = once)
 	loadWhitelist   string
 	addWhitelist    string
 	removeWhitelist string
@@ -140,10 +141,13 @@ var mysqlDialect = (&dialect{
             info_hash VARCHAR(40) NOT NULL UNIQUE
         )`,
 	},
-	loadKeys:        "SELECT `key`, valid_until FROM `keys`",
-	addKey:          "INSERT INTO `keys` (`key`, valid_until) VALUES (?, ?)",
-	putKey:          "INSERT INTO `keys` (`key`, valid_until) VALUES (?, ?) ON DUPLICATE KEY UPDATE valid_until = VALUES(valid_until)",
-	removeKey:       "DELETE FROM `keys` WHERE `key` = ?",
+	loadKeys: "SELECT `key`, valid_until FROM `keys`",
+	addKey:   "INSERT INTO `keys` (`key`, valid_until) VALUES (?, ?)",
+	putKey:   "INSERT INTO `keys` (`key`, valid_until) VALUES (?, ?) ON DUPLICATE KEY UPDATE valid_until = VALUES(valid_until)",
+	// Keys are case-sensitive, MySQL's default collation is not: the index
+	// finds the row, BINARY makes sure it is this key and not another case.
+	removeKey:       "DELETE FROM `keys` WHERE `key` = ? AND BINARY `key` = ?",
+	removeKeyArgs:   2,
 	loadWhitelist:   `SELECT info_hash FROM whitelist`,
 	addWhitelist:    `INSERT INTO whitelist (info_hash) VALUES (?) ON DUPLICATE KEY UPDATE info_hash = info_hash`,
 	removeWhitelist: `DELETE FROM whitelist WHERE info_hash = ?`,
