@@ -302,11 +302,12 @@ func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request, streamed *boo
 func (a *API) authenticate(r *http.Request) (response, bool) {
 	var tok string
 	if h, ok := r.Header["Authorization"]; ok {
-		t, isBearer := strings.CutPrefix(strings.TrimSpace(strings.Join(h, ",")), "Bearer ")
-		if !isBearer {
+		v := strings.TrimSpace(strings.Join(h, ","))
+		// The scheme name is case-insensitive (RFC 9110 §11.1).
+		if len(v) < len("Bearer ") || !strings.EqualFold(v[:len("Bearer ")], "Bearer ") {
 			return rejection("unknown token provided"), false
 		}
-		tok = strings.TrimSpace(t)
+		tok = strings.TrimSpace(v[len("Bearer "):])
 	} else {
 		v, present, err := single(parseQuery(r.URL.RawQuery), "token")
 		if err != nil {

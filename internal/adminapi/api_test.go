@@ -45,6 +45,8 @@ func TestAuth(t *testing.T) {
 		{"token in any position", "/api/v1/torrents?limit=1&token=MyAccessToken&offset=0", nil, 200, "[]"},
 		{"second configured token", "/api/v1/torrents?token=AnotherToken", nil, 200, "[]"},
 		{"bearer", "/api/v1/torrents", []string{"Authorization", "Bearer MyAccessToken"}, 200, "[]"},
+		{"bearer scheme in lower case", "/api/v1/torrents", []string{"Authorization", "bearer MyAccessToken"}, 200, "[]"},
+		{"empty bearer", "/api/v1/torrents?token=MyAccessToken", []string{"Authorization", "Bearer "}, 500, rejection("unknown token provided")},
 		{"wrong bearer", "/api/v1/torrents", []string{"Authorization", "Bearer WrongToken"}, 500, rejection("token not valid")},
 		{"header beats query", "/api/v1/torrents?token=MyAccessToken", []string{"Authorization", "Bearer WrongToken"}, 500, rejection("token not valid")},
 		{"not bearer", "/api/v1/torrents?token=MyAccessToken", []string{"Authorization", "Basic YWRtaW46YWRtaW4="}, 500, rejection("unknown token provided")},
