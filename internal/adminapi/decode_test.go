@@ -328,3 +328,24 @@ func validMethod(m string) bool {
 	}
 	return true
 }
+
+func TestExpiryTime(t *testing.T) {
+	base := time.Date(2023, 3, 28, 13, 25, 0, 0, time.FixedZone("CEST", 2*3600))
+	tests := []struct {
+		ns   int
+		want string
+	}{
+		{58085050, "2023-03-28 11:25:00.058085050 UTC"},
+		{0, "2023-03-28 11:25:00 UTC"},
+		{5_000_000, "2023-03-28 11:25:00.005 UTC"},
+		{123_000, "2023-03-28 11:25:00.000123 UTC"},
+		{1, "2023-03-28 11:25:00.000000001 UTC"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := expiryTime(base.Add(time.Duration(tt.ns))); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

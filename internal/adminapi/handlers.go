@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -255,8 +256,23 @@ type keyBody struct {
 	ExpiryTime *string `json:"expiry_time"`
 }
 
-// expiryLayout formats like Torrust: "2023-03-28 13:25:00.058085050 UTC".
-const expiryLayout = "2006-01-02 15:04:05.000000000 UTC"
+// expiryTime formats t as Torrust does (chrono's Display of a UTC time):
+// "2023-03-28 13:25:00.058085050 UTC", the fraction cut to 3 or 6 digits
+// when the rest are zeros, and left out when it is zero.
+func expiryTime(t time.Time) string {
+	t = t.UTC()
+	s := t.Format("2006-01-02 15:04:05")
+	switch ns := t.Nanosecond(); {
+	case ns == 0:
+	case ns%1_000_000 == 0:
+		s += fmt.Sprintf(".%03d", ns/1_000_000)
+	case ns%1_000 == 0:
+		s += fmt.Sprintf(".%06d", ns/1_000)
+	default:
+		s += fmt.Sprintf(".%09d", ns)
+	}
+	return s + " UTC"
+}
 
 func (a *API) addKey(ctx context.Context, r *http.Request) response {
 	if !isJSON(r.Header.Get("Content-Type")) {
@@ -311,7 +327,7 @@ func (a *API) storeKey(ctx context.Context, k bittorrent.Key, secs uint64, expir
 		// Whole seconds, not a time.Duration, which tops out at 292 years.
 		exp := time.Unix(now.Unix()+int64(secs), int64(now.Nanosecond()))
 		rec.ValidUntil = exp.Unix()
-		s := exp.UTC().Format(expiryLayout)
+		s := expiryTime(exp)
 		out.ValidUntil, out.ExpiryTime = &rec.ValidUntil, &s
 	}
 	if err := a.deps.Lists.AddKey(ctx, rec); err != nil {
