@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/starling-tracker/starling/internal/udptracker/batch"
@@ -188,6 +189,16 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		}
 		clients[i] = c
 	}
+	// Every socket gets its connection id before the clock starts, so a
+	// tracker that is not there fails the run instead of a quiet window.
+	for _, c := range clients {
+		if err := c.connect(ctx); err != nil {
+			for _, c := range clients {
+				c.conn.Close()
+			}
+			return Result{}, err
+		}
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
@@ -285,6 +296,13 @@ loop:
 	}
 	stop()
 	wg.Wait()
+	select {
+	case err := <-errc:
+		if runErr == nil || errors.Is(runErr, context.Canceled) {
+			runErr = err
+		}
+	default:
+	}
 	for _, c := range clients {
 		c.conn.Close()
 		if res.ErrorSample == "" {
@@ -418,6 +436,12 @@ func (c *client) connect(ctx context.Context) error {
 				if batch.IsTimeout(err) {
 					break // resend
 				}
+				if errors.Is(err, syscall.ECONNREFUSED) && attempt < 9 {
+					// Nothing bound there yet (a tracker still starting):
+					// try again shortly.
+					time.Sleep(100 * time.Millisecond)
+					break
+				}
 				return fmt.Errorf("connect to %s: %w", c.cfg.Addr, err)
 			}
 			if n >= 16 && binary.BigEndian.Uint32(buf[0:]) == actionConnect && string(buf[4:8]) == string(req[12:16]) {
@@ -483,12 +507,6 @@ func (c *client) fill(m *batch.Message) {
 }
 
 func (c *client) run(ctx context.Context) error {
-	if err := c.connect(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
 	inflight := 0
 	for ctx.Err() == nil {
 		if time.Since(c.connected) > reconnectEvery {

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Measures the UDP tracker against the udp-echo ceiling, as reported in
+# BENCHMARKS.md ("## UDP tracker"). Run it under the shared benchmark lock:
+#
+#   go build -o /tmp/starling ./cmd/starling
+#   flock /tmp/starling-bench.lock internal/loadgen/udpload/bench/bench-udp.sh /tmp/starling
+#
+# The server is pinned to core 0 and the load generator to core 1. Each run
+# is 2 s of warm-up and 10 s measured, numwant 30.
+set -euo pipefail
+BIN=${1:?usage: bench-udp.sh path/to/starling}
+WARMUP=${WARMUP:-2s}
+DURATION=${DURATION:-10s}
+SERVER_CPUS=${SERVER_CPUS:-0}
+CLIENT_CPUS=${CLIENT_CPUS:-1}
+LOAD_SOCKETS=${LOAD_SOCKETS:-4}
+PROFILES=${PROFILES:-uniform skewed}
+SERVER_SOCKETS=${SERVER_SOCKETS:-1}
+PORT=${PORT:-16969}
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+	if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+load() { # profile, pid
+	taskset -c "$CLIENT_CPUS" "$BIN" bench udp --addr "127.0.0.1:$PORT" --profile "$1" --numwant 30 \
+		--warmup "$WARMUP" --duration "$DURATION" --sockets "$LOAD_SOCKETS" --source-ips "$LOAD_SOCKETS" \
+		--server-pid "$2" 2>"$work/progress.log"
+}
+
+echo "== udp-echo (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
+taskset -c "$SERVER_CPUS" "$BIN" bench udp-echo --addr "127.0.0.1:$PORT" --sockets "$SERVER_SOCKETS" 2>/dev/null &
+server_pid=$!
+load uniform "$server_pid"
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+
+for profile in $PROFILES; do
+	echo "== starling serve, profile $profile (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
+	cat >"$work/tracker.toml" <<TOML
+[metadata]
+schema_version = "2.0.0"
+
+[logging]
+threshold = "error"
+
+[core]
+tracker_usage_statistics = true
+
+[core.database]
+path = "$work/tracker.db"
+
+[[udp_trackers]]
+bind_address = "127.0.0.1:$PORT"
+sockets = $SERVER_SOCKETS
+
+[health_check_api]
+bind_address = "127.0.0.1:0"
+TOML
+	STARLING_CONFIG_TOML_PATH="$work/tracker.toml" taskset -c "$SERVER_CPUS" "$BIN" serve 2>"$work/serve.log" &
+	server_pid=$!
+	load "$profile" "$server_pid"
+	grep -v '^$' "$work/serve.log" | head -5 || true
+	echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server_pid/status) peak"
+	kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+done
