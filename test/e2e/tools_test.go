@@ -3,10 +3,17 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -530,5 +537,74 @@ func TestCompletion(t *testing.T) {
 	out, _, code := tool(t, nil, "__complete", "client", "")
 	if code != 0 || !strings.Contains(out, "announce") || !strings.Contains(out, "scrape") {
 		t.Errorf("__complete client: exit %d: %s", code, out)
+	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "starling-e2e"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// TestClientHTTPS: a TLS listener with a self-signed certificate is refused
+// by default and reachable with --insecure.
+func TestClientHTTPS(t *testing.T) {
+	cert, key := selfSigned(t, t.TempDir())
+	p := startTracker(t, "private = false", fmt.Sprintf(`
+[[http_trackers]]
+bind_address = "127.0.0.1:0"
+
+[http_trackers.tsl_config]
+ssl_cert_path = %q
+ssl_key_path = %q
+`, cert, key))
+	var httpsURL string
+	for _, u := range p.addrs["http"] {
+		if strings.HasPrefix(u, "https://") {
+			httpsURL = u
+		}
+	}
+	if httpsURL == "" {
+		t.Fatalf("no https:// HTTP tracker in the log:\n%s", p.Log())
+	}
+	_, errOut, code := tool(t, nil, "client", "announce", httpsURL+"/announce", checkHash)
+	if code != 3 || !strings.Contains(errOut, "certificate") {
+		t.Errorf("self-signed certificate without --insecure: exit %d, %s", code, errOut)
+	}
+	out, _ := mustClient(t, 0, "announce", httpsURL+"/announce", checkHash, "--insecure", "--port", "7401")
+	if rs := decodeAll[announceJSON](t, out); len(rs) != 1 || rs[0].Seeders != 1 {
+		t.Errorf("HTTPS announce: %s", out)
+	}
+	out, errOut, code = tool(t, nil, "check", "--insecure", "--http", httpsURL)
+	if code != 0 {
+		t.Errorf("check over HTTPS: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
