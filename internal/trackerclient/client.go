@@ -145,10 +145,7 @@ func New(rawURL string, opts Options) (*Client, error) {
 		}
 		c.udp = &udpClient{opts: opts, hostport: u.Host}
 	case "http", "https":
-		c.http, err = newHTTPClient(u, opts)
-		if err != nil {
-			return nil, err
-		}
+		c.http = newHTTPClient(u, opts)
 	default:
 		return nil, fmt.Errorf("tracker URL %q: scheme %q is not udp, http or https", rawURL, u.Scheme)
 	}

@@ -29,7 +29,7 @@ type httpClient struct {
 	client      *http.Client
 }
 
-func newHTTPClient(u *url.URL, opts Options) (*httpClient, error) {
+func newHTTPClient(u *url.URL, opts Options) *httpClient {
 	h := &httpClient{}
 	h.announceURL, h.scrapeURL = deriveURLs(u)
 	network := "tcp"
@@ -50,7 +50,7 @@ func newHTTPClient(u *url.URL, opts Options) (*httpClient, error) {
 		ForceAttemptHTTP2: true,
 	}
 	h.client = &http.Client{Transport: transport}
-	return h, nil
+	return h
 }
 
 // deriveURLs finds the announce and scrape URLs from either one (BEP 48's
