@@ -178,9 +178,14 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("resolve %s: %w", cfg.Addr, err)
 	}
+	// Each peer belongs to one torrent, drawn once from the popularity
+	// distribution (as in aquatic's load tester): announces then update a
+	// bounded population, as real clients do, instead of inventing a new
+	// peer with every request.
+	pop := newPopulation(&cfg)
 	clients := make([]*client, cfg.Sockets)
 	for i := range clients {
-		c, err := newClient(&cfg, i, target)
+		c, err := newClient(&cfg, i, target, pop)
 		if err != nil {
 			for _, c := range clients[:i] {
 				c.conn.Close()
@@ -380,7 +385,9 @@ type client struct {
 	bc        *batch.Conn
 	st        stats
 	rng       *rand.Rand
-	zipf      *rand.Zipf
+	torrent   func() uint64 // for scrapes
+	pop       *population
+	index     int // this socket's number: it announces for peers p with p % Sockets == index
 	cid       uint64
 	connected time.Time
 	txid      uint32
@@ -388,7 +395,33 @@ type client struct {
 	errSample atomic.Value
 }
 
-func newClient(cfg *Config, i int, target *net.UDPAddr) (*client, error) {
+// population is the simulated peers: peerTorrent[p] is peer p's torrent.
+type population struct {
+	peerTorrent []uint32
+}
+
+func newPopulation(cfg *Config) *population {
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0xface))
+	pick := torrentPicker(cfg, rng)
+	p := &population{peerTorrent: make([]uint32, cfg.Peers)}
+	for i := range p.peerTorrent {
+		p.peerTorrent[i] = uint32(pick())
+	}
+	return p
+}
+
+// torrentPicker draws torrent indexes: uniform, or Zipf with exponent Skew
+// so that torrent 0 is the most popular.
+func torrentPicker(cfg *Config, rng *rand.Rand) func() uint64 {
+	if cfg.Skew > 1 && cfg.Torrents > 1 {
+		z := rand.NewZipf(rng, cfg.Skew, 1, uint64(cfg.Torrents-1))
+		return z.Uint64
+	}
+	n := uint64(cfg.Torrents)
+	return func() uint64 { return rng.Uint64N(n) }
+}
+
+func newClient(cfg *Config, i int, target *net.UDPAddr, pop *population) (*client, error) {
 	var local *net.UDPAddr
 	if t4 := target.IP.To4(); t4 != nil && t4.IsLoopback() {
 		local = &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%cfg.SourceIPs))}
@@ -404,10 +437,8 @@ func newClient(cfg *Config, i int, target *net.UDPAddr) (*client, error) {
 		conn.Close()
 		return nil, err
 	}
-	c := &client{cfg: cfg, conn: conn, bc: bc, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)))}
-	if cfg.Skew > 1 {
-		c.zipf = rand.NewZipf(c.rng, cfg.Skew, 1, uint64(cfg.Torrents-1))
-	}
+	c := &client{cfg: cfg, conn: conn, bc: bc, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))), pop: pop, index: i}
+	c.torrent = torrentPicker(cfg, c.rng)
 	c.tx = make([]batch.Message, batchSize)
 	c.rx = make([]batch.Message, batchSize)
 	for j := range c.tx {
@@ -459,13 +490,6 @@ func (c *client) connect(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (c *client) torrent() uint64 {
-	if c.zipf != nil {
-		return c.zipf.Uint64()
-	}
-	return c.rng.Uint64N(uint64(c.cfg.Torrents))
-}
-
 func infoHash(b []byte, t uint64) {
 	binary.BigEndian.PutUint64(b, t)
 	binary.BigEndian.PutUint64(b[8:], t*0x9e3779b97f4a7c15)
@@ -487,8 +511,18 @@ func (c *client) fill(m *batch.Message) {
 		return
 	}
 	binary.BigEndian.PutUint32(b[8:], actionAnnounce)
-	infoHash(b[16:], c.torrent())
-	p := c.rng.Uint64N(uint64(c.cfg.Peers))
+	// A peer is always announced from the same socket (source address), so
+	// the tracker, which tells peers apart by address and port, sees each
+	// simulated peer as one peer.
+	socks := uint64(c.cfg.Sockets)
+	var p uint64
+	if c.index < c.cfg.Peers {
+		mine := (uint64(c.cfg.Peers-c.index) + socks - 1) / socks
+		p = c.rng.Uint64N(mine)*socks + uint64(c.index)
+	} else {
+		p = c.rng.Uint64N(uint64(c.cfg.Peers)) // fewer peers than sockets
+	}
+	infoHash(b[16:], uint64(c.pop.peerTorrent[p]))
 	binary.BigEndian.PutUint64(b[36:], p) // peer id
 	copy(b[44:56], "-ST0001-load")
 	binary.BigEndian.PutUint64(b[56:], 0) // downloaded
@@ -497,12 +531,12 @@ func (c *client) fill(m *batch.Message) {
 		left = 0
 	}
 	binary.BigEndian.PutUint64(b[64:], left)
-	binary.BigEndian.PutUint64(b[72:], 0)                     // uploaded
-	binary.BigEndian.PutUint32(b[80:], 0)                     // event none
-	binary.BigEndian.PutUint32(b[84:], 0)                     // ip
-	binary.BigEndian.PutUint32(b[88:], uint32(p))             // key
-	binary.BigEndian.PutUint32(b[92:], uint32(c.cfg.NumWant)) // num_want
-	binary.BigEndian.PutUint16(b[96:], uint16(1024+p%64000))  // port
+	binary.BigEndian.PutUint64(b[72:], 0)                            // uploaded
+	binary.BigEndian.PutUint32(b[80:], 0)                            // event none
+	binary.BigEndian.PutUint32(b[84:], 0)                            // ip
+	binary.BigEndian.PutUint32(b[88:], uint32(p))                    // key
+	binary.BigEndian.PutUint32(b[92:], uint32(c.cfg.NumWant))        // num_want
+	binary.BigEndian.PutUint16(b[96:], uint16(1024+(p/socks)%64000)) // port
 	m.N = 98
 }
 
