@@ -18,6 +18,7 @@ import (
 	"github.com/starling-tracker/starling/internal/clock"
 	"github.com/starling-tracker/starling/internal/config"
 	"github.com/starling-tracker/starling/internal/database"
+	"github.com/starling-tracker/starling/internal/healthcheck"
 	"github.com/starling-tracker/starling/internal/httptracker"
 	"github.com/starling-tracker/starling/internal/metrics"
 	"github.com/starling-tracker/starling/internal/swarm"
@@ -47,23 +48,26 @@ type Daemon struct {
 	http []*httpListener
 	aux  []*auxServer // the REST API and the health check
 
+	health *healthcheck.Server
+
 	stopSweep chan struct{}
 	sweepDone chan struct{}
 }
 
 type httpListener struct {
-	srv  *httptracker.Server
-	bind string
-	ln   net.Listener
+	srv    *httptracker.Server
+	bind   string
+	scheme string
+	ln     net.Listener
 }
 
 // New builds everything the configuration asks for without binding any
 // socket: it opens the database and loads what the mode needs from it.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
-	d = &Daemon{cfg: cfg, log: log}
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
+	d := &Daemon{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
-			d.closeStorage(ctx)
+			_ = d.closeStorage(ctx)
 		}
 	}()
 	core := cfg.Core
@@ -146,6 +150,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon, 
 			BindAddress:       h.BindAddress.String(),
 			OnReverseProxy:    core.Net.OnReverseProxy,
 			MaxScrapeTorrents: h.MaxScrapeTorrents,
+			Latency:           d.latency,
 		}
 		if h.TLS != nil {
 			hc.TLSCertPath, hc.TLSKeyPath = h.TLS.SSLCertPath, h.TLS.SSLKeyPath
@@ -154,7 +159,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon, 
 		if err != nil {
 			return nil, err
 		}
-		d.http = append(d.http, &httpListener{srv: srv, bind: hc.BindAddress})
+		scheme := "http"
+		if h.TLS != nil {
+			scheme = "https"
+		}
+		d.http = append(d.http, &httpListener{srv: srv, bind: hc.BindAddress, scheme: scheme})
 	}
 	if err := d.buildAux(); err != nil {
 		return nil, err
@@ -250,7 +259,11 @@ func (d *Daemon) bind(ctx context.Context) error {
 		}
 		h.ln = ln
 	}
-	return d.bindAux(ctx)
+	if err := d.bindAux(ctx); err != nil {
+		return err
+	}
+	d.setHealthTargets()
+	return nil
 }
 
 // tcpNetwork keeps an IPv4 bind address IPv4-only, as Torrust binds it; an
