@@ -247,6 +247,16 @@ func (w *worker) ended(ctx context.Context) bool {
 	return ok && !time.Now().Before(end)
 }
 
+// closeAfterServer waits for the server's close before closing: the side
+// that closes first keeps the connection in TIME_WAIT, and on the client
+// side that would use up the ephemeral ports within seconds at the rates a
+// new-connection-per-request run reaches.
+func (w *worker) closeAfterServer() {
+	var one [1]byte
+	w.br.Read(one[:]) // EOF, or an error at the deadline
+	w.close()
+}
+
 func (w *worker) close() {
 	if w.conn != nil {
 		w.conn.Close()
@@ -443,7 +453,7 @@ func (w *worker) exchange() error {
 		return err
 	}
 	if closeConn {
-		w.close()
+		w.closeAfterServer()
 	}
 	if !ok {
 		return fmt.Errorf("status %s", statusText)
