@@ -3,6 +3,7 @@ package memswarm
 import (
 	"context"
 	"flag"
+	"math/bits"
 	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
@@ -14,7 +15,10 @@ import (
 	"github.com/starling-tracker/starling/internal/swarm/swarmtest"
 )
 
-var memory10M = flag.Bool("memory10m", false, "run TestMemory10M: load 10M IPv4 peers over 1M torrents (~1 GiB, ~1 min)")
+var (
+	memory10M    = flag.Bool("memory10m", false, "run TestMemory10M: load 10M IPv4 peers over 1M torrents (~1 GiB, ~1 min)")
+	memoryShards = flag.Uint("memory-shardbits", DefaultShardBits, "shard bits of the store TestMemory10M loads")
+)
 
 // Targets of the memory test (issue 2).
 const (
@@ -59,20 +63,36 @@ func TestMemory10M(t *testing.T) {
 		torrents = 1_000_000
 	)
 	base := heapInuse()
-	s := New(swarm.Options{})
+	s := NewSharded(swarm.Options{}, *memoryShards)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	var resp bittorrent.AnnounceResponse
 	a := swarm.Announce{Now: 1_700_000_000, Left: 1, Families: bittorrent.IPv4}
+	// Latency of each announce, by power of two of nanoseconds, and of
+	// those that evacuated slab chunks (the longest the shard lock is
+	// held by an announce).
+	var hist [40]int
+	var evacN int
+	var evacMax, evacSum time.Duration
 	start := time.Now()
 	for i := range peers {
 		a.InfoHash = swarmtest.Hash(rng.IntN(torrents))
 		a.PeerID = swarmtest.PeerID(i)
 		a.Addr = swarmtest.Addr4(i, uint16(1024+i%50000))
 		a.Left = int64(i % 3) // a third seeders
+		sh := s.shard(&a.InfoHash)
+		ev := sh.p4.evacuations
+		t0 := time.Now()
 		resp.Reset()
 		if _, err := s.Announce(ctx, &a, &resp); err != nil {
 			t.Fatal(err)
+		}
+		d := time.Since(t0)
+		hist[bits.Len64(uint64(d))]++
+		if sh.p4.evacuations != ev {
+			evacN++
+			evacSum += d
+			evacMax = max(evacMax, d)
 		}
 	}
 	load := time.Since(start)
@@ -90,10 +110,24 @@ func TestMemory10M(t *testing.T) {
 	}
 	best, worst := timeGC(5)
 	perPeer := float64(inuse) / peers
-	t.Logf("loaded %d peers in %d torrents in %v (%.0f ns/announce)", peers, tot.Torrents, load.Round(time.Millisecond),
+	t.Logf("%d shards: loaded %d peers in %d torrents in %v (%.0f ns/announce)", len(s.shards), peers, tot.Torrents, load.Round(time.Millisecond),
 		float64(load.Nanoseconds())/peers)
 	t.Logf("heap in use %d MiB: %.1f bytes/peer (records 56 B; live slots %.2f per peer, %d chunks = %.2f slots per peer, %d chunks evacuated)",
 		inuse>>20, perPeer, float64(slots)/peers, chunks, float64(chunks*chunkLen)/peers, evacuations)
+	quantile := func(q float64) time.Duration {
+		n := 0
+		for b, c := range hist {
+			if n += c; float64(n) >= q*peers {
+				return time.Duration(1) << b
+			}
+		}
+		return 0
+	}
+	t.Logf("announce latency (upper bound of power-of-two bucket): p50 %v, p99 %v, p99.99 %v",
+		quantile(0.5), quantile(0.99), quantile(0.9999))
+	if evacN > 0 {
+		t.Logf("%d announces evacuated chunks: mean %v, max %v", evacN, evacSum/time.Duration(evacN), evacMax)
+	}
 	t.Logf("forced full GC: best %v, worst of 5 %v (GOMAXPROCS %d)", best, worst, runtime.GOMAXPROCS(0))
 	if perPeer > maxBytesPerPeer {
 		t.Errorf("%.1f bytes per peer, target %d", perPeer, maxBytesPerPeer)

@@ -24,8 +24,8 @@ import (
 const DefaultShardBits = 8
 
 // sweepBudget bounds the peers one Sweep step examines under a shard lock,
-// so announces on that shard wait at most a few tens of microseconds.
-const sweepBudget = 4096
+// so announces on that shard wait at most some tens of microseconds.
+const sweepBudget = 1024
 
 // Store is the in-memory swarm.Store.
 type Store struct {
