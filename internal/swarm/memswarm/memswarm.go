@@ -147,9 +147,11 @@ func clampTime(now int64) uint32 {
 // Announce applies a under the shard lock and picks the peers to hand out.
 func (s *Store) Announce(_ context.Context, a *swarm.Announce, resp *bittorrent.AnnounceResponse) (swarm.Result, error) {
 	sh := s.shard(&a.InfoHash)
-	ip := a.Addr.Addr()
+	// The tracker hands over normalised addresses; unmapping again is
+	// cheap and keeps an IPv4 peer from ever landing in the IPv6 slab.
+	ip := a.Addr.Addr().Unmap()
 	port := a.Addr.Port()
-	keep := a.Event != bittorrent.EventStopped && port != 0
+	keep := a.Event != bittorrent.EventStopped && port != 0 && ip.IsValid()
 	var res swarm.Result
 
 	sh.mu.Lock()
@@ -165,7 +167,7 @@ func (s *Store) Announce(_ context.Context, a *swarm.Announce, resp *bittorrent.
 	self4, self6 := -1, -1
 	if ip.Is4() {
 		self4 = update(sh, &sh.p4, t, &t.p4, ip.As4(), port, keep, a, &res)
-	} else {
+	} else if ip.IsValid() {
 		self6 = update(sh, &sh.p6, t, &t.p6, ip.As16(), port, keep, a, &res)
 	}
 	res.Completed = t.completed

@@ -3,6 +3,7 @@ package memswarm
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -81,8 +82,9 @@ func TestZeroAllocs(t *testing.T) {
 		})
 	}
 	t.Run("join and leave", func(t *testing.T) {
-		// A peer joining and leaving reuses the slab's free segments.
-		a := swarmtest.Announce(h, swarmtest.PeerID(1000), swarmtest.Addr4(1000, 6881), 102)
+		// The only peer of a torrent joins and leaves: its segment goes to
+		// the free list and comes back from it.
+		a := swarmtest.Announce(swarmtest.Hash(3), swarmtest.PeerID(1000), swarmtest.Addr4(1000, 6881), 102)
 		allocs := testing.AllocsPerRun(100, func() {
 			a.Event = bittorrent.EventStarted
 			resp.Reset()
@@ -108,4 +110,45 @@ func TestZeroAllocs(t *testing.T) {
 			t.Errorf("%v allocations per scrape of 74, want 0", allocs)
 		}
 	})
+}
+
+// TestAddressEdges covers addresses the tracker should never hand over
+// (it normalises them) but that must still not corrupt the store.
+func TestAddressEdges(t *testing.T) {
+	h := swarmtest.Hash(1)
+	mapped := netip.AddrPortFrom(netip.MustParseAddr("::ffff:10.0.0.1"), 6881)
+	tests := []struct {
+		name      string
+		addr      netip.AddrPort
+		stored    bool
+		wantAddr  netip.AddrPort
+		wantV4Len int
+	}{
+		{"IPv4-mapped is stored as IPv4", mapped, true, swarmtest.Addr4(1, 6881), 1},
+		{"invalid address is not stored", netip.AddrPort{}, false, netip.AddrPort{}, 0},
+		{"unspecified IPv6 is an address like any other", netip.MustParseAddrPort("[::]:1"), true, netip.MustParseAddrPort("[::]:1"), 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(swarm.Options{})
+			swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(1), tc.addr, 100))
+			tor, ok, err := s.Torrent(context.Background(), h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.stored {
+				if ok {
+					t.Fatalf("stored %+v", tor)
+				}
+				return
+			}
+			if !ok || len(tor.Peers) != 1 || tor.Peers[0].Addr != tc.wantAddr {
+				t.Fatalf("torrent %+v, want one peer at %v", tor, tc.wantAddr)
+			}
+			_, resp := swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(2), swarmtest.Addr4(2, 1), 100))
+			if len(resp.Peers4) != tc.wantV4Len {
+				t.Errorf("another peer got IPv4 peers %v, want %d", resp.Peers4, tc.wantV4Len)
+			}
+		})
+	}
 }
