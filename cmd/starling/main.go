@@ -12,6 +12,10 @@ import (
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
+		// An exitError has already been reported by its command.
+		if _, ok := err.(exitError); !ok {
+			fmt.Fprintln(os.Stderr, "Error:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
@@ -36,7 +40,7 @@ func newRootCmd() *cobra.Command {
 		// With no subcommand, starling runs the tracker.
 		RunE:          serve.RunE,
 		SilenceUsage:  true,
-		SilenceErrors: false,
+		SilenceErrors: true,
 	}
 	root.Flags().AddFlagSet(serve.Flags())
 	root.AddCommand(

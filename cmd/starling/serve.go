@@ -56,9 +56,12 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return exitError{1}
 	}
 	if src.FirstRun {
-		for _, u := range cfg.UDPTrackers {
-			log.Info(fmt.Sprintf("try it: starling client announce udp://%s/announce 9c38422213e30bff212b30c360d26f9a02136422", loopbackFor(u.BindAddress.String())))
-			break
+		const ih = "9c38422213e30bff212b30c360d26f9a02136422"
+		if len(cfg.UDPTrackers) > 0 && !cfg.Core.Private {
+			log.Info(fmt.Sprintf("try it: starling client announce udp://%s/announce %s", loopbackFor(cfg.UDPTrackers[0].BindAddress.String()), ih))
+		}
+		if len(cfg.HTTPTrackers) > 0 {
+			log.Info(fmt.Sprintf("try it: starling client announce http://%s/announce %s", loopbackFor(cfg.HTTPTrackers[0].BindAddress.String()), ih))
 		}
 	}
 	if err := d.Run(ctx); err != nil {

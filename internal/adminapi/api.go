@@ -105,9 +105,6 @@ func New(cfg Config, deps Deps) (*API, error) {
 			a.tokens = append(a.tokens, sha256.Sum256([]byte(tok)))
 		}
 	}
-	if len(a.tokens) == 0 {
-		a.log.Warn("http_api has no access tokens: every /api/v1 request will be refused; add one under [http_api.access_tokens]")
-	}
 	return a, nil
 }
 
