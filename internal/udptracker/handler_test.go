@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/starling-tracker/starling/internal/access"
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -211,4 +212,50 @@ func checkAnswer(t *testing.T, src netip.AddrPort, pkt, resp []byte) {
 	default:
 		t.Fatalf("answer with action %d", binary.BigEndian.Uint32(resp))
 	}
+}
+
+// BenchmarkHandlerParallel runs one handler per goroutine (as one worker
+// per socket does) over a shared tracker holding 10,000 torrents of 20
+// IPv4 peers, each goroutine re-announcing existing peers: with -cpu 1,2 it
+// shows whether the user-space path scales with cores (shared state: the
+// store's shard locks, the counters' stripes, the read-only cookie key).
+func BenchmarkHandlerParallel(b *testing.B) {
+	const torrents, perTorrent = 10_000, 20
+	clk := clock.NewManual(1_700_000_000)
+	tr := tracker.New(tracker.DefaultConfig(), memswarm.New(swarm.Options{}), access.New(nil), clk, nil)
+	var resp bittorrent.AnnounceResponse
+	src := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 6881)
+	}
+	for i := 0; i < torrents*perTorrent; i++ {
+		req := bittorrent.AnnounceRequest{InfoHash: hashN(i % torrents), Addr: src(i), Left: int64(i % 2), NumWant: 1}
+		resp.Reset()
+		if err := tr.Announce(context.Background(), &req, &resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c, _ := newCookies(120)
+	lim := newLimiter(-1, 10, 1, 2)
+	counters := metrics.NewCounters(8, true)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		h := newHandler(tr, c, lim, clk, counters.Stripe(), quietLog())
+		out := make([]byte, maxPayload4)
+		pkt := announcePacket(announceSpec{txid: 1, numWant: 30, port: 6881})
+		var rng uint64 = uint64(time.Now().UnixNano())
+		for pb.Next() {
+			rng ^= rng << 13
+			rng ^= rng >> 7
+			rng ^= rng << 17
+			i := int(rng % (torrents * perTorrent))
+			a := src(i)
+			binary.BigEndian.PutUint64(pkt, c.mint(a.Addr(), clk.Now()))
+			hh := hashN(i % torrents)
+			copy(pkt[16:36], hh[:])
+			if h.handle(context.Background(), a, pkt, false, out) < 20 {
+				b.Fatal("no announce answer")
+			}
+		}
+	})
 }
