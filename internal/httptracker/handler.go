@@ -340,20 +340,36 @@ slow:
 	return a, err == nil
 }
 
+// Keys are written as pre-encoded constants (length prefix included): on
+// the hot path the length of a constant key need not be formatted per peer.
+const (
+	keyComplete    = "8:complete"
+	keyIncomplete  = "10:incomplete"
+	keyInterval    = "8:interval"
+	keyMinInterval = "12:min interval"
+	keyPeers       = "5:peers"
+	keyPeers6      = "6:peers6"
+	keyIP          = "2:ip"
+	keyPeerID      = "7:peer id20:" // with the 20-byte value's header
+	keyPort        = "4:port"
+	keyFiles       = "5:files"
+	keyDownloaded  = "10:downloaded"
+)
+
 // appendAnnounce writes a successful announce answer: compact (BEP 23 peers
 // and BEP 7 peers6, both always present) or Torrust's default list of
 // dictionaries with both families mixed. Keys are in sorted order.
 func appendAnnounce(b []byte, resp *bittorrent.AnnounceResponse, compact bool) []byte {
 	b = append(b, bencode.DictStart)
-	b = bencode.AppendString(b, "complete")
+	b = append(b, keyComplete...)
 	b = bencode.AppendUint(b, uint64(resp.Seeders))
-	b = bencode.AppendString(b, "incomplete")
+	b = append(b, keyIncomplete...)
 	b = bencode.AppendUint(b, uint64(resp.Leechers))
-	b = bencode.AppendString(b, "interval")
+	b = append(b, keyInterval...)
 	b = bencode.AppendUint(b, uint64(resp.Interval))
-	b = bencode.AppendString(b, "min interval")
+	b = append(b, keyMinInterval...)
 	b = bencode.AppendUint(b, uint64(resp.MinInterval))
-	b = bencode.AppendString(b, "peers")
+	b = append(b, keyPeers...)
 	if compact {
 		b = bencode.AppendStringHeader(b, 6*len(resp.Peers4))
 		for i := range resp.Peers4 {
@@ -362,7 +378,7 @@ func appendAnnounce(b []byte, resp *bittorrent.AnnounceResponse, compact bool) [
 			b = append(b, a[:]...)
 			b = append(b, byte(p.Addr.Port()>>8), byte(p.Addr.Port()))
 		}
-		b = bencode.AppendString(b, "peers6")
+		b = append(b, keyPeers6...)
 		b = bencode.AppendStringHeader(b, 18*len(resp.Peers6))
 		for i := range resp.Peers6 {
 			p := &resp.Peers6[i]
@@ -387,11 +403,11 @@ func appendPeerDict(b []byte, p *bittorrent.Peer) []byte {
 	var text [48]byte
 	ip := p.Addr.Addr().AppendTo(text[:0])
 	b = append(b, bencode.DictStart)
-	b = bencode.AppendString(b, "ip")
+	b = append(b, keyIP...)
 	b = bencode.AppendBytes(b, ip)
-	b = bencode.AppendString(b, "peer id")
-	b = bencode.AppendBytes(b, p.ID[:])
-	b = bencode.AppendString(b, "port")
+	b = append(b, keyPeerID...)
+	b = append(b, p.ID[:]...)
+	b = append(b, keyPort...)
 	b = bencode.AppendUint(b, uint64(p.Addr.Port()))
 	return append(b, bencode.End)
 }
@@ -399,17 +415,18 @@ func appendPeerDict(b []byte, p *bittorrent.Peer) []byte {
 // appendScrape writes d5:filesd<hash>d8:complete…e…ee; hashes are sorted and unique.
 func appendScrape(b []byte, hashes []bittorrent.InfoHash, files []bittorrent.SwarmStats) []byte {
 	b = append(b, bencode.DictStart)
-	b = bencode.AppendString(b, "files")
+	b = append(b, keyFiles...)
 	b = append(b, bencode.DictStart)
 	for i := range hashes {
-		b = bencode.AppendBytes(b, hashes[i][:])
+		b = append(b, "20:"...)
+		b = append(b, hashes[i][:]...)
 		f := &files[i]
 		b = append(b, bencode.DictStart)
-		b = bencode.AppendString(b, "complete")
+		b = append(b, keyComplete...)
 		b = bencode.AppendUint(b, uint64(f.Seeders))
-		b = bencode.AppendString(b, "downloaded")
+		b = append(b, keyDownloaded...)
 		b = bencode.AppendUint(b, uint64(f.Completed))
-		b = bencode.AppendString(b, "incomplete")
+		b = append(b, keyIncomplete...)
 		b = bencode.AppendUint(b, uint64(f.Leechers))
 		b = append(b, bencode.End)
 	}

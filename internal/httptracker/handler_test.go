@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/starling-tracker/starling/internal/bencode"
 	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/metrics"
 	"github.com/starling-tracker/starling/internal/tracker"
@@ -191,6 +192,21 @@ func BenchmarkParseAnnounce(b *testing.B) {
 	for b.Loop() {
 		if _, _, err := parseAnnounce(q, true, &req, &perr); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestEncodingKeys checks the pre-encoded keys against the encoder, so a
+// typo in a length prefix cannot slip through.
+func TestEncodingKeys(t *testing.T) {
+	for _, tc := range []struct{ got, key, tail string }{
+		{keyComplete, "complete", ""}, {keyIncomplete, "incomplete", ""}, {keyInterval, "interval", ""},
+		{keyMinInterval, "min interval", ""}, {keyPeers, "peers", ""}, {keyPeers6, "peers6", ""},
+		{keyIP, "ip", ""}, {keyPeerID, "peer id", "20:"}, {keyPort, "port", ""}, {keyFiles, "files", ""},
+		{keyDownloaded, "downloaded", ""},
+	} {
+		if want := string(bencode.AppendString(nil, tc.key)) + tc.tail; tc.got != want {
+			t.Errorf("key %q encoded as %q, want %q", tc.key, tc.got, want)
 		}
 	}
 }
