@@ -15,6 +15,9 @@ import (
 // side uses the batch package too, which allocates nothing, so the
 // process-wide malloc count measures the server.
 func TestServeLoopAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	e := startEnv(t, envOpts{})
 	raw := newRawClient(t, "127.0.0.1:0", e.target(false))
 	cid := raw.connect()
