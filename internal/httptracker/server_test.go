@@ -636,3 +636,70 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("announces %d", n)
 	}
 }
+
+// TestNetHTTPAdapter serves the same handler core through net/http (the
+// engine measured against fasthttp) and checks that it answers alike.
+func TestNetHTTPAdapter(t *testing.T) {
+	r := newRules(t, tracker.DefaultConfig())
+	h := NewHandler(Config{OnReverseProxy: true}, r, r.counters, nil)
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	base := "http://" + ln.Addr().String()
+	c := newClient(t, nil)
+	xff := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {ip}} }
+	get(t, c, announceURL(base, 1, ""), xff("192.0.2.10"))
+	tests := []struct {
+		name   string
+		url    string
+		header http.Header
+		status int
+		ctype  string
+		check  func(t *testing.T, m map[string]any)
+	}{
+		{"announce", announceURL(base, 2, ""), xff("192.0.2.11"), 200, contentTypeBencode, func(t *testing.T, m map[string]any) {
+			peers := m["peers"].([]any)
+			if len(peers) != 1 || peers[0].(map[string]any)["ip"] != "192.0.2.10" {
+				t.Fatalf("peers %v", peers)
+			}
+		}},
+		{"failure", base + "/announce?a", xff("192.0.2.11"), 200, contentTypeFailure, func(t *testing.T, m map[string]any) {
+			if m["failure reason"] != "Cannot parse query params: invalid param a" {
+				t.Fatalf("%v", m)
+			}
+		}},
+		{"missing header", announceURL(base, 3, ""), nil, 200, contentTypeFailure, func(t *testing.T, m map[string]any) {
+			if m["failure reason"] != msgXForwardedFor {
+				t.Fatalf("%v", m)
+			}
+		}},
+		{"empty query", base + "/scrape?", xff("192.0.2.11"), 200, contentTypeFailure, func(t *testing.T, m map[string]any) {
+			if m["failure reason"] != "Cannot parse query params: invalid param " {
+				t.Fatalf("%v", m)
+			}
+		}},
+		{"scrape", base + "/scrape?info_hash=" + url.QueryEscape(string(testHash[:])), xff("192.0.2.11"), 200, contentTypeBencode, func(t *testing.T, m map[string]any) {
+			f := m["files"].(map[string]any)[string(testHash[:])].(map[string]any)
+			if f["incomplete"] != int64(2) { // peers 1 and 2
+				t.Fatalf("%v", f)
+			}
+		}},
+		{"health", base + "/health_check", nil, 200, contentTypeJSON, nil},
+		{"not found", base + "/x", nil, 404, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, ctype, body := get(t, c, tt.url, tt.header)
+			if status != tt.status || (tt.ctype != "" && ctype != tt.ctype) {
+				t.Fatalf("status %d content type %q, want %d %q", status, ctype, tt.status, tt.ctype)
+			}
+			if tt.check != nil {
+				tt.check(t, decode(t, body))
+			}
+		})
+	}
+}
