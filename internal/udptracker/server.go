@@ -290,7 +290,7 @@ func (w *worker) run(ctx context.Context) {
 			t := &w.tx[out]
 			k := w.h.handle(ctx, m.Addr, m.Buf[:m.N], m.Truncated, t.Buf)
 			if k > 0 {
-				t.N, t.Addr = k, m.Addr
+				t.N, t.Addr, t.Scope = k, m.Addr, m.Scope
 				out++
 			}
 		}

@@ -687,7 +687,7 @@ func echoLoop(bc *batch.Conn) {
 				t.Buf[3] = actionAnnounce
 				t.N = 20
 			}
-			t.Addr = m.Addr
+			t.Addr, t.Scope = m.Addr, m.Scope
 			out++
 		}
 		_, _ = bc.Send(tx[:out])

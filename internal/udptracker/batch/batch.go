@@ -21,6 +21,9 @@ type Message struct {
 	Buf  []byte
 	N    int
 	Addr netip.AddrPort
+	// Scope is the IPv6 scope id of a link-local Addr (kept as a number:
+	// a netip zone is a string, and looking it up would allocate).
+	Scope uint32
 	// Truncated is set when the datagram was longer than Buf.
 	Truncated bool
 }

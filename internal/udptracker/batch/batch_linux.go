@@ -120,6 +120,10 @@ func (c *Conn) Recv(msgs []Message) (int, error) {
 		m.N = int(h.len)
 		m.Truncated = h.hdr.Flags&unix.MSG_TRUNC != 0
 		m.Addr = sockaddrToAddrPort(&s.names[i])
+		m.Scope = 0
+		if s.names[i].Family == unix.AF_INET6 {
+			m.Scope = s.names[i].Scope_id
+		}
 	}
 	return s.done, nil
 }
@@ -169,6 +173,9 @@ func (c *Conn) sendChunk(msgs []Message) (int, error) {
 		if m.Addr.IsValid() {
 			h.hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
 			h.hdr.Namelen = addrPortToSockaddr(m.Addr, c.v6, &s.names[i])
+			if c.v6 {
+				s.names[i].Scope_id = m.Scope
+			}
 		}
 		h.hdr.Iov = &s.iovs[i]
 		h.hdr.SetIovlen(1)
