@@ -111,7 +111,7 @@ func (h *handler) serve(ctx context.Context, src netip.AddrPort, pkt []byte, tru
 		if !h.cookies.valid(binary.BigEndian.Uint64(pkt[0:8]), ip, now) {
 			return h.badConnectionID(out, txid, ip, now)
 		}
-		return h.scrape(ctx, src, fam, pkt, out)
+		return h.scrape(ctx, src, ip, fam, pkt, out)
 	default:
 		return h.refuse(out, txid, ip, now, msgInvalidAction)
 	}
@@ -155,20 +155,20 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 	return writeAnnounce(out, txid, &h.aresp, fam)
 }
 
-func (h *handler) scrape(ctx context.Context, src netip.AddrPort, fam bittorrent.Family, pkt, out []byte) int {
+func (h *handler) scrape(ctx context.Context, src netip.AddrPort, ip netip.Addr, fam bittorrent.Family, pkt, out []byte) int {
 	txid := pkt[12:16]
 	body := pkt[headerLen:]
 	if len(body) == 0 {
-		return h.refuse(out, txid, bittorrent.NormalizeAddr(src.Addr()), h.clock.Now(), msgFullScrape)
+		return h.refuse(out, txid, ip, h.clock.Now(), msgFullScrape)
 	}
 	if len(body)%20 != 0 {
-		return h.refuse(out, txid, bittorrent.NormalizeAddr(src.Addr()), h.clock.Now(), msgInvalidHashList)
+		return h.refuse(out, txid, ip, h.clock.Now(), msgInvalidHashList)
 	}
 	n := min(len(body)/20, maxScrapeHashes)
 	for i := 0; i < n; i++ {
 		copy(h.hashes[i][:], body[i*20:])
 	}
-	h.sreq = bittorrent.ScrapeRequest{InfoHashes: h.hashes[:n], Addr: src}
+	h.sreq = bittorrent.ScrapeRequest{InfoHashes: h.hashes[:n], Addr: netip.AddrPortFrom(ip, src.Port())}
 	h.sresp.Reset()
 	h.count(fam, metrics.UDP4Scrapes, metrics.UDP6Scrapes)
 	if err := h.tracker.Scrape(ctx, &h.sreq, &h.sresp); err != nil {
