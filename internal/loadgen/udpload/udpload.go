@@ -272,9 +272,10 @@ loop:
 			cur := total()
 			d := cur.sub(prev)
 			secs := now.Sub(prevAt).Seconds()
-			phase := "warm-up"
-			if measuring {
-				phase = "measure"
+			// Label the second by where it started.
+			phase := "measure"
+			if prevAt.Before(measureAt) && cfg.Warmup > 0 {
+				phase = "warm-up"
 			}
 			fmt.Fprintf(progress, "%s %4.0fs  sent %8.0f/s  received %8.0f/s  announce %8.0f/s  scrape %7.0f/s  errors %d  lost %d\n",
 				phase, now.Sub(start).Seconds(), float64(d.Sent)/secs, float64(d.Received)/secs,
