@@ -79,6 +79,16 @@ func TestHandlerAllocations(t *testing.T) {
 			return announcePacket(announceSpec{cid: f.cid(), txid: 2, hash: hashN(1), port: 9, numWant: 74, options: []byte{optURLData, 3, '/', 'a', 'n'}})
 		}, 20 + 6*50},
 		{"scrape", func() []byte { return scrapePacket(f.cid(), 3, scrape74...) }, 8 + 12*74},
+		// The largest inputs a client controls: nothing grows with them.
+		{"scrape of 101 hashes", func() []byte { return scrapePacket(f.cid(), 3, make([]bittorrent.InfoHash, 101)...) }, 8 + 12*74},
+		{"announce with 1,900 bytes of options", func() []byte {
+			var opts []byte
+			for len(opts) < 1900 {
+				opts = append(opts, optURLData, 250)
+				opts = append(opts, make([]byte, 250)...)
+			}
+			return announcePacket(announceSpec{cid: f.cid(), txid: 2, hash: hashN(1), port: 9, options: opts})
+		}, 20},
 		{"bad connection id", func() []byte { return scrapePacket(7, 3, hashN(1)) }, 0},
 		{"invalid action", func() []byte { b := connectPacket(4); b[11] = 8; return b }, 0},
 	}
