@@ -28,6 +28,7 @@ const (
 	DefaultCookieLifetime             = 120 * time.Second
 	DefaultMaxConnectionIDErrorsPerIP = 10
 	DefaultErrorWindow                = 10 * time.Second
+	maxCookieLifetime                 = 24 * time.Hour
 	// batchSize is how many datagrams one system call moves.
 	batchSize = 64
 )
@@ -91,8 +92,11 @@ func New(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Logger) (*
 	if cfg.CookieLifetime == 0 {
 		cfg.CookieLifetime = DefaultCookieLifetime
 	}
-	if cfg.CookieLifetime < time.Second {
-		return nil, fmt.Errorf("udp tracker %s: cookie lifetime %v is under a second; set it to at least 1s", cfg.BindAddress, cfg.CookieLifetime)
+	// Ids carry their expiry in 32 bits of unix seconds; a lifetime near
+	// 2^31 s would let expired ids wrap round to valid ones.
+	if cfg.CookieLifetime < time.Second || cfg.CookieLifetime > maxCookieLifetime {
+		return nil, fmt.Errorf("udp tracker %s: cookie_lifetime %v is out of range; set it between 1 and %d seconds",
+			cfg.BindAddress, cfg.CookieLifetime, int(maxCookieLifetime/time.Second))
 	}
 	if cfg.MaxConnectionIDErrorsPerIP == 0 {
 		cfg.MaxConnectionIDErrorsPerIP = DefaultMaxConnectionIDErrorsPerIP

@@ -522,6 +522,9 @@ func TestConfigErrors(t *testing.T) {
 	if _, err := New(Config{BindAddress: "x", CookieLifetime: time.Millisecond}, &faultyTracker{}, metrics.NewCounters(1, true), nil); err == nil {
 		t.Fatal("a sub-second cookie lifetime was accepted")
 	}
+	if _, err := New(Config{BindAddress: "x", CookieLifetime: 1 << 31 * time.Second}, &faultyTracker{}, metrics.NewCounters(1, true), nil); err == nil || !strings.Contains(err.Error(), "cookie_lifetime") {
+		t.Fatalf("a cookie lifetime of 2^31 s: %v", err)
+	}
 	srv, err := New(Config{BindAddress: "no-port"}, &faultyTracker{}, metrics.NewCounters(1, true), quietLog())
 	if err != nil {
 		t.Fatal(err)
