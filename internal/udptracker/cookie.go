@@ -5,11 +5,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"sync"
 )
 
 // cookies mints and checks connection ids without keeping any state. An id
 // is the time it expires (unix seconds, high 32 bits) and a SipHash of the
-// client's IP and that time under a per-process random key (low 32 bits),
+// client's IP and that time under a random per-process key (low 32 bits),
 // the layout aquatic uses. One MAC per check (instead of one per accepted
 // time bucket) keeps verification at ~20 ns; 32 bits of MAC make a blind
 // guess succeed once in 4 billion tries, and guesses are rate limited.
@@ -21,9 +22,18 @@ type cookies struct {
 	lifetime uint32
 }
 
-func newCookies(lifetime uint32) (*cookies, error) {
+// processKey is drawn once per process, so every listener (and a listener
+// rebuilt on reload) accepts the ids the others minted; a restart
+// invalidates them all, and clients simply connect again.
+var processKey = sync.OnceValues(func() ([16]byte, error) {
 	var key [16]byte
-	if _, err := rand.Read(key[:]); err != nil {
+	_, err := rand.Read(key[:])
+	return key, err
+})
+
+func newCookies(lifetime uint32) (*cookies, error) {
+	key, err := processKey()
+	if err != nil {
 		return nil, fmt.Errorf("connection id key: %w", err)
 	}
 	return &cookies{
