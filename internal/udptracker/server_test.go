@@ -539,3 +539,13 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal("bound a port already in use")
 	}
 }
+
+// TestConnectionIDAcrossListeners: the key is per process, so a client may
+// connect on one listener and announce on another.
+func TestConnectionIDAcrossListeners(t *testing.T) {
+	a, b := startEnv(t, envOpts{}), startEnv(t, envOpts{})
+	ca := newRawClient(t, "127.0.0.1:0", a.target(false))
+	cid := ca.connect()
+	cb := newRawClient(t, "127.0.0.1:0", b.target(false))
+	announceRaw(t, cb, announceSpec{cid: cid, txid: 12, hash: hashN(1), port: 12}, 6)
+}
