@@ -28,6 +28,8 @@ on top (the TORRUST_TRACKER_CONFIG_* names work too). With none of them, the fir
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// After the first signal, a second one kills at once.
+			go func() { <-ctx.Done(); stop() }()
 			return serve(ctx, cmd.ErrOrStderr())
 		},
 	}

@@ -1,5 +1,5 @@
 // Package access holds the whitelist and the peer keys in memory, where the
-// announce path reads them without a shared lock, and writes every change
+// announce path reads them without any lock, and writes every change
 // through to a Store (the database) before it takes effect in memory.
 package access
 
@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
 )
@@ -41,60 +43,68 @@ type Store interface {
 	RemoveFromWhitelist(ctx context.Context, h bittorrent.InfoHash) error
 }
 
-// shards spreads the maps over several locks so that readers on different
-// cores rarely touch the same lock word.
+// shards spreads the maps so that a write copies only a slice of them.
 const shards = 32
 
-type keyShard struct {
-	mu sync.RWMutex
-	m  map[bittorrent.Key]KeyRecord
-	_  [64]byte // keep shards on separate cache lines
-}
-
-type listShard struct {
-	mu sync.RWMutex
-	m  map[bittorrent.InfoHash]struct{}
-	_  [64]byte
-}
-
-// Lists is the in-memory whitelist and key set. The zero value is not usable;
-// call New.
+// Lists is the in-memory whitelist and key set. Readers (the announce path)
+// do one atomic load and a map lookup, never a lock; writers, which are rare
+// API calls, copy the shard they change and swap it in under l.write.
+// The zero value is not usable; call New.
 type Lists struct {
 	store Store // nil: memory only
 	write sync.Mutex
-	keys  [shards]keyShard
-	list  [shards]listShard
+	keys  [shards]atomic.Pointer[map[bittorrent.Key]KeyRecord]
+	list  [shards]atomic.Pointer[map[bittorrent.InfoHash]struct{}]
 }
 
 // New makes empty lists written through to store (nil keeps them in memory only).
 func New(store Store) *Lists {
 	l := &Lists{store: store}
 	for i := range l.keys {
-		l.keys[i].m = make(map[bittorrent.Key]KeyRecord)
-		l.list[i].m = make(map[bittorrent.InfoHash]struct{})
+		km := make(map[bittorrent.Key]KeyRecord)
+		lm := make(map[bittorrent.InfoHash]struct{})
+		l.keys[i].Store(&km)
+		l.list[i].Store(&lm)
 	}
 	return l
 }
 
 func keyShardOf(k bittorrent.Key) int       { return int(k[0]^k[31]) % shards }
-func listShardOf(h bittorrent.InfoHash) int { return int(h[0]) % shards }
+func listShardOf(h bittorrent.InfoHash) int { return int(h[0]^h[19]) % shards }
 
 // Whitelisted reports whether h is on the whitelist.
 func (l *Lists) Whitelisted(h bittorrent.InfoHash) bool {
-	s := &l.list[listShardOf(h)]
-	s.mu.RLock()
-	_, ok := s.m[h]
-	s.mu.RUnlock()
+	_, ok := (*l.list[listShardOf(h)].Load())[h]
 	return ok
 }
 
 // Key returns the record of k, if held.
 func (l *Lists) Key(k bittorrent.Key) (KeyRecord, bool) {
-	s := &l.keys[keyShardOf(k)]
-	s.mu.RLock()
-	r, ok := s.m[k]
-	s.mu.RUnlock()
+	r, ok := (*l.keys[keyShardOf(k)].Load())[k]
 	return r, ok
+}
+
+// setKey and the other mutators run under l.write.
+func (l *Lists) setKey(r KeyRecord, remove bool) {
+	p := &l.keys[keyShardOf(r.Key)]
+	m := maps.Clone(*p.Load())
+	if remove {
+		delete(m, r.Key)
+	} else {
+		m[r.Key] = r
+	}
+	p.Store(&m)
+}
+
+func (l *Lists) setListed(h bittorrent.InfoHash, remove bool) {
+	p := &l.list[listShardOf(h)]
+	m := maps.Clone(*p.Load())
+	if remove {
+		delete(m, h)
+	} else {
+		m[h] = struct{}{}
+	}
+	p.Store(&m)
 }
 
 // AddKey stores r durably, then makes it valid. Adding a key that exists is an error.
@@ -109,10 +119,7 @@ func (l *Lists) AddKey(ctx context.Context, r KeyRecord) error {
 			return err
 		}
 	}
-	s := &l.keys[keyShardOf(r.Key)]
-	s.mu.Lock()
-	s.m[r.Key] = r
-	s.mu.Unlock()
+	l.setKey(r, false)
 	return nil
 }
 
@@ -128,10 +135,7 @@ func (l *Lists) RemoveKey(ctx context.Context, k bittorrent.Key) error {
 	} else if _, ok := l.Key(k); !ok {
 		return fmt.Errorf("key %s: %w", k, ErrNotFound)
 	}
-	s := &l.keys[keyShardOf(k)]
-	s.mu.Lock()
-	delete(s.m, k)
-	s.mu.Unlock()
+	l.setKey(KeyRecord{Key: k}, true)
 	return nil
 }
 
@@ -139,12 +143,9 @@ func (l *Lists) RemoveKey(ctx context.Context, k bittorrent.Key) error {
 func (l *Lists) Keys() []KeyRecord {
 	var out []KeyRecord
 	for i := range l.keys {
-		s := &l.keys[i]
-		s.mu.RLock()
-		for _, r := range s.m {
+		for _, r := range *l.keys[i].Load() {
 			out = append(out, r)
 		}
-		s.mu.RUnlock()
 	}
 	return out
 }
@@ -158,10 +159,7 @@ func (l *Lists) AddToWhitelist(ctx context.Context, h bittorrent.InfoHash) error
 			return err
 		}
 	}
-	s := &l.list[listShardOf(h)]
-	s.mu.Lock()
-	s.m[h] = struct{}{}
-	s.mu.Unlock()
+	l.setListed(h, false)
 	return nil
 }
 
@@ -174,10 +172,7 @@ func (l *Lists) RemoveFromWhitelist(ctx context.Context, h bittorrent.InfoHash) 
 			return err
 		}
 	}
-	s := &l.list[listShardOf(h)]
-	s.mu.Lock()
-	delete(s.m, h)
-	s.mu.Unlock()
+	l.setListed(h, true)
 	return nil
 }
 
@@ -185,12 +180,9 @@ func (l *Lists) RemoveFromWhitelist(ctx context.Context, h bittorrent.InfoHash) 
 func (l *Lists) Whitelist() []bittorrent.InfoHash {
 	var out []bittorrent.InfoHash
 	for i := range l.list {
-		s := &l.list[i]
-		s.mu.RLock()
-		for h := range s.m {
+		for h := range *l.list[i].Load() {
 			out = append(out, h)
 		}
-		s.mu.RUnlock()
 	}
 	return out
 }
@@ -215,9 +207,7 @@ func (l *Lists) ReloadKeys(ctx context.Context) error {
 		fresh[keyShardOf(r.Key)][r.Key] = r
 	}
 	for i := range l.keys {
-		l.keys[i].mu.Lock()
-		l.keys[i].m = fresh[i]
-		l.keys[i].mu.Unlock()
+		l.keys[i].Store(&fresh[i])
 	}
 	return nil
 }
@@ -241,9 +231,7 @@ func (l *Lists) ReloadWhitelist(ctx context.Context) error {
 		fresh[listShardOf(h)][h] = struct{}{}
 	}
 	for i := range l.list {
-		l.list[i].mu.Lock()
-		l.list[i].m = fresh[i]
-		l.list[i].mu.Unlock()
+		l.list[i].Store(&fresh[i])
 	}
 	return nil
 }

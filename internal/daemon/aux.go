@@ -29,7 +29,10 @@ func (d *Daemon) buildAux() error {
 		reg := metrics.NewRegistry(d.counters, d.latency, d.store, d.log)
 		a, err := adminapi.New(adminapi.Config{
 			AccessTokens: api.AccessTokens,
-			Logger:       d.log,
+			// Metrics are open to scrapers only on a loopback API: Torrust
+			// configurations often bind it to 0.0.0.0.
+			MetricsNeedToken: !api.BindAddress.Addr().IsLoopback(),
+			Logger:           d.log,
 		}, adminapi.Deps{
 			Store:    d.store,
 			Lists:    d.lists,
@@ -66,7 +69,7 @@ func loadTLS(section, cert, key string) (*tls.Config, error) {
 func (d *Daemon) bindAux(ctx context.Context) error {
 	for _, s := range d.aux {
 		var lc net.ListenConfig
-		ln, err := lc.Listen(ctx, tcpNetwork(s.bind), s.bind)
+		ln, err := lc.Listen(ctx, tcpNetwork(s.bind, false), s.bind)
 		if err != nil {
 			return fmt.Errorf("%s: listen on %s: %w (is another process using it? change its bind_address)", s.name, s.bind, err)
 		}

@@ -30,6 +30,13 @@ import (
 // ShutdownTimeout bounds a graceful stop: in-flight requests get this long.
 const ShutdownTimeout = 10 * time.Second
 
+// FlushTimeout bounds the last write of completed counts at shutdown.
+const FlushTimeout = 15 * time.Second
+
+// LoadTimeout bounds loading keys, whitelist and completed counts at
+// start-up: a Torrust database can hold millions of torrents.
+const LoadTimeout = 2 * time.Minute
+
 // Daemon is a tracker built from a configuration.
 type Daemon struct {
 	cfg *config.Config
@@ -58,6 +65,7 @@ type httpListener struct {
 	srv    *httptracker.Server
 	bind   string
 	scheme string
+	v6only bool
 	ln     net.Listener
 }
 
@@ -79,6 +87,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, 
 	d.db = db
 	log.Info("database opened", "driver", core.Database.Driver, "database", db.String())
 
+	db.SetTimeout(LoadTimeout)
 	d.lists = access.New(db)
 	if core.Private {
 		if err := d.lists.ReloadKeys(ctx); err != nil {
@@ -108,6 +117,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, 
 			return nil, fmt.Errorf("restore completed counts: %w", err)
 		}
 		log.Info("completed counts loaded", "torrents", len(counts))
+	}
+	// Loading is over: back to the per-operation bound, before anything
+	// else uses the database.
+	db.SetTimeout(database.DefaultTimeout)
+	if persist {
 		d.batcher = database.StartBatcher(db, 0, log)
 		sink = d.batcher
 	}
@@ -133,6 +147,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, 
 		for _, u := range cfg.UDPTrackers {
 			srv, err := udptracker.New(udptracker.Config{
 				BindAddress:                u.BindAddress.String(),
+				IPv6Only:                   u.IPv6V6Only,
 				Sockets:                    u.Sockets,
 				CookieLifetime:             u.CookieLifetime.Duration(),
 				MaxConnectionIDErrorsPerIP: udpErrorLimit(u.MaxConnectionIDErrorsPerIP),
@@ -163,7 +178,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, 
 		if h.TLS != nil {
 			scheme = "https"
 		}
-		d.http = append(d.http, &httpListener{srv: srv, bind: hc.BindAddress, scheme: scheme})
+		d.http = append(d.http, &httpListener{srv: srv, bind: hc.BindAddress, scheme: scheme, v6only: h.IPv6V6Only})
 	}
 	if err := d.buildAux(); err != nil {
 		return nil, err
@@ -222,6 +237,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var runErr error
 	if bindErr != nil {
 		runErr = bindErr
+		d.closeUnserved()
 	} else {
 		select {
 		case <-ctx.Done():
@@ -253,7 +269,7 @@ func (d *Daemon) bind(ctx context.Context) error {
 	}
 	for _, h := range d.http {
 		var lc net.ListenConfig
-		ln, err := lc.Listen(ctx, tcpNetwork(h.bind), h.bind)
+		ln, err := lc.Listen(ctx, tcpNetwork(h.bind, h.v6only), h.bind)
 		if err != nil {
 			return fmt.Errorf("http tracker: listen on %s: %w (is another process using it? change [[http_trackers]] bind_address)", h.bind, err)
 		}
@@ -267,12 +283,36 @@ func (d *Daemon) bind(ctx context.Context) error {
 }
 
 // tcpNetwork keeps an IPv4 bind address IPv4-only, as Torrust binds it; an
-// IPv6 one ([::]) is dual-stack.
-func tcpNetwork(bind string) string {
-	if ap, err := netip.ParseAddrPort(bind); err == nil && ap.Addr().Is4() {
+// IPv6 one ([::]) is dual-stack unless ipv6_v6only is set.
+func tcpNetwork(bind string, v6only bool) string {
+	ap, err := netip.ParseAddrPort(bind)
+	switch {
+	case err != nil:
+		return "tcp"
+	case ap.Addr().Is4():
 		return "tcp4"
+	case v6only:
+		return "tcp6"
+	default:
+		return "tcp"
 	}
-	return "tcp"
+}
+
+// closeUnserved closes the sockets bound before a later bind failed; their
+// servers never started, so their Shutdown would not close them.
+func (d *Daemon) closeUnserved() {
+	for _, h := range d.http {
+		if h.ln != nil {
+			_ = h.ln.Close()
+			h.ln = nil
+		}
+	}
+	for _, s := range d.aux {
+		if s.ln != nil {
+			_ = s.ln.Close()
+			s.ln = nil
+		}
+	}
 }
 
 func (d *Daemon) shutdown(ctx context.Context) error {
@@ -306,7 +346,11 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	wg.Wait()
 	d.shutdownAux(ctx, stop)
 	wg.Wait()
-	if err := d.closeStorage(ctx); err != nil {
+	// The flush gets its own budget: slow clients may have used up ctx,
+	// and counts not written now are lost.
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), FlushTimeout)
+	defer cancel()
+	if err := d.closeStorage(flushCtx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -60,9 +60,10 @@ type Stripe struct {
 	_  [64]byte // no false sharing with the next stripe
 }
 
-// Inc adds one to c.
+// Inc adds one to c. With statistics off only the request counters stay 0;
+// error and panic counters still count, for the operator's metrics.
 func (s *Stripe) Inc(c Counter) {
-	if s.on {
+	if s.on || c >= UDPRequests {
 		s.v[c].Add(1)
 	}
 }
