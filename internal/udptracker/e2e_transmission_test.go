@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -47,6 +48,9 @@ func TestTransmissionDownload(t *testing.T) {
 	hostIP := localNonLoopbackIPv4(t)
 	cfg := tracker.DefaultConfig()
 	cfg.ExternalIP = hostIP
+	// Short intervals: should a client announce before it is ready (the
+	// seeder before its data is verified), its next announce comes soon.
+	cfg.Interval, cfg.MinInterval = 5, 5
 	e := startEnv(t, envOpts{trCfg: &cfg})
 	dir := t.TempDir()
 	seedDir, leechDir := filepath.Join(dir, "seed"), filepath.Join(dir, "leech")
@@ -69,19 +73,23 @@ func TestTransmissionDownload(t *testing.T) {
 		t.Fatalf("transmission-create: %v\n%s", err, out)
 	}
 
+	start := time.Now()
 	seeder := startTransmission(ctx, t, cli, filepath.Join(dir, "seed-config"), seedDir, torrent, true)
-	// The leecher starts once the tracker knows the seeder, so its first
-	// announce already returns it (the next one would be 120 s later).
+	// The leecher starts once the tracker knows the seeder as a seeder
+	// (its data verified), so its first announce already returns a peer
+	// that has the pieces.
 	var h bittorrent.InfoHash
-	waitFor(ctx, t, "the seeder's announce", seeder, func() bool {
-		n, ih := swarmOfOne(t, e)
+	waitFor(ctx, t, "the seeder's announce as a seeder", seeder, func() bool {
+		seeders, ih := swarmSeeders(t, e)
 		h = ih
-		return n > 0
+		return seeders > 0
 	})
+	t.Logf("%v: the tracker has the seeder", time.Since(start).Round(time.Millisecond))
 	leecher := startTransmission(ctx, t, cli, filepath.Join(dir, "leech-config"), leechDir, torrent, false)
 	got := filepath.Join(leechDir, name)
 	t.Cleanup(func() {
 		if t.Failed() {
+			t.Logf("seeder said:\n%s", tail(seeder.out.String()))
 			tor, _, _ := e.store.Torrent(context.Background(), h)
 			t.Logf("tracker: announces %d, swarm %+v", e.counters.Value(metrics.UDP4Announces), tor)
 		}
@@ -91,12 +99,13 @@ func TestTransmissionDownload(t *testing.T) {
 		return err == nil && bytes.Equal(b, data)
 	})
 	seeders, leechers := swarmCounts(t, e, h)
+	t.Logf("%v: downloaded", time.Since(start).Round(time.Millisecond))
 	t.Logf("downloaded %d bytes through udp://%s; swarm %x has %d seeders, %d leechers", len(data), e.addr, h[:4], seeders, leechers)
 }
 
-// swarmOfOne returns the number of peers in the only torrent the tracker
-// knows and its hash (0 if it knows none yet).
-func swarmOfOne(t *testing.T, e *testEnv) (int, bittorrent.InfoHash) {
+// swarmSeeders returns the seeders of the only torrent the tracker knows
+// and its hash (0 if it knows none yet).
+func swarmSeeders(t *testing.T, e *testEnv) (int, bittorrent.InfoHash) {
 	t.Helper()
 	ts, err := e.store.Torrents(context.Background(), 0, 10)
 	if err != nil {
@@ -105,7 +114,7 @@ func swarmOfOne(t *testing.T, e *testEnv) (int, bittorrent.InfoHash) {
 	if len(ts) == 0 {
 		return 0, bittorrent.InfoHash{}
 	}
-	return int(ts[0].Seeders + ts[0].Leechers), ts[0].InfoHash
+	return int(ts[0].Seeders), ts[0].InfoHash
 }
 
 func swarmCounts(t *testing.T, e *testEnv, h bittorrent.InfoHash) (uint32, uint32) {
@@ -189,12 +198,7 @@ func waitFor(ctx context.Context, t *testing.T, what string, tr *transmission, c
 	for !cond() {
 		select {
 		case <-ctx.Done():
-			// The progress line repeats; the log lines before it say why.
-			out := tr.out.String()
-			if i := strings.Index(out, "Progress:"); i > 0 {
-				out = out[:i] + "\n(last) " + out[max(len(out)-300, i):]
-			}
-			t.Fatalf("timed out waiting for %s; transmission-cli said:\n%s", what, strings.ToValidUTF8(out, "?"))
+			t.Fatalf("timed out waiting for %s; transmission-cli said:\n%s", what, tail(tr.out.String()))
 		case <-tick.C:
 		}
 	}
@@ -218,15 +222,28 @@ func localNonLoopbackIPv4(t *testing.T) netip.Addr {
 	return netip.Addr{}
 }
 
+// freePort finds a port free for TCP and UDP on every address, picked
+// below Linux's ephemeral range (32768 and up) so that the many port-0
+// binds of tests running beside this one cannot take it between this
+// check and transmission-cli binding it.
+// tail shortens a client's output: its log lines, then the last of the
+// progress lines it repeats.
+func tail(out string) string {
+	if i := strings.Index(out, "Progress:"); i > 0 {
+		out = out[:i] + "\n(last) " + out[max(len(out)-300, i):]
+	}
+	return strings.ToValidUTF8(out, "?")
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
-	for i := 0; i < 20; i++ {
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
+	for i := 0; i < 100; i++ {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", port))
+		u, err := net.ListenPacket("udp", fmt.Sprintf(":%d", port))
 		l.Close()
 		if err == nil {
 			u.Close()
