@@ -18,6 +18,5 @@ func addBenchCommands(bench *cobra.Command) {
 		newBenchUDPCmd(),
 		newBenchUDPEchoCmd(),
 		newBenchHTTPCmd(),
-		newBenchHTTPTargetCmd(),
 	)
 }
