@@ -50,6 +50,8 @@ func NewSharded(opts swarm.Options, shardBits uint) *Store {
 		s.shards[i].p4.owner = &s.shards[i].torrents
 		s.shards[i].p6.owner = &s.shards[i].torrents
 		s.shards[i].p6.v6 = true
+		s.shards[i].p4.seed = rand.Uint64()
+		s.shards[i].p6.seed = rand.Uint64()
 	}
 	return s
 }
@@ -183,7 +185,7 @@ func (s *Store) Announce(_ context.Context, a *swarm.Announce, resp *bittorrent.
 // update applies the announce to the requester's own family and returns
 // the requester's position in it, or -1 when it is not stored.
 func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint16, keep bool, a *swarm.Announce, res *swarm.Result) int {
-	i, found := find(sl.view(*sg), &ip, port)
+	i, found := sl.find(*sg, &ip, port)
 	if !keep {
 		if found {
 			ps := sl.view(*sg)
@@ -193,7 +195,7 @@ func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint
 		return -1
 	}
 	if !found {
-		sl.insert(sg, i, &peer[A]{ip: ip, port: port})
+		i = sl.insert(sg, i, &peer[A]{ip: ip, port: port})
 		sh.count(t, a.Left == 0, 1)
 	} else if was := sl.view(*sg)[i].seeder(); was != (a.Left == 0) {
 		sh.count(t, was, -1)
@@ -344,7 +346,18 @@ func (s *Store) Torrent(_ context.Context, h bittorrent.InfoHash) (swarm.Torrent
 	for i := range v6 {
 		out.Peers = append(out.Peers, info(&v6[i], netip.AddrFrom16(v6[i].ip)))
 	}
+	// Peers of a big swarm are stored in no order.
+	if t.p4.cls == bigClass {
+		sortByAddr(out.Peers[:len(v4)])
+	}
+	if t.p6.cls == bigClass {
+		sortByAddr(out.Peers[len(v4):])
+	}
 	return out, true, nil
+}
+
+func sortByAddr(ps []swarm.PeerInfo) {
+	slices.SortFunc(ps, func(a, b swarm.PeerInfo) int { return a.Addr.Compare(b.Addr) })
 }
 
 // Torrents pages through the torrents in hash order. Shards are in hash
@@ -471,7 +484,8 @@ func (s *Store) sweepStep(sh *shard, i int, cutoff int64, res *swarm.SweepResult
 	return i
 }
 
-// sweepSeg drops the stale peers of one segment, keeping the order.
+// sweepSeg drops the stale peers of one segment, keeping the order (and
+// rebuilding a bigSeg's index).
 func sweepSeg[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, cutoff int64) int {
 	ps := sl.view(*sg)
 	kept := 0
@@ -486,6 +500,9 @@ func sweepSeg[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, cutoff int64)
 	removed := len(ps) - kept
 	if removed > 0 {
 		sg.n = uint32(kept)
+		if sg.cls == bigClass && kept > 0 {
+			sl.big[sg.off].reindex(sg.n, sl.seed)
+		}
 		sl.shrink(sg)
 	}
 	return removed

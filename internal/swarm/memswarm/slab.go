@@ -1,6 +1,7 @@
 package memswarm
 
 import (
+	"math/bits"
 	"slices"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -30,9 +31,9 @@ type peer[A addr] struct {
 
 func (p *peer[A]) seeder() bool { return p.left == 0 }
 
-// less orders peers by (ip, port), the identity of a peer in a swarm; each
-// torrent's peers are kept sorted so a lookup is a binary search without a
-// per-peer index.
+// less orders peers by (ip, port), the identity of a peer in a swarm; the
+// peers of a swarm that fits a chunk are kept sorted so a lookup is a
+// binary search without a per-peer index.
 func (p *peer[A]) less(ip *A, port uint16) bool {
 	for i := 0; i < len(*ip); i++ {
 		if p.ip[i] != (*ip)[i] {
@@ -59,7 +60,7 @@ func find[A addr](ps []peer[A], ip *A, port uint16) (int, bool) {
 
 // Slab geometry. Peers of small swarms live in fixed-size chunks of
 // chunkLen records, carved into segments of a size class; a swarm larger
-// than the largest class gets a slice of its own. A chunk is one large
+// than the largest class gets a bigSeg of its own. A chunk is one large
 // pointer-free allocation, so a million torrents cost the GC a few
 // thousand chunk pointers instead of a million slices.
 const (
@@ -120,9 +121,12 @@ type slab[A addr] struct {
 	// spare are chunks that hold no live segment and no free-list entry
 	// (nil when their memory was given back).
 	spare []uint32
-	big   [][]peer[A]
+	big   []bigSeg[A]
 	// bigFree are indexes of big that can be reused.
 	bigFree []uint32
+	// seed keys the hash of the big segments' indexes, so that nobody
+	// outside can choose addresses that collide.
+	seed uint64
 	// slots is the capacity held by live chunk segments; capSlots the
 	// capacity of the allocated chunks.
 	slots, capSlots uint64
@@ -138,7 +142,7 @@ type slab[A addr] struct {
 
 func (s *slab[A]) capOf(sg seg) uint32 {
 	if sg.cls == bigClass {
-		return uint32(cap(s.big[sg.off]))
+		return uint32(len(s.big[sg.off].ps))
 	}
 	return classSize[sg.cls]
 }
@@ -149,7 +153,7 @@ func (s *slab[A]) view(sg seg) []peer[A] {
 	case noClass:
 		return nil
 	case bigClass:
-		return s.big[sg.off][:sg.n]
+		return s.big[sg.off].ps[:sg.n]
 	}
 	c, o := sg.off>>chunkShift, sg.off&(chunkLen-1)
 	return s.chunks[c][o : o+sg.n : o+classSize[sg.cls]]
@@ -293,7 +297,7 @@ func (s *slab[A]) purge(drop func(off uint32) bool) {
 func (s *slab[A]) reclaim() {
 	if s.slots == 0 && len(s.big) == len(s.bigFree) {
 		// Nothing is live: give everything back.
-		*s = slab[A]{owner: s.owner, v6: s.v6, evacuations: s.evacuations}
+		*s = slab[A]{owner: s.owner, v6: s.v6, evacuations: s.evacuations, seed: s.seed}
 		return
 	}
 	bump := s.next >> chunkShift
@@ -331,7 +335,7 @@ func (s *slab[A]) release(sg seg) {
 	switch sg.cls {
 	case noClass:
 	case bigClass:
-		s.big[sg.off] = nil
+		s.big[sg.off] = bigSeg[A]{}
 		s.bigFree = append(s.bigFree, sg.off)
 	default:
 		s.live[sg.off>>chunkShift] -= classSize[sg.cls]
@@ -341,13 +345,14 @@ func (s *slab[A]) release(sg seg) {
 }
 
 // move puts the segment's peers into a new segment with room for at
-// least want records and releases the old one.
+// least want records and releases the old one. Peers leaving a bigSeg for
+// a chunk are sorted, as chunk segments are.
 func (s *slab[A]) move(sg *seg, want uint32) {
 	var nw seg
 	switch {
 	case want > chunkLen:
 		nw.cls = bigClass
-		b := make([]peer[A], 0, want+want/4)
+		b := newBigSeg[A](want + want/4)
 		if n := len(s.bigFree); n > 0 {
 			nw.off = s.bigFree[n-1]
 			s.bigFree = s.bigFree[:n-1]
@@ -363,27 +368,64 @@ func (s *slab[A]) move(sg *seg, want uint32) {
 	}
 	old := *sg
 	nw.n = old.n
-	if nw.cls == bigClass {
-		s.big[nw.off] = s.big[nw.off][:old.n]
-	}
 	copy(s.view(nw), s.view(old))
+	switch {
+	case nw.cls == bigClass:
+		s.big[nw.off].reindex(nw.n, s.seed)
+	case old.cls == bigClass && nw.cls != noClass:
+		slices.SortFunc(s.view(nw), func(a, b peer[A]) int {
+			if a.less(&b.ip, b.port) {
+				return -1
+			}
+			return 1 // two peers never share an address
+		})
+	}
 	s.release(old)
 	*sg = nw
 }
 
-// insert puts p at position i of the segment, growing it when full.
-func (s *slab[A]) insert(sg *seg, i int, p *peer[A]) {
+// find returns the position of (ip, port) in the segment; when it is not
+// there, the position insert wants (meaningful for chunk segments only).
+func (s *slab[A]) find(sg seg, ip *A, port uint16) (int, bool) {
+	if sg.cls == bigClass {
+		b := &s.big[sg.off]
+		_, i := b.lookup(ip, port, s.seed)
+		return i, i >= 0
+	}
+	return find(s.view(sg), ip, port)
+}
+
+// insert puts p at position i of the segment (at the end of a bigSeg),
+// growing it when full, and returns where p is.
+func (s *slab[A]) insert(sg *seg, i int, p *peer[A]) int {
 	if sg.cls == noClass || sg.n == s.capOf(*sg) {
 		s.move(sg, sg.n+1)
+	}
+	if sg.cls == bigClass {
+		b := &s.big[sg.off]
+		i = int(sg.n)
+		b.ps[i] = *p
+		j, _ := b.lookup(&p.ip, p.port, s.seed)
+		b.idx[j] = uint32(i) + 1
+		sg.n++
+		return i
 	}
 	sg.n++
 	ps := s.view(*sg)
 	copy(ps[i+1:], ps[i:len(ps)-1])
 	ps[i] = *p
+	return i
 }
 
-// remove deletes position i of the segment.
+// remove deletes position i of the segment. A bigSeg fills the hole with
+// its last peer instead of shifting the tail.
 func (s *slab[A]) remove(sg *seg, i int) {
+	if sg.cls == bigClass {
+		s.big[sg.off].remove(i, int(sg.n), s.seed)
+		sg.n--
+		s.shrink(sg)
+		return
+	}
 	ps := s.view(*sg)
 	copy(ps[i:], ps[i+1:])
 	sg.n--
@@ -398,10 +440,110 @@ func (s *slab[A]) shrink(sg *seg) {
 	case sg.n == 0:
 		s.move(sg, 0)
 	case sg.cls == bigClass:
-		if sg.n <= uint32(cap(s.big[sg.off]))/4 {
+		if sg.n <= uint32(len(s.big[sg.off].ps))/4 {
 			s.move(sg, sg.n+sg.n/4)
 		}
 	case sg.cls > 1 && sg.n*4 <= classSize[sg.cls]:
 		s.move(sg, sg.n+sg.n/4)
+	}
+}
+
+// bigSeg holds the peers of one swarm too large for a chunk. Keeping them
+// sorted would make every new peer shift on average half of the array
+// (tens of microseconds at 500,000 peers), so they are in no order: a new
+// peer goes at the end, a leaving one is replaced by the last, and an
+// open-addressing index finds a peer by address. Both arrays are
+// pointer-free, so a big swarm costs the garbage collector two objects
+// it never scans.
+type bigSeg[A addr] struct {
+	// ps has the segment's capacity as its length; the first seg.n are
+	// the peers.
+	ps []peer[A]
+	// idx holds position+1 of a peer in the slot its hash picks, or the
+	// next free one (linear probing); 0 is an empty slot. Its length is a
+	// power of two at least 3/2 of len(ps), so it stays at most 2/3 full.
+	idx []uint32
+}
+
+func newBigSeg[A addr](capacity uint32) bigSeg[A] {
+	slots := 1 << bits.Len32(capacity+capacity/2-1)
+	return bigSeg[A]{ps: make([]peer[A], capacity), idx: make([]uint32, slots)}
+}
+
+// hashPeer mixes a peer's address with the slab's seed (wyhash's
+// multiply-and-fold): a few nanoseconds, no allocation.
+func hashPeer[A addr](ip *A, port uint16, seed uint64) uint64 {
+	var a, b uint64
+	if len(*ip) == 4 {
+		a = uint64((*ip)[0])<<24 | uint64((*ip)[1])<<16 | uint64((*ip)[2])<<8 | uint64((*ip)[3])
+	} else {
+		for k := 0; k < 8; k++ {
+			a = a<<8 | uint64((*ip)[k])
+			b = b<<8 | uint64((*ip)[8+k])
+		}
+	}
+	hi, lo := bits.Mul64(a^seed^0xa0761d6478bd642f, b^uint64(port)<<32^bits.RotateLeft64(seed, 32)^0xe7037ed1a0b428db)
+	return hi ^ lo
+}
+
+// lookup returns the index slot of (ip, port) and its position, or the
+// empty slot where it would go and -1.
+func (b *bigSeg[A]) lookup(ip *A, port uint16, seed uint64) (slot, pos int) {
+	mask := len(b.idx) - 1
+	j := int(hashPeer(ip, port, seed)) & mask
+	for {
+		v := b.idx[j]
+		if v == 0 {
+			return j, -1
+		}
+		if p := &b.ps[v-1]; p.ip == *ip && p.port == port {
+			return j, int(v - 1)
+		}
+		j = (j + 1) & mask
+	}
+}
+
+// reindex rebuilds the index of the first n peers.
+func (b *bigSeg[A]) reindex(n uint32, seed uint64) {
+	clear(b.idx)
+	mask := len(b.idx) - 1
+	for i := range n {
+		p := &b.ps[i]
+		j := int(hashPeer(&p.ip, p.port, seed)) & mask
+		for b.idx[j] != 0 {
+			j = (j + 1) & mask
+		}
+		b.idx[j] = i + 1
+	}
+}
+
+// remove deletes position i of the n peers: the last peer moves into the
+// hole, so nothing else shifts.
+func (b *bigSeg[A]) remove(i, n int, seed uint64) {
+	j, _ := b.lookup(&b.ps[i].ip, b.ps[i].port, seed)
+	b.unindex(j, seed)
+	if last := n - 1; i != last {
+		b.ps[i] = b.ps[last]
+		// The last peer's entry still matches its record at last.
+		j, _ := b.lookup(&b.ps[i].ip, b.ps[i].port, seed)
+		b.idx[j] = uint32(i) + 1
+	}
+}
+
+// unindex empties slot j by backward shifting: later entries of the probe
+// run move up, so no tombstones pile up in a swarm with churn.
+func (b *bigSeg[A]) unindex(j int, seed uint64) {
+	mask := len(b.idx) - 1
+	b.idx[j] = 0
+	for k := (j + 1) & mask; b.idx[k] != 0; k = (k + 1) & mask {
+		v := b.idx[k]
+		p := &b.ps[v-1]
+		home := int(hashPeer(&p.ip, p.port, seed)) & mask
+		// The entry at k may fill the hole at j unless its home slot lies
+		// cyclically after j: lookups from there would never reach j.
+		if (k-home)&mask >= (k-j)&mask {
+			b.idx[j], b.idx[k] = v, 0
+			j = k
+		}
 	}
 }

@@ -74,8 +74,11 @@ func countSeg[A addr](t *testing.T, sl *slab[A], sg seg, se, le *uint32) {
 	if sg.cls != noClass && sg.n == 0 {
 		t.Fatalf("empty segment of class %d kept", sg.cls)
 	}
+	if sg.cls == bigClass {
+		checkBig(t, sl, sg)
+	}
 	for i := range ps {
-		if i > 0 && !ps[i-1].less(&ps[i].ip, ps[i].port) {
+		if sg.cls != bigClass && i > 0 && !ps[i-1].less(&ps[i].ip, ps[i].port) {
 			t.Fatalf("peers out of order or duplicated at %d", i)
 		}
 		if ps[i].port == 0 {
@@ -85,6 +88,34 @@ func countSeg[A addr](t *testing.T, sl *slab[A], sg seg, se, le *uint32) {
 			*se++
 		} else {
 			*le++
+		}
+	}
+}
+
+// checkBig checks that a big segment's index holds exactly its peers, each
+// reachable from its home slot without crossing an empty slot.
+func checkBig[A addr](t *testing.T, sl *slab[A], sg seg) {
+	t.Helper()
+	b := &sl.big[sg.off]
+	if len(b.idx)&(len(b.idx)-1) != 0 || len(b.idx)*2 < len(b.ps)*3 {
+		t.Fatalf("index of %d slots for %d records", len(b.idx), len(b.ps))
+	}
+	entries := 0
+	for _, v := range b.idx {
+		if v != 0 {
+			entries++
+			if v > sg.n {
+				t.Fatalf("index entry %d beyond the %d peers", v, sg.n)
+			}
+		}
+	}
+	if entries != int(sg.n) {
+		t.Fatalf("index has %d entries for %d peers", entries, sg.n)
+	}
+	for i := range int(sg.n) {
+		p := &b.ps[i]
+		if _, pos := b.lookup(&p.ip, p.port, sl.seed); pos != i {
+			t.Fatalf("peer %d found at %d (duplicate or lost index entry)", i, pos)
 		}
 	}
 }
@@ -272,5 +303,108 @@ func TestSlabStress(t *testing.T) {
 	}
 	if sl := &s.shards[0].p4; sl.capSlots > chunkLen {
 		t.Errorf("after sweeping everything %d slots are still allocated", sl.capSlots)
+	}
+}
+
+// TestBigSwarm churns one torrent far beyond a chunk, in both families, with
+// peers joining, changing, leaving and being swept in random order, and
+// checks the unordered big segments and their indexes against a plain map.
+func TestBigSwarm(t *testing.T) {
+	s := NewSharded(swarm.Options{}, 0)
+	ctx := context.Background()
+	h := swarmtest.Hash(7)
+	rng := rand.New(rand.NewPCG(5, 6))
+	type rec struct{ left, now int64 }
+	want := map[netip.AddrPort]rec{}
+	var resp bittorrent.AnnounceResponse
+	addrOf := func(i int) netip.AddrPort {
+		// Few ports on few addresses: neighbouring keys probe the same
+		// index runs.
+		if i%3 == 0 {
+			return swarmtest.Addr6(i/8, uint16(1+i%8))
+		}
+		return swarmtest.Addr4(i/8, uint16(1+i%8))
+	}
+	now := int64(100)
+	announce := func(addr netip.AddrPort, left int64, ev bittorrent.Event) {
+		a := swarmtest.Announce(h, swarmtest.PeerID(1), addr, now)
+		a.Left, a.Event, a.NumWant = left, ev, 30
+		resp.Reset()
+		if _, err := s.Announce(ctx, &a, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if ev == bittorrent.EventStopped {
+			delete(want, addr)
+		} else {
+			want[addr] = rec{left, now}
+		}
+		for _, p := range append(resp.Peers4, resp.Peers6...) {
+			if _, ok := want[p.Addr]; !ok || p.Addr == addr {
+				t.Fatalf("handed out %v, which is not a peer or is the requester", p.Addr)
+			}
+		}
+	}
+	verify := func(phase string) {
+		t.Helper()
+		checkInvariants(t, s)
+		tor, ok, _ := s.Torrent(ctx, h)
+		if !ok && len(want) > 0 {
+			t.Fatalf("%s: torrent gone", phase)
+		}
+		if len(tor.Peers) != len(want) {
+			t.Fatalf("%s: %d peers stored, want %d", phase, len(tor.Peers), len(want))
+		}
+		for i, p := range tor.Peers {
+			w, ok := want[p.Addr]
+			if !ok || w.left != p.Left || w.now != p.Updated {
+				t.Fatalf("%s: stored %+v, want %+v (present %v)", phase, p, w, ok)
+			}
+			if i > 0 && p.Addr.Addr().Is4() == tor.Peers[i-1].Addr.Addr().Is4() && tor.Peers[i-1].Addr.Compare(p.Addr) >= 0 {
+				t.Fatalf("%s: Torrent's peers out of address order at %d", phase, i)
+			}
+		}
+	}
+	const pool = 60000
+	for i := range 3 * chunkLen * 3 / 2 {
+		announce(addrOf(rng.IntN(pool)), int64(i%2), bittorrent.EventStarted)
+	}
+	verify("growth")
+	if sh := &s.shards[0]; sh.torrents[0].p4.cls != bigClass || sh.torrents[0].p6.cls != bigClass {
+		t.Fatalf("segments of %d and %d peers are not big", sh.torrents[0].p4.n, sh.torrents[0].p6.n)
+	}
+	for round := range 6 {
+		now++
+		for range 8000 {
+			switch addr := addrOf(rng.IntN(pool)); rng.IntN(3) {
+			case 0:
+				announce(addr, 0, bittorrent.EventStopped)
+			default:
+				announce(addr, int64(rng.IntN(2)), bittorrent.EventNone)
+			}
+		}
+		verify(fmt.Sprintf("churn %d", round))
+		if round%2 == 1 {
+			// Sweep what was not seen in this round's first half.
+			if _, err := s.Sweep(ctx, now-1); err != nil {
+				t.Fatal(err)
+			}
+			for k, w := range want {
+				if w.now <= now-1 {
+					delete(want, k)
+				}
+			}
+			verify(fmt.Sprintf("sweep %d", round))
+		}
+	}
+	// Leave until the segments go back into chunks (sorted again).
+	for addr := range want {
+		if len(want) <= 1000 {
+			break
+		}
+		announce(addr, 0, bittorrent.EventStopped)
+	}
+	verify("shrunk")
+	if sh := &s.shards[0]; sh.torrents[0].p4.cls == bigClass {
+		t.Fatalf("%d IPv4 peers still in a big segment", sh.torrents[0].p4.n)
 	}
 }

@@ -12,12 +12,15 @@ import (
 
 // Bench runs the shared benchmarks: steady-state announces (a known peer
 // re-announcing) into swarms of 1, 100 and 10,000 peers asking for 74,
-// scrapes of 1 and 74 hashes, and announces from all cores over many
-// torrents.
+// first announces (new peers) into a swarm of 500,000, scrapes of 1 and 74
+// hashes, and announces from all cores over many torrents.
 func Bench(b *testing.B, newStore NewStore) {
 	for _, n := range []int{1, 100, 10000} {
 		b.Run(fmt.Sprintf("Announce/swarm=%d", n), func(b *testing.B) { benchAnnounce(b, newStore, n) })
 	}
+	// A torrent as popular as the top one of a big public tracker: every
+	// new peer must be added without a cost that grows with the swarm.
+	b.Run("AnnounceFirst/swarm=500000", func(b *testing.B) { benchFirst(b, newStore, 500000) })
 	for _, n := range []int{1, 74} {
 		b.Run(fmt.Sprintf("Scrape/hashes=%d", n), func(b *testing.B) { benchScrape(b, newStore, n) })
 	}
@@ -45,6 +48,40 @@ func benchAnnounce(b *testing.B, newStore NewStore, n int) {
 	}
 	if want := min(74, n-1); len(resp.Peers4) != want {
 		b.Fatalf("last answer had %d peers, want %d", len(resp.Peers4), want)
+	}
+}
+
+// benchFirst fills a swarm with n leechers and then measures announces of
+// peers it has never seen, at scattered addresses (the filled peers hold
+// the even address numbers, the new ones odd numbers in a scrambled
+// order), each asking for 30 peers as a UDP client does.
+func benchFirst(b *testing.B, newStore NewStore, n int) {
+	s := newStore(b, swarm.Options{})
+	h := Hash(1)
+	for i := 1; i <= n; i++ {
+		a := Announce(h, PeerID(i), Addr4(2*i, 6881), 100)
+		a.NumWant = 0
+		Do(b, s, a)
+	}
+	ctx := context.Background()
+	a := Announce(h, PeerID(1), Addr4(1, 6881), 101)
+	a.NumWant = 30
+	var resp bittorrent.AnnounceResponse
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		// Multiplying by an odd constant permutes 23-bit numbers, so
+		// every address is new until 8 M announces.
+		k := int(uint32(i)*0x9e3779b1) & (1<<23 - 1)
+		a.PeerID, a.Addr = PeerID(n+i), Addr4(2*k+1, 6881)
+		a.Left = int64(i & 1)
+		resp.Reset()
+		if _, err := s.Announce(ctx, &a, &resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if len(resp.Peers4) == 0 {
+		b.Fatal("the last first announce got no peers")
 	}
 }
 
