@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -293,6 +294,9 @@ func (c Checker) getHealth(ctx context.Context, url string) (string, error) {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	if c.Insecure {
+		if transport.TLSClientConfig == nil {
+			transport.TLSClientConfig = &tls.Config{}
+		}
 		transport.TLSClientConfig.InsecureSkipVerify = true // #nosec G402 -- operator's --insecure
 	}
 	defer transport.CloseIdleConnections()

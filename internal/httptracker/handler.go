@@ -24,6 +24,10 @@ import (
 type Tracker interface {
 	Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error
 	Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error
+	// Authorize applies the mode's checks alone; the handler calls it before
+	// refusing a request whose client address it cannot resolve, so that a
+	// key or whitelist refusal comes first, as in Torrust.
+	Authorize(req *bittorrent.AnnounceRequest) error
 }
 
 // DefaultMaxScrapeTorrents is how many hashes one scrape answers by default.
@@ -175,6 +179,9 @@ func (h *Handler) announce(ctx context.Context, s *scratch, r *rawRequest, key [
 	}
 	ip, ok := h.clientIP(r)
 	if !ok {
+		if err := h.tracker.Authorize(req); err != nil {
+			return h.trackerFailure(s, "announce", err)
+		}
 		return h.failure(s, msgXForwardedFor, "")
 	}
 	req.Addr = netip.AddrPortFrom(ip, port)

@@ -164,6 +164,13 @@ func TestFailures(t *testing.T) {
 		{name: "reverse proxy scrape without header", proxy: true, path: "/scrape?info_hash=" + hash20,
 			want: "Error resolving peer IP: missing or invalid the right most X-Forwarded-For IP (mandatory on reverse proxy tracker configuration)"},
 		{name: "reverse proxy with header", proxy: true, path: "/announce?" + minQuery, header: http.Header{"X-Forwarded-For": {"203.0.113.9"}}},
+		// Torrust checks the key and the whitelist before the client address.
+		{name: "reverse proxy without header, private without key", proxy: true, private: true, path: "/announce?" + minQuery,
+			want: "Authentication error: Missing authentication key param for private tracker."},
+		{name: "reverse proxy without header, not whitelisted", proxy: true, listed: true, path: "/announce?" + minQuery,
+			want: "Tracker error: The torrent: " + hash20X + ", is not whitelisted"},
+		{name: "reverse proxy without header, private with valid key", proxy: true, private: true, path: "/announce/" + validKey + "?" + minQuery,
+			want: "Error resolving peer IP: missing or invalid the right most X-Forwarded-For IP (mandatory on reverse proxy tracker configuration)"},
 		{name: "scrape without hash", path: "/scrape?x=1", want: "Cannot parse query params for scrape request: missing param info_hash"},
 		{name: "scrape without query", path: "/scrape", want: "Cannot parse query params for scrape request: missing query params for scrape request"},
 		{name: "scrape bad hash", path: "/scrape?info_hash=abc", want: "Cannot parse query params for scrape request: invalid param value abc for info_hash in not enough bytes for infohash: got 3 bytes, expected 20"},

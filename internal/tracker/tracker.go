@@ -104,13 +104,8 @@ var announcePool = sync.Pool{New: func() any { return new(swarm.Announce) }}
 // Refusals are *bittorrent.ClientError.
 func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
 	now := t.clock.Now()
-	if t.cfg.Private {
-		if err := t.checkKey(req.HasKey, req.Key, now); err != nil {
-			return err
-		}
-	}
-	if t.cfg.Listed && !t.lists.Whitelisted(req.InfoHash) {
-		return bittorrent.ErrNotWhitelisted(req.InfoHash)
+	if err := t.authorize(req, now); err != nil {
+		return err
 	}
 	want := int(req.NumWant)
 	if want <= 0 || want > t.cfg.MaxPeersPerAnnounce {
@@ -144,6 +139,25 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	}
 	if res.CountedCompletion && t.sink != nil {
 		t.sink.Completed(req.InfoHash, res.Completed)
+	}
+	return nil
+}
+
+// Authorize applies the mode's checks (peer key, whitelist) to req without
+// recording anything. Transports call it when they must refuse a request for
+// a reason of their own, so that the mode's refusal wins, as in Torrust.
+func (t *Tracker) Authorize(req *bittorrent.AnnounceRequest) error {
+	return t.authorize(req, t.clock.Now())
+}
+
+func (t *Tracker) authorize(req *bittorrent.AnnounceRequest, now int64) error {
+	if t.cfg.Private {
+		if err := t.checkKey(req.HasKey, req.Key, now); err != nil {
+			return err
+		}
+	}
+	if t.cfg.Listed && !t.lists.Whitelisted(req.InfoHash) {
+		return bittorrent.ErrNotWhitelisted(req.InfoHash)
 	}
 	return nil
 }

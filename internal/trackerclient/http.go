@@ -66,6 +66,15 @@ func deriveURLs(u *url.URL) (announce, scrape *url.URL) {
 		return &a, &s
 	}
 	segs := strings.Split(path, "/")
+	// BEP 48: a last segment that starts with "announce" (announce.php)
+	// becomes "scrape" with the same tail.
+	if last := segs[len(segs)-1]; strings.HasPrefix(last, "announce") && last != "announce" {
+		segs[len(segs)-1] = "announce" + last[len("announce"):]
+		setEscapedPath(&a, strings.Join(segs, "/"))
+		segs[len(segs)-1] = "scrape" + last[len("announce"):]
+		setEscapedPath(&s, strings.Join(segs, "/"))
+		return &a, &s
+	}
 	for i := len(segs) - 1; i >= 0; i-- {
 		if segs[i] == "announce" || segs[i] == "scrape" {
 			segs[i] = "announce"
@@ -167,21 +176,29 @@ func (h *httpClient) scrape(ctx context.Context, hashes []bittorrent.InfoHash) (
 	if h.scrapeURL == nil {
 		return nil, fmt.Errorf("http scrape: cannot derive a scrape URL from %s: BEP 48 needs a path segment \"announce\" to replace with \"scrape\"; give the scrape URL itself", redact(h.announceURL))
 	}
-	var q []byte
-	for i, ih := range hashes {
-		if i > 0 {
-			q = append(q, '&')
+	// Trackers answer a bounded number of hashes per scrape (Starling and
+	// UDP: 74), so ask in chunks and keep the request order.
+	files := make([]ScrapeFile, 0, len(hashes))
+	for len(hashes) > 0 {
+		chunk := hashes[:min(len(hashes), MaxUDPScrape)]
+		hashes = hashes[len(chunk):]
+		var q []byte
+		for i, ih := range chunk {
+			if i > 0 {
+				q = append(q, '&')
+			}
+			q = append(q, "info_hash="...)
+			q = appendEscaped(q, ih[:])
 		}
-		q = append(q, "info_hash="...)
-		q = appendEscaped(q, ih[:])
-	}
-	body, err := h.get(ctx, "scrape", withQuery(h.scrapeURL, q))
-	if err != nil {
-		return nil, err
-	}
-	files, err := decodeHTTPScrape(body, hashes)
-	if err != nil {
-		return nil, fmt.Errorf("http scrape to %s: %w", redact(h.scrapeURL), err)
+		body, err := h.get(ctx, "scrape", withQuery(h.scrapeURL, q))
+		if err != nil {
+			return nil, err
+		}
+		got, err := decodeHTTPScrape(body, chunk)
+		if err != nil {
+			return nil, fmt.Errorf("http scrape to %s: %w", redact(h.scrapeURL), err)
+		}
+		files = append(files, got...)
 	}
 	return files, nil
 }

@@ -181,6 +181,37 @@ func TestHTTPScrape(t *testing.T) {
 		t.Fatalf("files %+v", files)
 	}
 
+	t.Run("more hashes than one request carries", func(t *testing.T) {
+		var requests []int
+		s := startFakeHTTP(t, func(w http.ResponseWriter, r *http.Request) {
+			got := r.URL.Query()["info_hash"]
+			requests = append(requests, len(got))
+			files := map[string]any{}
+			for _, h := range got[:min(len(got), 74)] { // a tracker that answers 74 at most
+				files[h] = map[string]any{"complete": int(h[0]), "downloaded": 0, "incomplete": 0}
+			}
+			writeBencode(t, w, map[string]any{"files": files})
+		})
+		many := make([]bittorrent.InfoHash, 160)
+		for i := range many {
+			many[i] = testHash(byte(i))
+		}
+		c, _ := New(s.URL+"/announce", Options{})
+		defer c.Close()
+		files, err := c.Scrape(context.Background(), many)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(requests) != 3 || requests[0] != 74 || requests[2] != 12 {
+			t.Fatalf("requests carried %v hashes, want 74, 74, 12", requests)
+		}
+		for i, f := range files {
+			if f.InfoHash != many[i] || f.Seeders != uint32(many[i][0]) {
+				t.Fatalf("file %d = %+v, want hash %x first", i, f, many[i][:2])
+			}
+		}
+	})
+
 	t.Run("missing hash", func(t *testing.T) {
 		s := startFakeHTTP(t, func(w http.ResponseWriter, r *http.Request) {
 			writeBencode(t, w, map[string]any{"files": map[string]any{}})
@@ -297,6 +328,8 @@ func TestDeriveURLs(t *testing.T) {
 		{"http://h/announce/" + testKey, "http://h/announce/" + testKey, "http://h/scrape/" + testKey},
 		{"https://h/x/announce?passkey=1", "https://h/x/announce?passkey=1", "https://h/x/scrape?passkey=1"},
 		{"http://h/tracker.php", "http://h/tracker.php", ""},
+		{"http://h/announce.php?passkey=1", "http://h/announce.php?passkey=1", "http://h/scrape.php?passkey=1"},
+		{"http://h/x/announce.php", "http://h/x/announce.php", "http://h/x/scrape.php"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
