@@ -128,9 +128,18 @@ func (c *Conn) Recv(msgs []Message) (int, error) {
 	return s.done, nil
 }
 
+// recvFn and sendFn use RawSyscall6: with MSG_DONTWAIT the calls never
+// block, but a sendmmsg of 64 datagrams runs for a few hundred
+// microseconds on loopback (the kernel delivers each datagram to the
+// receiver inline). Announced as a blocking syscall, that is long enough
+// for the runtime to hand the P to another thread, which finds nothing to
+// do, sleeps in epoll and is switched to and from at every reschedule
+// point of the kernel loop: ~45,000 context switches/s at 145,000
+// answers/s, measured with perf. Keeping the P costs other goroutines at
+// most one batch's latency.
 func (c *Conn) recvFn(fd uintptr) bool {
 	s := &c.r
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(s.n), unix.MSG_DONTWAIT, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(s.n), unix.MSG_DONTWAIT, 0, 0)
 	if e == unix.EAGAIN || e == unix.EINTR {
 		return false // wait for the poller, then retry
 	}
@@ -199,7 +208,7 @@ func (c *Conn) sendChunk(msgs []Message) (int, error) {
 
 func (c *Conn) sendFn(fd uintptr) bool {
 	s := &c.w
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(s.n), unix.MSG_DONTWAIT, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(s.n), unix.MSG_DONTWAIT, 0, 0)
 	if e == unix.EAGAIN || e == unix.EINTR {
 		return false
 	}
