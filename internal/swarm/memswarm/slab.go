@@ -13,20 +13,22 @@ type addr interface{ [4]byte | [16]byte }
 
 // peer is one stored peer. It holds no pointer, so the slabs that hold
 // millions of them are never scanned by the garbage collector. An IPv4
-// record is 56 bytes, an IPv6 record 72.
+// record is 56 bytes, an IPv6 record 72. What handing out a peer reads
+// (address, port, left, id) comes first: 40 bytes of an IPv4 record, so
+// most records are read from one cache line.
 type peer[A addr] struct {
 	ip    A
 	port  uint16
 	event bittorrent.Event
 	// counted is set once this peer's completion was counted in the swarm.
 	counted bool
+	left    int64
 	// updated is the last announce in unix seconds; uint32 lasts until 2106
 	// and keeps the record at 56 bytes.
 	updated    uint32
 	id         bittorrent.PeerID
 	uploaded   int64
 	downloaded int64
-	left       int64
 }
 
 func (p *peer[A]) seeder() bool { return p.left == 0 }
@@ -376,6 +378,9 @@ func (s *slab[A]) move(sg *seg, want uint32) {
 	nw.n = old.n
 	copy(s.view(nw), s.view(old))
 	switch {
+	case nw.cls == bigClass && old.cls == bigClass:
+		// Positions are kept: the index entries move as they are.
+		s.big[nw.off].rehash(s.big[old.off].idx)
 	case nw.cls == bigClass:
 		s.big[nw.off].reindex(nw.n, s.seed)
 	case old.cls == bigClass && nw.cls != noClass:
@@ -395,7 +400,7 @@ func (s *slab[A]) move(sg *seg, want uint32) {
 func (s *slab[A]) find(sg seg, ip *A, port uint16) (int, bool) {
 	if sg.cls == bigClass {
 		b := &s.big[sg.off]
-		_, i := b.lookup(ip, port, s.seed)
+		_, i := b.lookup(hashPeer(ip, port, s.seed), ip, port)
 		return i, i >= 0
 	}
 	return find(s.view(sg), ip, port)
@@ -411,8 +416,9 @@ func (s *slab[A]) insert(sg *seg, i int, p *peer[A]) int {
 		b := &s.big[sg.off]
 		i = int(sg.n)
 		b.ps[i] = *p
-		j, _ := b.lookup(&p.ip, p.port, s.seed)
-		b.idx[j] = uint32(i) + 1
+		h := hashPeer(&p.ip, p.port, s.seed)
+		j, _ := b.lookup(h, &p.ip, p.port)
+		b.idx[j] = entry(h, i)
 		sg.n++
 		return i
 	}
@@ -465,15 +471,22 @@ type bigSeg[A addr] struct {
 	// ps has the segment's capacity as its length; the first seg.n are
 	// the peers.
 	ps []peer[A]
-	// idx holds position+1 of a peer in the slot its hash picks, or the
+	// idx holds entries (see entry) in the slot their hash picks, or the
 	// next free one (linear probing); 0 is an empty slot. Its length is a
 	// power of two at least 3/2 of len(ps), so it stays at most 2/3 full.
-	idx []uint32
+	idx []uint64
 }
+
+// entry is an index entry: the low 32 bits of the peer's hash above its
+// position+1. Probing compares the hash bits first and reads a record
+// only when they match, so looking up a new peer reads no record at all
+// (each record read is a cache miss in a swarm of hundreds of thousands),
+// and moving entries never rehashes a record.
+func entry(h uint64, pos int) uint64 { return uint64(uint32(h))<<32 | uint64(pos+1) }
 
 func newBigSeg[A addr](capacity uint32) bigSeg[A] {
 	slots := 1 << bits.Len32(capacity+capacity/2-1)
-	return bigSeg[A]{ps: make([]peer[A], capacity), idx: make([]uint32, slots)}
+	return bigSeg[A]{ps: make([]peer[A], capacity), idx: make([]uint64, slots)}
 }
 
 // hashPeer mixes a peer's address with the slab's seed (wyhash's
@@ -492,59 +505,83 @@ func hashPeer[A addr](ip *A, port uint16, seed uint64) uint64 {
 	return hi ^ lo
 }
 
-// lookup returns the index slot of (ip, port) and its position, or the
-// empty slot where it would go and -1.
-func (b *bigSeg[A]) lookup(ip *A, port uint16, seed uint64) (slot, pos int) {
+// lookup returns the index slot of (ip, port), whose hash is h, and its
+// position, or the empty slot where it would go and -1.
+func (b *bigSeg[A]) lookup(h uint64, ip *A, port uint16) (slot, pos int) {
 	mask := len(b.idx) - 1
-	j := int(hashPeer(ip, port, seed)) & mask
-	for {
+	tag := uint32(h)
+	for j := int(h) & mask; ; j = (j + 1) & mask {
 		v := b.idx[j]
 		if v == 0 {
 			return j, -1
 		}
-		if p := &b.ps[v-1]; p.ip == *ip && p.port == port {
-			return j, int(v - 1)
+		if uint32(v>>32) != tag {
+			continue
 		}
-		j = (j + 1) & mask
+		if p := &b.ps[uint32(v)-1]; p.ip == *ip && p.port == port {
+			return j, int(uint32(v) - 1)
+		}
 	}
 }
 
-// reindex rebuilds the index of the first n peers.
+// place puts entry v into the first free slot from its home.
+func (b *bigSeg[A]) place(v uint64) {
+	mask := len(b.idx) - 1
+	j := int(v>>32) & mask
+	for b.idx[j] != 0 {
+		j = (j + 1) & mask
+	}
+	b.idx[j] = v
+}
+
+// reindex rebuilds the index of the first n peers from their records.
 func (b *bigSeg[A]) reindex(n uint32, seed uint64) {
 	clear(b.idx)
-	mask := len(b.idx) - 1
-	for i := range n {
+	for i := range int(n) {
 		p := &b.ps[i]
-		j := int(hashPeer(&p.ip, p.port, seed)) & mask
-		for b.idx[j] != 0 {
-			j = (j + 1) & mask
+		b.place(entry(hashPeer(&p.ip, p.port, seed), i))
+	}
+}
+
+// rehash fills the index from another index of the same positions.
+func (b *bigSeg[A]) rehash(old []uint64) {
+	if len(old) == len(b.idx) {
+		copy(b.idx, old)
+		return
+	}
+	for _, v := range old {
+		if v != 0 {
+			b.place(v)
 		}
-		b.idx[j] = i + 1
 	}
 }
 
 // remove deletes position i of the n peers: the last peer moves into the
 // hole, so nothing else shifts.
 func (b *bigSeg[A]) remove(i, n int, seed uint64) {
-	j, _ := b.lookup(&b.ps[i].ip, b.ps[i].port, seed)
-	b.unindex(j, seed)
+	j, _ := b.lookup(hashPeer(&b.ps[i].ip, b.ps[i].port, seed), &b.ps[i].ip, b.ps[i].port)
+	b.unindex(j)
 	if last := n - 1; i != last {
-		b.ps[i] = b.ps[last]
-		// The last peer's entry still matches its record at last.
-		j, _ := b.lookup(&b.ps[i].ip, b.ps[i].port, seed)
-		b.idx[j] = uint32(i) + 1
+		p := &b.ps[last]
+		h := hashPeer(&p.ip, p.port, seed)
+		mask := len(b.idx) - 1
+		j := int(h) & mask
+		for uint32(b.idx[j]) != uint32(last+1) {
+			j = (j + 1) & mask
+		}
+		b.idx[j] = entry(h, i)
+		b.ps[i] = *p
 	}
 }
 
 // unindex empties slot j by backward shifting: later entries of the probe
 // run move up, so no tombstones pile up in a swarm with churn.
-func (b *bigSeg[A]) unindex(j int, seed uint64) {
+func (b *bigSeg[A]) unindex(j int) {
 	mask := len(b.idx) - 1
 	b.idx[j] = 0
 	for k := (j + 1) & mask; b.idx[k] != 0; k = (k + 1) & mask {
 		v := b.idx[k]
-		p := &b.ps[v-1]
-		home := int(hashPeer(&p.ip, p.port, seed)) & mask
+		home := int(v>>32) & mask
 		// The entry at k may fill the hole at j unless its home slot lies
 		// cyclically after j: lookups from there would never reach j.
 		if (k-home)&mask >= (k-j)&mask {

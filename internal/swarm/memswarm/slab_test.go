@@ -104,7 +104,7 @@ func checkBig[A addr](t *testing.T, sl *slab[A], sg seg) {
 	for _, v := range b.idx {
 		if v != 0 {
 			entries++
-			if v > sg.n {
+			if uint32(v) > sg.n || uint32(v) == 0 {
 				t.Fatalf("index entry %d beyond the %d peers", v, sg.n)
 			}
 		}
@@ -114,7 +114,8 @@ func checkBig[A addr](t *testing.T, sl *slab[A], sg seg) {
 	}
 	for i := range int(sg.n) {
 		p := &b.ps[i]
-		if _, pos := b.lookup(&p.ip, p.port, sl.seed); pos != i {
+		h := hashPeer(&p.ip, p.port, sl.seed)
+		if j, pos := b.lookup(h, &p.ip, p.port); pos != i || b.idx[j] != entry(h, i) {
 			t.Fatalf("peer %d found at %d (duplicate or lost index entry)", i, pos)
 		}
 	}
