@@ -17,6 +17,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("NumWant", func(t *testing.T) { testNumWant(t, newStore) })
 	t.Run("Families", func(t *testing.T) { testFamilies(t, newStore) })
 	t.Run("RandomSample", func(t *testing.T) { testRandomSample(t, newStore) })
+	t.Run("LargeSwarm", func(t *testing.T) { testLargeSwarm(t, newStore) })
 	t.Run("Stopped", func(t *testing.T) { testStopped(t, newStore) })
 	t.Run("PortZero", func(t *testing.T) { testPortZero(t, newStore) })
 	t.Run("Completed", func(t *testing.T) { testCompleted(t, newStore) })
@@ -281,6 +282,86 @@ func testRandomSample(t *testing.T, newStore NewStore) {
 	}
 	if len(firsts) < 10 {
 		t.Errorf("only %d different first peers in %d answers: not a random sample", len(firsts), rounds)
+	}
+}
+
+// testLargeSwarm checks the rules in a swarm of 1,000 peers of each family,
+// larger than a store may keep in a small layout: the counts, that every
+// peer can be handed out, that a seeder gets only leechers, and that
+// leaving peers are gone from answers and counts.
+func testLargeSwarm(t *testing.T, newStore NewStore) {
+	s := newStore(t, swarm.Options{})
+	const n = 1000
+	addr := func(i int) netip.AddrPort {
+		if i > n {
+			return Addr6(i, 6881)
+		}
+		return Addr4(i, 6881)
+	}
+	// Peers 1..2n, scattered arrival order; a third are seeders.
+	seeders := map[netip.AddrPort]bool{}
+	for k := range 2 * n {
+		i := 1 + (k*7919)%(2*n)
+		a := Announce(h1, PeerID(i), addr(i), 100)
+		a.NumWant = 0
+		if i%3 == 0 {
+			a.Left = 0
+			seeders[addr(i)] = true
+		}
+		Do(t, s, a)
+	}
+	if st := scrape1(t, s, h1); st.Seeders != uint32(len(seeders)) || st.Leechers != uint32(2*n-len(seeders)) {
+		t.Fatalf("scrape %+v, want %d seeders and %d leechers", st, len(seeders), 2*n-len(seeders))
+	}
+	seen := map[netip.AddrPort]int{}
+	// Each other peer is handed out with probability 50/1999 per round;
+	// missing one in 1,500 rounds has probability below 1e-16.
+	for r := range 1500 {
+		i := 1 + r%(2*n)
+		a := Announce(h1, PeerID(i), addr(i), 101)
+		a.NumWant = 50
+		if seeders[a.Addr] {
+			a.Left = 0
+		}
+		_, resp := Do(t, s, a)
+		checkAnswer(t, &resp, a.Addr)
+		if got := len(resp.Peers4) + len(resp.Peers6); got != 50 {
+			t.Fatalf("%d peers handed out, want 50", got)
+		}
+		for _, p := range addrs(&resp) {
+			if a.Left == 0 && seeders[p] {
+				t.Fatalf("seeder %v was handed seeder %v", a.Addr, p)
+			}
+			seen[p]++
+		}
+	}
+	for i := 1; i <= 2*n; i++ {
+		if !seeders[addr(i)] && seen[addr(i)] == 0 {
+			t.Errorf("leecher %v was never handed out", addr(i))
+		}
+	}
+	// Half of the peers leave, in scattered order.
+	for k := range n {
+		i := 1 + (k*7919)%(2*n)
+		a := Announce(h1, PeerID(i), addr(i), 102)
+		a.Event = bittorrent.EventStopped
+		Do(t, s, a)
+		delete(seeders, addr(i))
+		seen[addr(i)] = -1
+	}
+	a := Announce(h1, PeerID(0), Addr4(0, 6881), 103)
+	a.NumWant = 2 * n
+	_, resp := Do(t, s, a)
+	for _, p := range addrs(&resp) {
+		if seen[p] < 0 {
+			t.Fatalf("%v left but was handed out", p)
+		}
+	}
+	if got := len(resp.Peers4) + len(resp.Peers6); got != n {
+		t.Fatalf("%d peers handed out after half left, want the %d others", got, n)
+	}
+	if st := scrape1(t, s, h1); st.Seeders != uint32(len(seeders)) || st.Leechers != uint32(n+1-len(seeders)) {
+		t.Fatalf("after half left: scrape %+v, want %d seeders and %d leechers", st, len(seeders), n+1-len(seeders))
 	}
 }
 
