@@ -45,9 +45,26 @@ func (p *peer[A]) less(ip *A, port uint16) bool {
 	return p.port < port
 }
 
+// linearMax is the largest segment find scans instead of bisecting. On
+// 10,000 torrents of 20 peers (records not in the cache) a re-announce
+// without peers handed out took 370–430 ns with the binary search and
+// 200–240 ns with the scan; at 150 peers the scan loses (270 vs 380 ns).
+const linearMax = 64
+
 // find returns the position of (ip, port) in ps, or where it would be
 // inserted to keep ps sorted.
 func find[A addr](ps []peer[A], ip *A, port uint16) (int, bool) {
+	if len(ps) <= linearMax {
+		// A scan: its loads do not wait for each other's comparisons,
+		// so the segment streams in from memory, where each step of a
+		// binary search waits for the previous one's cache miss.
+		for i := range ps {
+			if !ps[i].less(ip, port) {
+				return i, ps[i].ip == *ip && ps[i].port == port
+			}
+		}
+		return len(ps), false
+	}
 	lo, hi := 0, len(ps)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)

@@ -12,8 +12,9 @@ import (
 
 // Bench runs the shared benchmarks: steady-state announces (a known peer
 // re-announcing) into swarms of 1, 100 and 10,000 peers asking for 74,
-// first announces (new peers) into a swarm of 500,000, scrapes of 1 and 74
-// hashes, and announces from all cores over many torrents.
+// first announces (new peers) into a swarm of 500,000, re-announces spread
+// over 10,000 swarms of 20, scrapes of 1 and 74 hashes, and announces from
+// all cores over many torrents.
 func Bench(b *testing.B, newStore NewStore) {
 	for _, n := range []int{1, 100, 10000} {
 		b.Run(fmt.Sprintf("Announce/swarm=%d", n), func(b *testing.B) { benchAnnounce(b, newStore, n) })
@@ -21,6 +22,9 @@ func Bench(b *testing.B, newStore NewStore) {
 	// A torrent as popular as the top one of a big public tracker: every
 	// new peer must be added without a cost that grows with the swarm.
 	b.Run("AnnounceFirst/swarm=500000", func(b *testing.B) { benchFirst(b, newStore, 500000) })
+	// Many small swarms, far beyond the CPU caches, as the UDP load
+	// generator's uniform profile: what a busy tracker's store costs.
+	b.Run("AnnounceSpread/torrents=10000,peers=20", func(b *testing.B) { benchSpread(b, newStore, 10000, 20) })
 	for _, n := range []int{1, 74} {
 		b.Run(fmt.Sprintf("Scrape/hashes=%d", n), func(b *testing.B) { benchScrape(b, newStore, n) })
 	}
@@ -82,6 +86,42 @@ func benchFirst(b *testing.B, newStore NewStore, n int) {
 	}
 	if len(resp.Peers4) == 0 {
 		b.Fatal("the last first announce got no peers")
+	}
+}
+
+// benchSpread fills torrents swarms of peers each (half seeders), the
+// torrents growing side by side, and then measures re-announces of random
+// known peers asking for 30 IPv4 peers.
+func benchSpread(b *testing.B, newStore NewStore, torrents, peers int) {
+	s := newStore(b, swarm.Options{})
+	for p := range peers {
+		for t := range torrents {
+			a := Announce(Hash(t), PeerID(p), Addr4(t*peers+p, 6881), 100)
+			a.NumWant = 0
+			a.Left = int64(p & 1)
+			Do(b, s, a)
+		}
+	}
+	ctx := context.Background()
+	a := Announce(Hash(0), PeerID(0), Addr4(0, 6881), 101)
+	a.NumWant, a.Families = 30, bittorrent.IPv4
+	var resp bittorrent.AnnounceResponse
+	x := uint64(0x9e3779b97f4a7c15)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		t, p := int(x%uint64(torrents)), int(x>>32)%peers
+		a.InfoHash, a.PeerID, a.Addr, a.Left = Hash(t), PeerID(p), Addr4(t*peers+p, 6881), int64(p&1)
+		resp.Reset()
+		if _, err := s.Announce(ctx, &a, &resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if len(resp.Peers4) == 0 {
+		b.Fatal("the last announce got no peers")
 	}
 }
 
