@@ -45,7 +45,7 @@ func NewSharded(opts swarm.Options, shardBits uint) *Store {
 	shardBits = min(shardBits, 16)
 	s := &Store{opts: opts, shards: make([]shard, 1<<shardBits), shift: 16 - shardBits}
 	for i := range s.shards {
-		s.shards[i].index = make(map[bittorrent.InfoHash]uint32)
+		s.shards[i].index.seed = rand.Uint64()
 		s.shards[i].rng = rand.Uint64()
 		s.shards[i].p4.owner = &s.shards[i].torrents
 		s.shards[i].p6.owner = &s.shards[i].torrents
@@ -75,7 +75,7 @@ type torrent struct {
 
 type shard struct {
 	mu       sync.Mutex
-	index    map[bittorrent.InfoHash]uint32
+	index    hashIndex
 	torrents []torrent
 	freeT    []uint32
 	p4       slab[[4]byte]
@@ -96,7 +96,7 @@ func (sh *shard) rand() uint64 {
 }
 
 func (sh *shard) get(h *bittorrent.InfoHash) (*torrent, bool) {
-	i, ok := sh.index[*h]
+	i, ok := sh.index.get(h, sh.torrents)
 	if !ok {
 		return nil, false
 	}
@@ -112,10 +112,10 @@ func (sh *shard) add(h *bittorrent.InfoHash) *torrent {
 		i = uint32(len(sh.torrents))
 		sh.torrents = append(sh.torrents, torrent{})
 	}
-	sh.index[*h] = i
 	sh.nTorrents++
 	t := &sh.torrents[i]
 	*t = torrent{hash: *h, live: true}
+	sh.index.add(h, int(i), sh.torrents)
 	return t
 }
 
@@ -127,7 +127,7 @@ func (sh *shard) drop(i uint32) {
 	sh.leechers -= uint64(t.leechers)
 	sh.completed -= uint64(t.completed)
 	sh.nTorrents--
-	delete(sh.index, t.hash)
+	sh.index.remove(&t.hash, sh.torrents)
 	*t = torrent{}
 	sh.freeT = append(sh.freeT, i)
 }

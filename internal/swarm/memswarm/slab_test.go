@@ -44,7 +44,7 @@ func checkInvariants(t *testing.T, s *Store) {
 				continue
 			}
 			torrents++
-			if j, ok := sh.index[tr.hash]; !ok || j != uint32(i) {
+			if j, ok := sh.index.get(&tr.hash, sh.torrents); !ok || j != i {
 				t.Fatalf("shard %d: torrent %d not indexed by its hash", k, i)
 			}
 			var se, le uint32
@@ -57,10 +57,19 @@ func checkInvariants(t *testing.T, s *Store) {
 			leechers += uint64(le)
 			completed += uint64(tr.completed)
 		}
-		if torrents != sh.nTorrents || len(sh.index) != int(torrents) || seeders != sh.seeders ||
+		entries := 0
+		for _, v := range sh.index.slots {
+			if v != 0 {
+				entries++
+			}
+		}
+		if entries != sh.index.n {
+			t.Fatalf("shard %d: index counts %d entries, holds %d", k, sh.index.n, entries)
+		}
+		if torrents != sh.nTorrents || sh.index.n != int(torrents) || seeders != sh.seeders ||
 			leechers != sh.leechers || completed != sh.completed {
 			t.Fatalf("shard %d: totals %d/%d/%d/%d (index %d), recount %d/%d/%d/%d", k, sh.nTorrents, sh.seeders,
-				sh.leechers, sh.completed, len(sh.index), torrents, seeders, leechers, completed)
+				sh.leechers, sh.completed, sh.index.n, torrents, seeders, leechers, completed)
 		}
 		checkSlab(t, &sh.p4, sh.torrents, func(tr *torrent) seg { return tr.p4 })
 		checkSlab(t, &sh.p6, sh.torrents, func(tr *torrent) seg { return tr.p6 })
