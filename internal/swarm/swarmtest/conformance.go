@@ -287,8 +287,8 @@ func testRandomSample(t *testing.T, newStore NewStore) {
 
 // testLargeSwarm checks the rules in a swarm of 1,000 peers of each family,
 // larger than a store may keep in a small layout: the counts, that every
-// peer can be handed out, that a seeder gets only leechers, and that
-// leaving peers are gone from answers and counts.
+// peer can be handed out with its own id, that a seeder gets only
+// leechers, and that leaving peers are gone from answers and counts.
 func testLargeSwarm(t *testing.T, newStore NewStore) {
 	s := newStore(t, swarm.Options{})
 	const n = 1000
@@ -300,6 +300,7 @@ func testLargeSwarm(t *testing.T, newStore NewStore) {
 	}
 	// Peers 1..2n, scattered arrival order; a third are seeders.
 	seeders := map[netip.AddrPort]bool{}
+	ids := map[netip.AddrPort]bittorrent.PeerID{}
 	for k := range 2 * n {
 		i := 1 + (k*7919)%(2*n)
 		a := Announce(h1, PeerID(i), addr(i), 100)
@@ -308,6 +309,7 @@ func testLargeSwarm(t *testing.T, newStore NewStore) {
 			a.Left = 0
 			seeders[addr(i)] = true
 		}
+		ids[addr(i)] = PeerID(i)
 		Do(t, s, a)
 	}
 	if st := scrape1(t, s, h1); st.Seeders != uint32(len(seeders)) || st.Leechers != uint32(2*n-len(seeders)) {
@@ -325,6 +327,11 @@ func testLargeSwarm(t *testing.T, newStore NewStore) {
 		}
 		_, resp := Do(t, s, a)
 		checkAnswer(t, &resp, a.Addr)
+		for _, p := range append(resp.Peers4, resp.Peers6...) {
+			if p.ID != ids[p.Addr] {
+				t.Fatalf("%v handed out with id %x, want %x", p.Addr, p.ID, ids[p.Addr])
+			}
+		}
 		if got := len(resp.Peers4) + len(resp.Peers6); got != 50 {
 			t.Fatalf("%d peers handed out, want 50", got)
 		}
