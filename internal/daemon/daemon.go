@@ -153,6 +153,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, 
 				MaxConnectionIDErrorsPerIP: udpErrorLimit(u.MaxConnectionIDErrorsPerIP),
 				ErrorWindow:                time.Minute,
 				Clock:                      d.clock,
+				Latency:                    d.latency,
 			}, d.tracker, d.counters, log)
 			if err != nil {
 				return nil, err

@@ -28,6 +28,7 @@ type testEnv struct {
 	clk      *clock.Manual
 	counters *metrics.Counters
 	lists    *access.Lists
+	latency  *metrics.Latency
 	addr     netip.AddrPort
 }
 
@@ -54,7 +55,8 @@ func startEnv(t *testing.T, o envOpts) *testEnv {
 	if o.trCfg != nil {
 		cfg = *o.trCfg
 	}
-	e := &testEnv{clk: clock.NewManual(1_700_000_000), counters: metrics.NewCounters(4, true), lists: access.New(nil)}
+	e := &testEnv{clk: clock.NewManual(1_700_000_000), counters: metrics.NewCounters(4, true), lists: access.New(nil),
+		latency: metrics.NewLatency(4)}
 	e.store = memswarm.New(swarm.Options{RemovePeerlessTorrents: true})
 	e.tr = tracker.New(cfg, e.store, e.lists, e.clk, nil)
 	var tr Tracker = e.tr
@@ -68,6 +70,7 @@ func startEnv(t *testing.T, o envOpts) *testEnv {
 		CookieLifetime:             o.lifetime,
 		MaxConnectionIDErrorsPerIP: o.limit,
 		Clock:                      e.clk,
+		Latency:                    e.latency,
 	}, tr, e.counters, quietLog())
 	if err != nil {
 		t.Fatal(err)

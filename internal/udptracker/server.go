@@ -9,6 +9,7 @@ package udptracker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,10 @@ type Config struct {
 	// Clock gives the time for connection ids; nil means the wall clock.
 	// The daemon passes its coarse clock, tests a manual one.
 	Clock Clock
+	// Latency, when set, observes each answered connect, announce and
+	// scrape: the time from the batch read that brought the request to the
+	// batch write that answered it (two clock reads per batch).
+	Latency *metrics.Latency
 }
 
 // Server is one UDP tracker listener.
@@ -248,6 +253,8 @@ type worker struct {
 	h    *handler
 	rx   []batch.Message
 	tx   []batch.Message
+	lat  *metrics.LatencyStripe // nil: latency not observed
+	ops  [batchSize]metrics.Op  // the kind of each answer in tx
 }
 
 func (s *Server) newWorker(c *batch.Conn) *worker {
@@ -257,6 +264,9 @@ func (s *Server) newWorker(c *batch.Conn) *worker {
 		h:    newHandler(s.tracker, s.cookies, s.limiter, s.clock, s.counters.Stripe(), s.log),
 		rx:   make([]batch.Message, batchSize),
 		tx:   make([]batch.Message, batchSize),
+	}
+	if s.cfg.Latency != nil {
+		w.lat = s.cfg.Latency.Stripe()
 	}
 	rbuf := make([]byte, batchSize*recvBufLen)
 	tbuf := make([]byte, batchSize*maxPayload4)
@@ -288,6 +298,10 @@ func (w *worker) run(ctx context.Context) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		var start time.Time
+		if w.lat != nil {
+			start = time.Now()
+		}
 		out := 0
 		for i := 0; i < n; i++ {
 			m := &w.rx[i]
@@ -295,13 +309,23 @@ func (w *worker) run(ctx context.Context) {
 			k := w.h.handle(ctx, m.Addr, m.Buf[:m.N], m.Truncated, t.Buf)
 			if k > 0 {
 				t.N, t.Addr, t.Scope = k, m.Addr, m.Scope
+				w.ops[out] = answerOp(t.Buf[:k])
 				out++
 			}
 		}
 		if out == 0 {
 			continue
 		}
-		if _, err := w.conn.Send(w.tx[:out]); err != nil {
+		_, err = w.conn.Send(w.tx[:out])
+		if w.lat != nil {
+			d := time.Since(start)
+			for _, op := range w.ops[:out] {
+				if op >= 0 {
+					w.lat.Observe(op, d)
+				}
+			}
+		}
+		if err != nil {
 			if w.s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -310,5 +334,23 @@ func (w *worker) run(ctx context.Context) {
 				lastErr = time.Now()
 			}
 		}
+	}
+}
+
+// answerOp is the measured operation an answer belongs to, from its action
+// field; error answers (and anything else) are -1.
+func answerOp(answer []byte) metrics.Op {
+	if len(answer) < 4 {
+		return -1
+	}
+	switch binary.BigEndian.Uint32(answer[0:4]) {
+	case actionConnect:
+		return metrics.UDPConnect
+	case actionAnnounce:
+		return metrics.UDPAnnounce
+	case actionScrape:
+		return metrics.UDPScrape
+	default:
+		return -1
 	}
 }
