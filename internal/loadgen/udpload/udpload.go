@@ -491,9 +491,11 @@ func (c *client) connect(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// infoHash writes torrent t's hash, its leading bytes spread like a SHA-1's
+// (trackers, Starling's store included, may shard by them).
 func infoHash(b []byte, t uint64) {
-	binary.BigEndian.PutUint64(b, t)
-	binary.BigEndian.PutUint64(b[8:], t*0x9e3779b97f4a7c15)
+	binary.BigEndian.PutUint64(b, (t+1)*0x9e3779b97f4a7c15)
+	binary.BigEndian.PutUint64(b[8:], t)
 	binary.BigEndian.PutUint32(b[16:], 0x5354524c) // "STRL"
 }
 
