@@ -3,19 +3,17 @@ package httptracker
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/starling-tracker/starling/internal/healthcheck"
 	"github.com/starling-tracker/starling/internal/metrics"
 )
 
@@ -157,28 +155,5 @@ func (h *Handler) recoverHTTP(w http.ResponseWriter, s *scratch) {
 // listener by address, which a certificate names by host name, and only
 // checks that it answers.
 func Probe(ctx context.Context, baseURL string) error {
-	url := strings.TrimSuffix(baseURL, "/") + "/health_check"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return fmt.Errorf("probe %s: %w", url, err)
-	}
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-		DisableKeepAlives: true,
-		DialContext:       (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-	}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return fmt.Errorf("probe %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	if err != nil {
-		return fmt.Errorf("probe %s: read answer: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK || string(body) != string(healthBody) {
-		return fmt.Errorf("probe %s: got %d %q, want 200 %s", url, resp.StatusCode, body, healthBody)
-	}
-	return nil
+	return healthcheck.GetOK(ctx, strings.TrimSuffix(baseURL, "/")+"/health_check", string(healthBody))
 }
