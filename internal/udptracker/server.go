@@ -220,9 +220,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutOnce.Do(func() {
 		s.mu.Lock()
 		s.closing.Store(true)
+		// Only reads: a worker between its read and its write still sends
+		// the answers of the batch it is handling.
 		past := time.Unix(1, 0)
 		for _, c := range s.conns {
-			_ = c.SetDeadline(past)
+			_ = c.SetReadDeadline(past)
 		}
 		s.mu.Unlock()
 		close(s.closed)

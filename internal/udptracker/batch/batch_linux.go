@@ -3,6 +3,7 @@
 package batch
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -157,6 +158,7 @@ func (c *Conn) recvFn(fd uintptr) bool {
 // and counted as sent, so one bad address cannot wedge a batch.
 func (c *Conn) Send(msgs []Message) (int, error) {
 	sent := 0
+	var dropped error
 	for sent < len(msgs) {
 		chunk := msgs[sent:]
 		if len(chunk) > len(c.w.hdrs) {
@@ -164,12 +166,27 @@ func (c *Conn) Send(msgs []Message) (int, error) {
 		}
 		n, err := c.sendChunk(chunk)
 		if err != nil {
-			return sent, err
+			var d droppedError
+			if !errors.As(err, &d) {
+				return sent, err
+			}
+			// One datagram failed for a reason of its own: the others
+			// still go out, and the first such error is reported.
+			if dropped == nil {
+				dropped = err
+			}
 		}
 		sent += n
 	}
-	return sent, nil
+	return sent, dropped
 }
+
+// droppedError is a datagram the kernel refused for a reason that does not
+// concern the socket; Send skips it and sends the rest.
+type droppedError struct{ errno unix.Errno }
+
+func (e droppedError) Error() string { return "sendmmsg: datagram dropped: " + e.errno.Error() }
+func (e droppedError) Unwrap() error { return e.errno }
 
 func (c *Conn) sendChunk(msgs []Message) (int, error) {
 	s := &c.w
@@ -201,8 +218,10 @@ func (c *Conn) sendChunk(msgs []Message) (int, error) {
 	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EINVAL, unix.EPERM, unix.EACCES, unix.EAFNOSUPPORT, unix.EMSGSIZE:
 		// The first datagram was refused; drop it and go on.
 		return 1, nil
-	default:
+	case unix.EBADF, unix.ENOTSOCK, unix.EFAULT:
 		return 0, fmt.Errorf("sendmmsg: %w", s.errno)
+	default:
+		return 1, droppedError{s.errno}
 	}
 }
 
