@@ -193,8 +193,11 @@ func (u *udpClient) scrape(ctx context.Context, hashes []bittorrent.InfoHash) ([
 // sending req again after 1 s, 2 s, 4 s... until ctx ends.
 func (u *udpClient) roundTrip(ctx context.Context, op string, req []byte, tid, action uint32, hashes []bittorrent.InfoHash) (udpAnswer, error) {
 	target := "udp://" + u.remote.String()
-	// A cancelled ctx unblocks a pending read at once.
-	stop := context.AfterFunc(ctx, func() { _ = u.conn.SetReadDeadline(time.Now()) })
+	// A cancelled ctx unblocks a pending read at once. The callback may run
+	// after this call returned and the client was closed, so it holds the
+	// conn itself rather than reading u.conn.
+	conn := u.conn
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
 	deadline, _ := ctx.Deadline()
 	wait := firstRetransmit
