@@ -121,8 +121,9 @@ type Result struct {
 	Counts
 	Elapsed time.Duration
 	// ServerCPU is the server's user+system CPU time in the window (when
-	// Config.ServerPID was set).
-	ServerCPU time.Duration
+	// Config.ServerPID was set); ServerUserCPU the user part of it, the
+	// tracker's own code (the rest is the kernel's network stack).
+	ServerCPU, ServerUserCPU time.Duration
 	// ErrorSample is the text of one error answer, if any.
 	ErrorSample string
 }
@@ -153,6 +154,9 @@ func (r Result) String() string {
 		fmt.Fprintf(&b, "server CPU:          %.2f s (%.0f%% of one core), %.2f µs per response\n",
 			r.ServerCPU.Seconds(), 100*r.ServerCPU.Seconds()/r.Elapsed.Seconds(),
 			float64(r.ServerCPU.Microseconds())/float64(r.Received))
+		fmt.Fprintf(&b, "  user / system:     %.2f / %.2f µs per response\n",
+			float64(r.ServerUserCPU.Microseconds())/float64(r.Received),
+			float64((r.ServerCPU-r.ServerUserCPU).Microseconds())/float64(r.Received))
 	}
 	return b.String()
 }
@@ -241,12 +245,12 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var base Counts
-	var baseCPU time.Duration
+	var baseCPU, baseUser time.Duration
 	var baseAt time.Time
 	measuring := cfg.Warmup <= 0
 	if measuring {
 		baseAt = start
-		baseCPU, _ = processCPU(cfg.ServerPID)
+		baseCPU, baseUser, _ = processCPU(cfg.ServerPID)
 	}
 	prev, prevAt := Counts{}, start
 	var res Result
@@ -285,17 +289,17 @@ loop:
 			if !measuring {
 				measuring = true
 				base, baseAt = total(), now
-				baseCPU, _ = processCPU(cfg.ServerPID)
+				baseCPU, baseUser, _ = processCPU(cfg.ServerPID)
 				continue
 			}
 			res.Counts = func() Counts { c := total(); return c.sub(base) }()
 			res.Elapsed = now.Sub(baseAt)
 			if cfg.ServerPID != 0 {
-				cpu, err := processCPU(cfg.ServerPID)
+				cpu, user, err := processCPU(cfg.ServerPID)
 				if err != nil {
 					runErr = err
 				}
-				res.ServerCPU = cpu - baseCPU
+				res.ServerCPU, res.ServerUserCPU = cpu-baseCPU, user-baseUser
 			}
 			break loop
 		}
@@ -350,33 +354,34 @@ func (c *Config) check() error {
 	return nil
 }
 
-// processCPU is the user+system CPU time of pid from /proc/<pid>/stat.
-func processCPU(pid int) (time.Duration, error) {
+// processCPU is the user+system CPU time of pid, and the user part of it,
+// from /proc/<pid>/stat.
+func processCPU(pid int) (total, user time.Duration, err error) {
 	if pid == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, fmt.Errorf("read server CPU time: %w", err)
+		return 0, 0, fmt.Errorf("read server CPU time: %w", err)
 	}
 	// Fields after the command name, which is in parentheses and may
 	// contain spaces: state is field 3, utime 14, stime 15.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, errors.New("read server CPU time: unexpected /proc stat format")
+		return 0, 0, errors.New("read server CPU time: unexpected /proc stat format")
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 13 {
-		return 0, errors.New("read server CPU time: unexpected /proc stat format")
+		return 0, 0, errors.New("read server CPU time: unexpected /proc stat format")
 	}
 	ut, err1 := strconv.ParseUint(f[11], 10, 64)
 	st, err2 := strconv.ParseUint(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, errors.New("read server CPU time: unexpected /proc stat format")
+		return 0, 0, errors.New("read server CPU time: unexpected /proc stat format")
 	}
 	// USER_HZ is 100 on every Linux ABI Go supports.
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+	return time.Duration(ut+st) * 10 * time.Millisecond, time.Duration(ut) * 10 * time.Millisecond, nil
 }
 
 // client is one socket and its share of the simulated clients.
