@@ -24,7 +24,15 @@ func newBenchUDPCmd() *cobra.Command {
 scrapes in flight over --torrents torrents and --peers peers, picking torrents uniformly or with
 Zipf-skewed popularity (--skew). After --warmup it measures for --duration and prints requests sent,
 responses received (per kind), errors and responses per second. Progress goes to stderr every second.
-Run it against "starling bench udp-echo" to measure the network stack's ceiling on the same machine.`,
+Run it against "starling bench udp-echo" to measure the network stack's ceiling on the same machine.
+
+With --burst N (Linux, needs --server-pid) it measures the server's drain rate instead: it pauses
+the server (SIGSTOP), queues N announces spread over --sockets sockets, resumes it (SIGCONT) and
+sleeps while the server answers, then reads every answer and takes the drain time from the kernel's
+receive timestamps of the first and last answer. It does this --bursts times and prints the median
+rate of the valid bursts after the first (which inserts the peers). A burst with a missing, wrong or
+dropped answer is reported as invalid. The receive buffers must hold a whole burst: the server asks
+for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("profile") {
@@ -47,6 +55,9 @@ Run it against "starling bench udp-echo" to measure the network stack's ceiling 
 			defer stop()
 			fmt.Fprintf(cmd.ErrOrStderr(), "load: %s, %d torrents, %d peers, skew %g, numwant %d, scrape share %g, %d sockets over %d source IPs, window %d\n",
 				cfg.Addr, cfg.Torrents, cfg.Peers, cfg.Skew, cfg.NumWant, cfg.ScrapeShare, cfg.Sockets, cfg.SourceIPs, cfg.Window)
+			if cfg.Burst > 0 {
+				return runBursts(ctx, cmd, cfg)
+			}
 			res, err := udpload.Run(ctx, cfg, cmd.ErrOrStderr())
 			if err != nil {
 				return fmt.Errorf("bench udp: %w", err)
@@ -73,7 +84,24 @@ Run it against "starling bench udp-echo" to measure the network stack's ceiling 
 	f.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up on in-flight requests after this long without an answer")
 	f.IntVar(&cfg.ServerPID, "server-pid", 0, "report this process's CPU time per response (Linux /proc)")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
+	f.IntVar(&cfg.Burst, "burst", 0, "measure the drain rate of bursts of this many announces (needs --server-pid)")
+	f.IntVar(&cfg.Bursts, "bursts", 4, "bursts to run with --burst")
 	return cmd
+}
+
+// runBursts is "bench udp --burst": one line per burst, then the median.
+func runBursts(ctx context.Context, cmd *cobra.Command, cfg udpload.Config) error {
+	out := cmd.OutOrStdout()
+	res, err := udpload.RunBurst(ctx, cfg, out)
+	if err != nil {
+		return fmt.Errorf("bench udp: %w", err)
+	}
+	median, valid, counted := udpload.BurstSummary(res)
+	fmt.Fprintf(out, "drain rate: %.0f/s (median of %d valid of %d bursts after the first)\n", median, valid, counted)
+	if valid == 0 {
+		return fmt.Errorf("bench udp: no valid burst")
+	}
+	return nil
 }
 
 // newBenchUDPEchoCmd is "starling bench udp-echo": the ceiling to compare

@@ -74,6 +74,9 @@ type Config struct {
 	ServerPID int
 	// Seed makes runs repeatable.
 	Seed uint64
+	// Burst, when set, makes RunBurst queue this many announces per burst
+	// while the server (ServerPID) is paused, Bursts times (see burst.go).
+	Burst, Bursts int
 }
 
 // DefaultConfig is a 10 s uniform announce-only run.

@@ -6,13 +6,41 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
+	"strings"
+	"sync"
 )
 
-// socketBuffer is the kernel buffer asked for on each socket: a burst of a
-// few thousand datagrams waits there instead of being dropped while the
-// worker is busy. The kernel caps it at net.core.rmem_max / wmem_max.
+// socketBuffer is the least kernel buffer asked for on each socket: a
+// burst of a few thousand datagrams waits there instead of being dropped
+// while the worker is busy. The kernel caps it at net.core.rmem_max /
+// wmem_max; where the operator has raised those above it, the sockets ask
+// for the raised value, so the sysctl is the one knob for deeper queues.
 const socketBuffer = 4 << 20
+
+// maxBuffer bounds what is asked for (the kernel keeps it in an int and
+// doubles it).
+const maxBuffer = 1 << 30
+
+// bufferSizes are the receive and send buffers to ask for.
+var bufferSizes = sync.OnceValues(func() (int, int) {
+	return max(socketBuffer, sysctlInt("/proc/sys/net/core/rmem_max")),
+		max(socketBuffer, sysctlInt("/proc/sys/net/core/wmem_max"))
+})
+
+// sysctlInt reads a numeric sysctl file, 0 when there is none (not Linux).
+func sysctlInt(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return min(n, maxBuffer)
+}
 
 // Network picks the socket type for a bind address the way an operator
 // reads it: an IPv4 address binds IPv4 only, a specific IPv6 address IPv6
@@ -95,8 +123,9 @@ func ListenGroup(ctx context.Context, address string, n int, v6only bool) ([]*ne
 			closeAll()
 			return nil, errors.New("listen udp: not a UDP socket")
 		}
-		_ = uc.SetReadBuffer(socketBuffer)
-		_ = uc.SetWriteBuffer(socketBuffer)
+		rbuf, wbuf := bufferSizes()
+		_ = uc.SetReadBuffer(rbuf)
+		_ = uc.SetWriteBuffer(wbuf)
 		conns = append(conns, uc)
 		if i == 0 {
 			host, _, _ := net.SplitHostPort(address)
