@@ -157,6 +157,9 @@ type AnnounceRequest struct {
 	// Key is the peer key from the URL path (HTTP), when HasKey.
 	Key    Key
 	HasKey bool
+	// NoPeerIDs says the transport's answer carries no peer ids (UDP,
+	// compact HTTP): the tracker may hand out peers with a zero ID.
+	NoPeerIDs bool
 }
 
 // AnnounceResponse is filled by the tracker. Peers4 and Peers6 are appended

@@ -186,6 +186,7 @@ func (h *Handler) announce(ctx context.Context, s *scratch, r *rawRequest, key [
 	}
 	req.Addr = netip.AddrPortFrom(ip, port)
 	req.Families = bittorrent.BothFamilies
+	req.NoPeerIDs = compact
 	resp := &s.aresp
 	resp.Reset()
 	if err := h.tracker.Announce(ctx, req, resp); err != nil {

@@ -32,6 +32,9 @@ type Announce struct {
 	NumWant int
 	// Families are the peer lists wanted; with both, up to NumWant in total.
 	Families bittorrent.Family
+	// NoPeerIDs says the answer will not carry peer ids (UDP, compact
+	// HTTP), so the store may leave Peer.ID zero.
+	NoPeerIDs bool
 }
 
 // Result says what an announce changed that the tracker must pass on.
@@ -78,6 +81,22 @@ type Store interface {
 	// Sweep removes peers last seen at or before cutoff (unix seconds), and
 	// then peerless torrents when the store was configured to.
 	Sweep(ctx context.Context, cutoff int64) (SweepResult, error)
+}
+
+// Prefetcher is implemented by stores that can warm the CPU caches for a
+// batch of announces before they are applied one by one (the UDP tracker
+// reads up to 64 requests per system call). It is only a hint: it changes
+// nothing, and it may do nothing.
+type Prefetcher interface {
+	Prefetch(hints []Hint)
+}
+
+// Hint is what a Prefetcher is told of one announce.
+type Hint struct {
+	InfoHash bittorrent.InfoHash
+	// Addr is the peer as it will be stored: the sender's IP, normalised
+	// (bittorrent.NormalizeAddr), and the port it announced.
+	Addr netip.AddrPort
 }
 
 // PeerInfo is everything the store remembers of a peer.

@@ -55,6 +55,8 @@ type Tracker struct {
 	sink       CompletionSink
 	replaceLo  bool
 	externalIP netip.Addr
+	// prefetcher is the store when it takes prefetch hints, else nil.
+	prefetcher swarm.Prefetcher
 }
 
 // New builds the rules over a swarm store and the access lists. sink may be
@@ -64,11 +66,20 @@ func New(cfg Config, store swarm.Store, lists *access.Lists, clock Clock, sink C
 		cfg.MaxPeersPerAnnounce = 74
 	}
 	t := &Tracker{cfg: cfg, store: store, lists: lists, clock: clock, sink: sink}
+	t.prefetcher, _ = store.(swarm.Prefetcher)
 	if cfg.ExternalIP.IsValid() && !cfg.ExternalIP.IsUnspecified() {
 		t.replaceLo = true
 		t.externalIP = bittorrent.NormalizeAddr(cfg.ExternalIP)
 	}
 	return t
+}
+
+// Prefetch hands a batch of announces to the store ahead of applying them
+// (see swarm.Prefetcher); a store without it ignores them.
+func (t *Tracker) Prefetch(hints []swarm.Hint) {
+	if t.prefetcher != nil {
+		t.prefetcher.Prefetch(hints)
+	}
 }
 
 // Config returns the rules' settings.
@@ -130,6 +141,7 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 		Now:        now,
 		NumWant:    want,
 		Families:   fam,
+		NoPeerIDs:  req.NoPeerIDs,
 	}
 	resp.Interval = t.cfg.Interval
 	resp.MinInterval = t.cfg.MinInterval

@@ -146,6 +146,7 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 		Event:      udpEvent[f.event],
 		NumWant:    want,
 		Families:   fam,
+		NoPeerIDs:  true,
 	}
 	h.aresp.Reset()
 	h.count(fam, metrics.UDP4Announces, metrics.UDP6Announces)

@@ -20,7 +20,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/metrics"
+	"github.com/starling-tracker/starling/internal/swarm"
 	"github.com/starling-tracker/starling/internal/udptracker/batch"
 )
 
@@ -257,6 +259,17 @@ type worker struct {
 	tx   []batch.Message
 	lat  *metrics.LatencyStripe // nil: latency not observed
 	ops  [batchSize]metrics.Op  // the kind of each answer in tx
+	// prefetch is the tracker when it takes prefetch hints; hints holds
+	// a batch's announces for it.
+	prefetch prefetcher
+	hints    [batchSize]swarm.Hint
+}
+
+// prefetcher is implemented by a Tracker that can warm the caches for a
+// batch of announces before they are handled (*tracker.Tracker over the
+// memory store).
+type prefetcher interface {
+	Prefetch(hints []swarm.Hint)
 }
 
 func (s *Server) newWorker(c *batch.Conn) *worker {
@@ -270,6 +283,7 @@ func (s *Server) newWorker(c *batch.Conn) *worker {
 	if s.cfg.Latency != nil {
 		w.lat = s.cfg.Latency.Stripe()
 	}
+	w.prefetch, _ = s.tracker.(prefetcher)
 	rbuf := make([]byte, batchSize*recvBufLen)
 	tbuf := make([]byte, batchSize*maxPayload4)
 	for i := range w.rx {
@@ -304,6 +318,9 @@ func (w *worker) run(ctx context.Context) {
 		if w.lat != nil {
 			start = time.Now()
 		}
+		if w.prefetch != nil && n > 1 {
+			w.prefetchAnnounces(n)
+		}
 		out := 0
 		for i := 0; i < n; i++ {
 			m := &w.rx[i]
@@ -336,6 +353,26 @@ func (w *worker) run(ctx context.Context) {
 				lastErr = time.Now()
 			}
 		}
+	}
+}
+
+// prefetchAnnounces hands the announces among the first n received
+// datagrams to the tracker, so the store can load what they need together
+// (their cache misses overlap) before they are handled one by one. A lone
+// request gains nothing from it and skips it.
+func (w *worker) prefetchAnnounces(n int) {
+	k := 0
+	for i := range n {
+		m := &w.rx[i]
+		if p := m.Buf[:m.N]; len(p) >= announceLen && binary.BigEndian.Uint32(p[8:12]) == actionAnnounce {
+			hn := &w.hints[k]
+			copy(hn.InfoHash[:], p[16:36])
+			hn.Addr = netip.AddrPortFrom(bittorrent.NormalizeAddr(m.Addr.Addr()), binary.BigEndian.Uint16(p[96:98]))
+			k++
+		}
+	}
+	if k > 1 {
+		w.prefetch.Prefetch(w.hints[:k])
 	}
 }
 

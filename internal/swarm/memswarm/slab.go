@@ -3,6 +3,7 @@ package memswarm
 import (
 	"math/bits"
 	"slices"
+	"sync/atomic"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
 )
@@ -163,6 +164,9 @@ type slab[A addr] struct {
 	victim []bool
 	// evacuations counts evacuated chunks, for tests and the memory report.
 	evacuations int
+	// pview is what Prefetch reads without the lock (see slabView); a
+	// pointer, so that resetting the slab keeps it.
+	pview *atomic.Pointer[slabView[A]]
 }
 
 func (s *slab[A]) capOf(sg seg) uint32 {
@@ -227,12 +231,14 @@ func (s *slab[A]) refill() {
 		if s.chunks[c] == nil {
 			s.chunks[c] = make([]peer[A], chunkLen)
 			s.capSlots += chunkLen
+			s.publish()
 		}
 		s.next, s.end = c<<chunkShift, (c+1)<<chunkShift
 		return
 	}
 	c := uint32(len(s.chunks))
 	s.chunks = append(s.chunks, make([]peer[A], chunkLen))
+	s.publish()
 	s.live = append(s.live, 0)
 	s.capSlots += chunkLen
 	s.next, s.end = c<<chunkShift, (c+1)<<chunkShift
@@ -322,7 +328,8 @@ func (s *slab[A]) purge(drop func(off uint32) bool) {
 func (s *slab[A]) reclaim() {
 	if s.slots == 0 && len(s.big) == len(s.bigFree) {
 		// Nothing is live: give everything back.
-		*s = slab[A]{owner: s.owner, v6: s.v6, evacuations: s.evacuations, seed: s.seed}
+		*s = slab[A]{owner: s.owner, v6: s.v6, evacuations: s.evacuations, seed: s.seed, pview: s.pview}
+		s.publish()
 		return
 	}
 	bump := s.next >> chunkShift
@@ -351,6 +358,7 @@ func (s *slab[A]) reclaim() {
 		if kept {
 			s.chunks[c] = nil
 			s.capSlots -= chunkLen
+			s.publish()
 		}
 		kept = true
 	}
@@ -362,6 +370,7 @@ func (s *slab[A]) release(sg seg) {
 	case bigClass:
 		s.big[sg.off] = bigSeg[A]{}
 		s.bigFree = append(s.bigFree, sg.off)
+		s.publish()
 	default:
 		s.live[sg.off>>chunkShift] -= classSize[sg.cls]
 		s.slots -= uint64(classSize[sg.cls])
@@ -386,6 +395,7 @@ func (s *slab[A]) move(sg *seg, want uint32) {
 			nw.off = uint32(len(s.big))
 			s.big = append(s.big, b)
 		}
+		s.publish()
 	case want > 0:
 		nw.cls = classOf[want]
 		// alloc may evacuate the chunk that holds *sg, so read *sg after.
@@ -398,6 +408,7 @@ func (s *slab[A]) move(sg *seg, want uint32) {
 	case nw.cls == bigClass && old.cls == bigClass:
 		// Positions are kept: the index entries move as they are.
 		s.big[nw.off].rehash(s.big[old.off].idx)
+		copy(s.big[nw.off].hot, s.big[old.off].hot[:nw.n])
 	case nw.cls == bigClass:
 		s.big[nw.off].reindex(nw.n, s.seed)
 	case old.cls == bigClass && nw.cls != noClass:
@@ -433,6 +444,7 @@ func (s *slab[A]) insert(sg *seg, i int, p *peer[A]) int {
 		b := &s.big[sg.off]
 		i = int(sg.n)
 		b.ps[i] = *p
+		b.hot[i] = hotOf(p)
 		h := hashPeer(&p.ip, p.port, s.seed)
 		j, _ := b.lookup(h, &p.ip, p.port)
 		b.idx[j] = entry(h, i)
@@ -492,6 +504,21 @@ type bigSeg[A addr] struct {
 	// next free one (linear probing); 0 is an empty slot. Its length is a
 	// power of two at least 3/2 of len(ps), so it stays at most 2/3 full.
 	idx []uint64
+	// hot mirrors what handing out a peer without its id reads of ps, in
+	// the same positions: 8 bytes per IPv4 peer where a record is 56, so
+	// the walk of an announce reads a sixth of the cache lines.
+	hot []hotPeer[A]
+}
+
+// hotPeer is a big swarm's peer as an answer without peer ids needs it.
+type hotPeer[A addr] struct {
+	ip     A
+	port   uint16
+	seeder bool
+}
+
+func hotOf[A addr](p *peer[A]) hotPeer[A] {
+	return hotPeer[A]{ip: p.ip, port: p.port, seeder: p.seeder()}
 }
 
 // entry is an index entry: the low 32 bits of the peer's hash above its
@@ -503,7 +530,7 @@ func entry(h uint64, pos int) uint64 { return uint64(uint32(h))<<32 | uint64(pos
 
 func newBigSeg[A addr](capacity uint32) bigSeg[A] {
 	slots := 1 << bits.Len32(capacity+capacity/2-1)
-	return bigSeg[A]{ps: make([]peer[A], capacity), idx: make([]uint64, slots)}
+	return bigSeg[A]{ps: make([]peer[A], capacity), idx: make([]uint64, slots), hot: make([]hotPeer[A], capacity)}
 }
 
 // hashPeer mixes a peer's address with the slab's seed (wyhash's
@@ -551,12 +578,14 @@ func (b *bigSeg[A]) place(v uint64) {
 	b.idx[j] = v
 }
 
-// reindex rebuilds the index of the first n peers from their records.
+// reindex rebuilds the index and hot of the first n peers from their
+// records.
 func (b *bigSeg[A]) reindex(n uint32, seed uint64) {
 	clear(b.idx)
 	for i := range int(n) {
 		p := &b.ps[i]
 		b.place(entry(hashPeer(&p.ip, p.port, seed), i))
+		b.hot[i] = hotOf(p)
 	}
 }
 
@@ -588,6 +617,7 @@ func (b *bigSeg[A]) remove(i, n int, seed uint64) {
 		}
 		b.idx[j] = entry(h, i)
 		b.ps[i] = *p
+		b.hot[i] = b.hot[last]
 	}
 }
 

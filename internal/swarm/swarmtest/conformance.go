@@ -18,6 +18,10 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Families", func(t *testing.T) { testFamilies(t, newStore) })
 	t.Run("RandomSample", func(t *testing.T) { testRandomSample(t, newStore) })
 	t.Run("LargeSwarm", func(t *testing.T) { testLargeSwarm(t, newStore) })
+	t.Run("LargeSwarmWithoutPeerIDs", func(t *testing.T) {
+		testLargeSwarmNoIDs(t, newStore, bittorrent.IPv4)
+		testLargeSwarmNoIDs(t, newStore, bittorrent.IPv6)
+	})
 	t.Run("Stopped", func(t *testing.T) { testStopped(t, newStore) })
 	t.Run("PortZero", func(t *testing.T) { testPortZero(t, newStore) })
 	t.Run("Completed", func(t *testing.T) { testCompleted(t, newStore) })
@@ -370,6 +374,103 @@ func testLargeSwarm(t *testing.T, newStore NewStore) {
 	if st := scrape1(t, s, h1); st.Seeders != uint32(len(seeders)) || st.Leechers != uint32(n+1-len(seeders)) {
 		t.Fatalf("after half left: scrape %+v, want %d seeders and %d leechers", st, len(seeders), n+1-len(seeders))
 	}
+}
+
+// testLargeSwarmNoIDs checks answers without peer ids (UDP's) in a swarm
+// of one family large enough for a store's big layout, which may answer
+// them from a copy of what they need (memswarm does): through growth,
+// peers switching between seeder and leecher, peers leaving and a sweep,
+// every answer must hold only current peers, with their current state.
+func testLargeSwarmNoIDs(t *testing.T, newStore NewStore, fam bittorrent.Family) {
+	s := newStore(t, swarm.Options{})
+	addr := func(i int) netip.AddrPort {
+		if fam == bittorrent.IPv6 {
+			return Addr6(i, 6881)
+		}
+		return Addr4(i, 6881)
+	}
+	const n = 2000
+	seeder := map[netip.AddrPort]bool{} // the live peers and their state
+	announce := func(i int, now int64, left int64, ev bittorrent.Event, want int) bittorrent.AnnounceResponse {
+		a := Announce(h1, PeerID(i), addr(i), now)
+		a.Left, a.Event, a.NumWant, a.Families, a.NoPeerIDs = left, ev, want, fam, true
+		_, resp := Do(t, s, a)
+		if ev == bittorrent.EventStopped {
+			delete(seeder, addr(i))
+		} else {
+			seeder[addr(i)] = left == 0
+		}
+		return resp
+	}
+	check := func(stage string, rounds int) {
+		t.Helper()
+		handed := map[netip.AddrPort]bool{}
+		for r := range rounds {
+			i := 1 + (r*7919)%(2*n)
+			if _, ok := seeder[addr(i)]; !ok {
+				continue
+			}
+			resp := announce(i, 200, map[bool]int64{true: 0, false: 1}[seeder[addr(i)]], bittorrent.EventNone, 50)
+			checkAnswer(t, &resp, addr(i))
+			for _, p := range addrs(&resp) {
+				st, live := seeder[p]
+				switch {
+				case !live:
+					t.Fatalf("%s: %v handed out but not in the swarm", stage, p)
+				case seeder[addr(i)] && st:
+					t.Fatalf("%s: seeder %v was handed seeder %v", stage, addr(i), p)
+				}
+				handed[p] = true
+			}
+		}
+		for p, st := range seeder {
+			if !st && !handed[p] {
+				t.Errorf("%s: leecher %v never handed out in %d answers of 50", stage, p, rounds)
+			}
+		}
+	}
+	// Growth through the big layout's steps, scattered arrival order, a
+	// third seeders.
+	for k := range 2 * n {
+		i := 1 + (k*7919)%(2*n)
+		announce(i, 100, int64(i%3), bittorrent.EventNone, 0)
+	}
+	check("after growth", 3000)
+	// A fifth switch state.
+	for i := 5; i <= 2*n; i += 5 {
+		announce(i, 150, map[bool]int64{true: 1, false: 0}[seeder[addr(i)]], bittorrent.EventNone, 0)
+	}
+	check("after switching", 3000)
+	// Half leave, in scattered order (the last peer fills each hole).
+	for k := range n {
+		announce(1+(k*4001)%(2*n), 160, 1, bittorrent.EventStopped, 0)
+	}
+	check("after leaving", 3000)
+	// A sweep drops the peers not seen since 150 (check re-announced
+	// some at 200).
+	if _, err := s.Sweep(context.Background(), 199); err != nil {
+		t.Fatal(err)
+	}
+	tor, ok, err := s.Torrent(context.Background(), h1)
+	if err != nil || !ok {
+		t.Fatalf("torrent after sweep: %v %v", ok, err)
+	}
+	live := map[netip.AddrPort]bool{}
+	for _, p := range tor.Peers {
+		live[p.Addr] = true
+		if seeder[p.Addr] != (p.Left == 0) {
+			t.Fatalf("after sweep: %v has left=%d, want seeder=%v", p.Addr, p.Left, seeder[p.Addr])
+		}
+	}
+	for p := range seeder {
+		if !live[p] {
+			delete(seeder, p)
+		}
+	}
+	if len(seeder) < 300 {
+		t.Fatalf("only %d peers after the sweep: the test no longer covers a big swarm", len(seeder))
+	}
+	check("after sweep", 3000)
 }
 
 func testStopped(t *testing.T, newStore NewStore) {

@@ -1,0 +1,134 @@
+//go:build !race
+
+package memswarm
+
+import "github.com/starling-tracker/starling/internal/swarm"
+
+// prefetchRecords bounds the records of a chunk segment one announce
+// warms: find scans up to linearMax of them.
+const prefetchRecords = linearMax
+
+// prefetch warms the caches for up to prefetchBatch announces (see
+// Prefetch for why its unlocked reads are safe).
+func (s *Store) prefetch(hints []swarm.Hint) uint64 {
+	var (
+		views [prefetchBatch]*prefetchView
+		slots [prefetchBatch]uint64
+		segs  [prefetchBatch]seg
+		pos   [prefetchBatch]int
+		sink  uint64
+	)
+	// The index slots.
+	for k := range hints {
+		h := &hints[k].InfoHash
+		v := s.shard(h).view.Load()
+		views[k] = v
+		if v == nil {
+			continue
+		}
+		hv := hashInfo(h, v.seed)
+		// Only the home slot: the index is at most 3/4 full, so it mostly
+		// holds the torrent; when its tag says otherwise, stop there.
+		if e := v.slots[int(hv)&(len(v.slots)-1)]; uint32(e>>32) == uint32(hv) {
+			slots[k] = e
+		}
+	}
+	// The torrent records, and the segment of the announcing peer's family.
+	for k := range hints {
+		v, e := views[k], slots[k]
+		if v == nil || e == 0 {
+			continue
+		}
+		if i := uint32(e) - 1; int(i) < len(v.torrents) {
+			t := &v.torrents[i]
+			if hints[k].Addr.Addr().Is4() {
+				segs[k] = t.p4
+			} else {
+				segs[k] = t.p6
+			}
+			// The last field: a 60-byte record spans at most two lines.
+			sink += uint64(t.completed)
+		}
+	}
+	// The segments: a chunk segment's first records, or a big swarm's
+	// index slot of the peer.
+	for k := range hints {
+		if segs[k].cls == noClass {
+			continue
+		}
+		sh := s.shard(&hints[k].InfoHash)
+		a := hints[k].Addr
+		if ip := a.Addr(); ip.Is4() {
+			ip4 := ip.As4()
+			var x uint64
+			x, pos[k] = warmSeg(sh.p4.pview.Load(), segs[k], &ip4, a.Port())
+			sink += x
+		} else {
+			ip16 := ip.As16()
+			var x uint64
+			x, pos[k] = warmSeg(sh.p6.pview.Load(), segs[k], &ip16, a.Port())
+			sink += x
+		}
+	}
+	// A big swarm's record of the peer, found through its index slot.
+	for k := range hints {
+		if segs[k].cls != bigClass || pos[k] < 0 {
+			continue
+		}
+		sh := s.shard(&hints[k].InfoHash)
+		if hints[k].Addr.Addr().Is4() {
+			sink += warmBig(sh.p4.pview.Load(), segs[k], pos[k])
+		} else {
+			sink += warmBig(sh.p6.pview.Load(), segs[k], pos[k])
+		}
+	}
+	return sink
+}
+
+// warmSeg loads the first records of a chunk segment, or the peer's index
+// slot in a big segment and returns the position the slot names (-1 when
+// there is none to load).
+func warmSeg[A addr](v *slabView[A], sg seg, ip *A, port uint16) (sink uint64, pos int) {
+	if v == nil {
+		return 0, -1
+	}
+	if sg.cls == bigClass {
+		if int(sg.off) >= len(v.big) {
+			return 0, -1
+		}
+		b := &v.big[sg.off]
+		if len(b.idx) == 0 {
+			return 0, -1
+		}
+		h := hashPeer(ip, port, v.seed)
+		e := b.idx[int(h)&(len(b.idx)-1)]
+		if e == 0 || uint32(e>>32) != uint32(h) {
+			// A new peer (or one further along the probe run): its slot
+			// is now loaded, there is no record to load.
+			return e, -1
+		}
+		return e, int(uint32(e) - 1)
+	}
+	c, o := int(sg.off>>chunkShift), int(sg.off&(chunkLen-1))
+	if c >= len(v.chunks) || v.chunks[c] == nil {
+		return 0, -1
+	}
+	ps := v.chunks[c]
+	end := min(o+int(min(sg.n, prefetchRecords)), len(ps))
+	for i := o; i < end; i++ {
+		// A record's first and last bytes that find and pick read.
+		sink += uint64(ps[i].port) + uint64(ps[i].id[len(ps[i].id)-1])
+	}
+	return sink, -1
+}
+
+// warmBig loads record pos of a big segment.
+func warmBig[A addr](v *slabView[A], sg seg, pos int) uint64 {
+	if v == nil || int(sg.off) >= len(v.big) {
+		return 0
+	}
+	if ps := v.big[sg.off].ps; pos < len(ps) {
+		return uint64(ps[pos].port) + uint64(ps[pos].left)
+	}
+	return 0
+}
