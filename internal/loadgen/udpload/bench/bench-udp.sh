@@ -7,8 +7,16 @@
 #
 # The server is pinned to core 0 and the load generator to core 1. Each run
 # is 2 s of warm-up and 10 s measured, numwant 30.
+#
+# With OPENTRACKER=/path/to/opentracker set, each profile is also run against
+# that binary right after Starling's run of it, under the same conditions
+# (same cores, port, generator flags and --server-pid accounting); see
+# OPENTRACKER.md beside this script for how to build it. OPENTRACKER_ARGS
+# goes before its own listen flags (e.g. "-f udp-workers.conf").
 set -euo pipefail
 BIN=${1:?usage: bench-udp.sh path/to/starling}
+OPENTRACKER=${OPENTRACKER:-}
+OPENTRACKER_ARGS=${OPENTRACKER_ARGS:-}
 WARMUP=${WARMUP:-2s}
 DURATION=${DURATION:-10s}
 SERVER_CPUS=${SERVER_CPUS:-0}
@@ -63,6 +71,17 @@ TOML
 	server_pid=$!
 	load "$profile" "$server_pid"
 	grep -v '^$' "$work/serve.log" | head -5 || true
+	echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server_pid/status) peak"
+	kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+
+	[[ -n $OPENTRACKER ]] || continue
+	echo "== opentracker, profile $profile (server on cpus $SERVER_CPUS; load on cpus $CLIENT_CPUS)"
+	# UDP only (no -p, so no TCP listener); as root it drops to nobody.
+	# shellcheck disable=SC2086 # OPENTRACKER_ARGS is a list of flags
+	taskset -c "$SERVER_CPUS" "$OPENTRACKER" $OPENTRACKER_ARGS -i 127.0.0.1 -P "$PORT" 2>"$work/opentracker.log" &
+	server_pid=$!
+	load "$profile" "$server_pid"
+	grep -v '^$' "$work/opentracker.log" | head -5 || true
 	echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server_pid/status) peak"
 	kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
 done
