@@ -36,6 +36,10 @@ type BurstResult struct {
 	// ServerCPU and ServerUserCPU are the tracker's CPU time while it
 	// drained (from /proc, 10 ms ticks).
 	ServerCPU, ServerUserCPU time.Duration
+	// OtherCPU is the CPU time every other process used meanwhile, and
+	// Steal the time the hypervisor took from the VM (/proc/stat, 10 ms
+	// ticks): on a shared box, what the drain had to share its cores with.
+	OtherCPU, Steal time.Duration
 	// Shares is each server socket's part of the queued requests, as the
 	// kernel's SO_REUSEPORT hash spread them (from /proc/net/udp).
 	Shares []float64
@@ -81,6 +85,7 @@ func (r BurstResult) String() string {
 		fmt.Fprintf(&b, "; server CPU %.2f s (user %.2f), %.2f µs per answer",
 			r.ServerCPU.Seconds(), r.ServerUserCPU.Seconds(), float64(r.ServerCPU.Microseconds())/float64(r.Answers))
 	}
+	fmt.Fprintf(&b, "; other processes %.2f s CPU, steal %.2f s", r.OtherCPU.Seconds(), r.Steal.Seconds())
 	b.WriteString("; server sockets' shares")
 	for _, s := range r.Shares {
 		fmt.Fprintf(&b, " %.1f%%", 100*s)

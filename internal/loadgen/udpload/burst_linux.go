@@ -249,6 +249,10 @@ func burstOnce(ctx context.Context, cfg *Config, target netip.AddrPort, socks []
 	if err != nil {
 		return r, err
 	}
+	busy0, steal0, err := hostCPU()
+	if err != nil {
+		return r, err
+	}
 	resumeAt := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		return r, fmt.Errorf("resume the server: %w", err)
@@ -282,6 +286,11 @@ func burstOnce(ctx context.Context, cfg *Config, target netip.AddrPort, socks []
 		return r, err
 	}
 	r.ServerCPU, r.ServerUserCPU = cpu1-cpu0, user1-user0
+	busy1, steal1, err := hostCPU()
+	if err != nil {
+		return r, err
+	}
+	r.OtherCPU, r.Steal = busy1-busy0-r.ServerCPU, steal1-steal0
 	readAt := time.Now()
 	snmp1, err := snmpUDPErrors()
 	if err != nil {
@@ -474,6 +483,27 @@ func parseUDPTable(rd io.Reader, port uint16, clients map[uint64]bool) (udpTable
 		t.serverQ = append(t.serverQ, s.q)
 	}
 	return t, nil
+}
+
+// hostCPU is the CPU time all processes used (user, nice, system, irq,
+// softirq) and the time the hypervisor took (steal), from /proc/stat.
+func hostCPU() (busy, steal time.Duration, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, errors.New("/proc/stat: unexpected format")
+	}
+	var v [8]uint64
+	for i := range v {
+		v[i], _ = strconv.ParseUint(f[i+1], 10, 64)
+	}
+	// user nice system idle iowait irq softirq steal, in USER_HZ (100).
+	tick := 10 * time.Millisecond
+	return time.Duration(v[0]+v[1]+v[2]+v[5]+v[6]) * tick, time.Duration(v[7]) * tick, nil
 }
 
 // snmpUDPErrors is InErrors + RcvbufErrors + MemErrors of /proc/net/snmp's

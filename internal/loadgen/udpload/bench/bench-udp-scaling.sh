@@ -27,6 +27,12 @@ SOURCE_IPS=${SOURCE_IPS:-16}
 PROFILE=${PROFILE:-uniform}
 SERVERS=${SERVERS:-echo tracker}
 PORT=${PORT:-16971}
+# The generator runs on core 0: it queues the burst while the server is
+# stopped, so the requests' buffers are allocated on core 0, where the
+# 1-socket server frees them. Left on core 1, it would have the kernel send
+# those frees back to core 1 (deferred skb frees, an IPI per 64), and the
+# idle core 1 would do part of the 1-core server's work.
+GEN_CPUS=${GEN_CPUS:-0}
 RMEM=${RMEM:-268435456} # 256 MiB: the kernel doubles it, a burst of 200,000 takes ~170 MB
 work=$(mktemp -d)
 server_pid=
@@ -82,11 +88,11 @@ stop_server() {
 declare -A rates
 run() { # kind, sockets, cpus, round
 	local kind=$1 n=$2 cpus=$3 round=$4 out rate
-	echo "== round $round: $kind, $n socket(s) on cpus $cpus (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+	echo "== round $round: $kind, $n socket(s) on cpus $cpus, generator on cpus $GEN_CPUS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 	start_server "$kind" "$n" "$cpus"
-	# The generator is not pinned: it sends while the server is stopped
-	# and sleeps while it drains.
-	out=$("$BIN" bench udp --addr "127.0.0.1:$PORT" --profile "$PROFILE" --numwant 30 \
+	# The generator sends while the server is stopped and sleeps (in no
+	# poller) while it drains.
+	out=$(taskset -c "$GEN_CPUS" "$BIN" bench udp --addr "127.0.0.1:$PORT" --profile "$PROFILE" --numwant 30 \
 		--burst "$BURST" --bursts "$BURSTS" --sockets "$LOAD_SOCKETS" --source-ips "$SOURCE_IPS" \
 		--server-pid "$server_pid" 2>&1) || true
 	echo "$out"
