@@ -127,6 +127,9 @@ type Result struct {
 	// Config.ServerPID was set); ServerUserCPU the user part of it, the
 	// tracker's own code (the rest is the kernel's network stack).
 	ServerCPU, ServerUserCPU time.Duration
+	// LoadCPU is this generator's own CPU time in the window: near 100 %
+	// of its cores means the generator, not the server, may be the limit.
+	LoadCPU time.Duration
 	// ErrorSample is the text of one error answer, if any.
 	ErrorSample string
 }
@@ -160,6 +163,11 @@ func (r Result) String() string {
 		fmt.Fprintf(&b, "  user / system:     %.2f / %.2f µs per response\n",
 			float64(r.ServerUserCPU.Microseconds())/float64(r.Received),
 			float64((r.ServerCPU-r.ServerUserCPU).Microseconds())/float64(r.Received))
+	}
+	if r.LoadCPU > 0 && r.Received > 0 {
+		fmt.Fprintf(&b, "generator CPU:       %.2f s (%.0f%% of one core), %.2f µs per response\n",
+			r.LoadCPU.Seconds(), 100*r.LoadCPU.Seconds()/r.Elapsed.Seconds(),
+			float64(r.LoadCPU.Microseconds())/float64(r.Received))
 	}
 	return b.String()
 }
@@ -248,12 +256,13 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var base Counts
-	var baseCPU, baseUser time.Duration
+	var baseCPU, baseUser, baseLoad time.Duration
 	var baseAt time.Time
 	measuring := cfg.Warmup <= 0
 	if measuring {
 		baseAt = start
 		baseCPU, baseUser, _ = processCPU(cfg.ServerPID)
+		baseLoad, _, _ = processCPU(os.Getpid())
 	}
 	prev, prevAt := Counts{}, start
 	var res Result
@@ -293,6 +302,7 @@ loop:
 				measuring = true
 				base, baseAt = total(), now
 				baseCPU, baseUser, _ = processCPU(cfg.ServerPID)
+				baseLoad, _, _ = processCPU(os.Getpid())
 				continue
 			}
 			res.Counts = func() Counts { c := total(); return c.sub(base) }()
@@ -303,6 +313,9 @@ loop:
 					runErr = err
 				}
 				res.ServerCPU, res.ServerUserCPU = cpu-baseCPU, user-baseUser
+			}
+			if load, _, err := processCPU(os.Getpid()); err == nil {
+				res.LoadCPU = load - baseLoad
 			}
 			break loop
 		}
