@@ -198,8 +198,7 @@ func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint
 	i, found := sl.find(*sg, &ip, port)
 	if !keep {
 		if found {
-			ps := sl.view(*sg)
-			sh.count(t, ps[i].seeder(), -1)
+			sh.count(t, sl.at(*sg, i).seeder(), -1)
 			sl.remove(sg, i)
 		}
 		return -1
@@ -207,17 +206,17 @@ func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint
 	if !found {
 		i = sl.insert(sg, i, &peer[A]{ip: ip, port: port})
 		sh.count(t, a.Left == 0, 1)
-	} else if was := sl.view(*sg)[i].seeder(); was != (a.Left == 0) {
+	} else if was := sl.at(*sg, i).seeder(); was != (a.Left == 0) {
 		sh.count(t, was, -1)
 		sh.count(t, !was, 1)
 	}
-	p := &sl.view(*sg)[i]
+	p := sl.at(*sg, i)
 	p.id = a.PeerID
 	p.event = a.Event
 	p.updated = clampTime(a.Now)
 	p.uploaded, p.downloaded, p.left = a.Uploaded, a.Downloaded, a.Left
 	if sg.cls == bigClass {
-		sl.big[sg.off].hot[i].seeder = a.Left == 0
+		sl.big[sg.off].hotAt(uint32(i)).seeder = a.Left == 0
 	}
 	if a.Event == bittorrent.EventCompleted && !p.counted {
 		p.counted = true
@@ -234,29 +233,37 @@ func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint
 // no allocation, so every peer is equally likely to be among the first
 // ones taken.
 func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bittorrent.AnnounceResponse) {
-	var v4 []peer[[4]byte]
-	var v6 []peer[[16]byte]
+	var s4, s6 seg
 	if a.Families&bittorrent.IPv4 != 0 {
-		v4 = sh.p4.view(t.p4)
+		s4 = t.p4
 	}
 	if a.Families&bittorrent.IPv6 != 0 {
-		v6 = sh.p6.view(t.p6)
+		s6 = t.p6
 	}
-	n4 := uint64(len(v4))
-	n := n4 + uint64(len(v6))
+	n4 := uint64(s4.n)
+	n := n4 + uint64(s6.n)
 	seeder := a.Left == 0
 	if n == 0 || seeder && t.leechers == 0 {
 		return
 	}
 	self := uint64(1<<64 - 1)
-	if self4 >= 0 && v4 != nil {
+	if self4 >= 0 && s4.n > 0 {
 		self = uint64(self4)
-	} else if self6 >= 0 && v6 != nil {
+	} else if self6 >= 0 && s6.n > 0 {
 		self = n4 + uint64(self6)
 	}
 	r := sh.rand()
 	i := (r & 0xffffffff) % n
-	stride := uint64(1)
+	want := min(a.NumWant, int(n))
+	// Room for the whole answer up front: the loops then write each peer
+	// in place, field by field; building a Peer and appending it costs a
+	// store-forwarding stall per peer (half the time of an announce).
+	if s4.n > 0 {
+		resp.Peers4 = slices.Grow(resp.Peers4, want)
+	}
+	if s6.n > 0 {
+		resp.Peers6 = slices.Grow(resp.Peers6, want)
+	}
 	// A swarm larger than a chunk segment is walked from the random start
 	// in order: its records are in arrival order (no address order to bias
 	// the sample), every peer is still equally likely to be taken, and the
@@ -264,7 +271,14 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 	// costs one cache miss per peer read, a third of the server's CPU time
 	// in the skewed UDP profile, where most announces hit swarms of
 	// hundreds of thousands of peers.
-	if n > 2 && n <= maxSeg {
+	if n > maxSeg {
+		sh.pickRuns(t, s4, s6, i, self, want, seeder, a.NoPeerIDs, resp)
+		return
+	}
+	// At most maxSeg peers: each family is one run (see bigSeg).
+	v4, v6 := sh.p4.view(s4), sh.p6.view(s6)
+	stride := uint64(1)
+	if n > 2 {
 		stride = 1 + (r>>32)%(n-1)
 		for gcd(stride, n) != 1 {
 			stride++
@@ -272,35 +286,6 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 				stride = 1
 			}
 		}
-	}
-	want := min(a.NumWant, int(n))
-	// Room for the whole answer up front: the loop then writes each peer
-	// in place, field by field; building a Peer and appending it costs a
-	// store-forwarding stall per peer (half the time of an announce).
-	if v4 != nil {
-		resp.Peers4 = slices.Grow(resp.Peers4, want)
-	}
-	if v6 != nil {
-		resp.Peers6 = slices.Grow(resp.Peers6, want)
-	}
-	if stride == 1 && n > maxSeg {
-		// Records to read for want peers: more when only leechers are
-		// wanted (a seeder's sample skips seeders).
-		m := uint64(want) + 8
-		if seeder {
-			m = uint64(want)*n/uint64(max(t.leechers, 1)) + 8
-		}
-		m = min(m, n)
-		// Without ids, one family in a big segment: walk its hot copy.
-		if a.NoPeerIDs && len(v6) == 0 && t.p4.cls == bigClass {
-			pickHot(sh, sh.p4.big[t.p4.off].hot[:n], i, m, self, want, seeder, &resp.Peers4)
-			return
-		}
-		if a.NoPeerIDs && n4 == 0 && t.p6.cls == bigClass {
-			pickHot(sh, sh.p6.big[t.p6.off].hot[:n], i, m, self, want, seeder, &resp.Peers6)
-			return
-		}
-		sh.sink += touch(v4, v6, i, m)
 	}
 	for range n {
 		if i != self {
@@ -332,31 +317,100 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 	}
 }
 
+// pickRuns is pick's walk over more than maxSeg peers: in order from
+// position i of the union, run by run (a chunk segment, or a big
+// segment's block), wrapping at its end.
+func (sh *shard) pickRuns(t *torrent, s4, s6 seg, i, self uint64, want int, seeder, noIDs bool, resp *bittorrent.AnnounceResponse) {
+	n4 := uint64(s4.n)
+	n := n4 + uint64(s6.n)
+	// Records to read for want peers: more when only leechers are wanted
+	// (a seeder's sample skips seeders).
+	m := uint64(want) + 8
+	if seeder {
+		m = uint64(want)*n/uint64(max(t.leechers, 1)) + 8
+	}
+	m = min(m, n)
+	// Without ids, one family in a big segment: walk its hot copy.
+	if noIDs && s6.n == 0 && s4.cls == bigClass {
+		pickHot(sh, &sh.p4.big[s4.off], n, i, m, self, want, seeder, &resp.Peers4)
+		return
+	}
+	if noIDs && n4 == 0 && s6.cls == bigClass {
+		pickHot(sh, &sh.p6.big[s6.off], n, i, m, self, want, seeder, &resp.Peers6)
+		return
+	}
+	sh.sink += touch(&sh.p4, s4, &sh.p6, s6, i, m)
+	for left := n; left > 0; {
+		var k uint64
+		if i < n4 {
+			k, want = takeRun(sh.p4.span(s4, int(i)), i, self, left, want, seeder, &resp.Peers4)
+		} else {
+			k, want = takeRun(sh.p6.span(s6, int(i-n4)), i, self, left, want, seeder, &resp.Peers6)
+		}
+		if want == 0 {
+			return
+		}
+		left -= k
+		if i += k; i == n {
+			i = 0
+		}
+	}
+}
+
+// takeRun hands out peers of run, whose first record is position i of the
+// union, reading at most left records, and returns how many it read and
+// how many peers are still wanted.
+func takeRun[A addr](run []peer[A], i, self, left uint64, want int, seeder bool, out *[]bittorrent.Peer) (uint64, int) {
+	run = run[:min(uint64(len(run)), left)]
+	for k := range run {
+		if p := &run[k]; i+uint64(k) != self && (!seeder || !p.seeder()) {
+			j := len(*out)
+			*out = (*out)[:j+1]
+			d := &(*out)[j]
+			d.ID = p.id
+			d.Addr = netip.AddrPortFrom(addrOf(&p.ip), p.port)
+			if want--; want == 0 {
+				return uint64(k + 1), 0
+			}
+		}
+	}
+	return uint64(len(run)), want
+}
+
 // pickHot is pick's walk over a big swarm's hot copy (see bigSeg), from
-// position i on, for an answer without peer ids. The first m entries of
-// the walk are loaded first, as touch does for records.
-func pickHot[A addr](sh *shard, hot []hotPeer[A], i, m, self uint64, want int, seeder bool, out *[]bittorrent.Peer) {
-	n := uint64(len(hot))
+// position i of its n peers on, for an answer without peer ids. The first
+// m entries of the walk are loaded first, as touch does for records.
+func pickHot[A addr](sh *shard, b *bigSeg[A], n, i, m, self uint64, want int, seeder bool, out *[]bittorrent.Peer) {
 	var x uint64
-	for j, k := i, uint64(0); k < m; k++ {
-		x += uint64(hot[j].port)
-		if j++; j == n {
+	for j := i; m > 0; {
+		run := b.hotSpan(uint32(j), uint32(n))
+		run = run[:min(uint64(len(run)), m)]
+		for k := range run {
+			x += uint64(run[k].port)
+		}
+		m -= uint64(len(run))
+		if j += uint64(len(run)); j == n {
 			j = 0
 		}
 	}
 	sh.sink += x
-	for range n {
-		if h := &hot[i]; i != self && (!seeder || !h.seeder) {
-			k := len(*out)
-			*out = (*out)[:k+1]
-			d := &(*out)[k]
-			d.ID = bittorrent.PeerID{}
-			d.Addr = netip.AddrPortFrom(addrOf(&h.ip), h.port)
-			if want--; want == 0 {
-				return
+	for left := n; left > 0; {
+		run := b.hotSpan(uint32(i), uint32(n))
+		run = run[:min(uint64(len(run)), left)]
+		for k := range run {
+			if h := &run[k]; i+uint64(k) != self && (!seeder || !h.seeder) {
+				j := len(*out)
+				*out = (*out)[:j+1]
+				d := &(*out)[j]
+				d.ID = bittorrent.PeerID{}
+				d.Addr = netip.AddrPortFrom(addrOf(&h.ip), h.port)
+				if want--; want == 0 {
+					return
+				}
 			}
 		}
-		if i++; i == n {
+		left -= uint64(len(run))
+		if i += uint64(len(run)); i == n {
 			i = 0
 		}
 	}
@@ -374,31 +428,40 @@ func addrOf[A addr](ip *A) netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-// touch reads two words of each of the m records of the union from
-// position i on, wrapping at its end, without branching on what it reads:
-// these loads do not wait for each other, so their cache misses overlap.
-// In the walk that follows, the seeder filter branches on every record
-// read, and each mispredicted branch makes the next miss wait for the one
-// before it.
-func touch(v4 []peer[[4]byte], v6 []peer[[16]byte], i, m uint64) uint64 {
-	n4 := uint64(len(v4))
-	n := n4 + uint64(len(v6))
-	var x uint64
-	for range m {
-		// The first and the last byte the walk reads of a record, on at
-		// most two cache lines.
+// touch reads two words of each of the m records of the union of s4 and
+// s6 from position i on, wrapping at its end, without branching on what
+// it reads: these loads do not wait for each other, so their cache misses
+// overlap. In the walk that follows, the seeder filter branches on every
+// record read, and each mispredicted branch makes the next miss wait for
+// the one before it.
+func touch(sl4 *slab[[4]byte], s4 seg, sl6 *slab[[16]byte], s6 seg, i, m uint64) uint64 {
+	n4 := uint64(s4.n)
+	n := n4 + uint64(s6.n)
+	var x, k uint64
+	for m > 0 {
 		if i < n4 {
-			p := &v4[i]
-			x += uint64(p.left) ^ uint64(p.id[len(p.id)-1])
+			x, k = touchRun(sl4.span(s4, int(i)), m, x)
 		} else {
-			p := &v6[i-n4]
-			x += uint64(p.left) ^ uint64(p.id[len(p.id)-1])
+			x, k = touchRun(sl6.span(s6, int(i-n4)), m, x)
 		}
-		if i++; i == n {
+		m -= k
+		if i += k; i == n {
 			i = 0
 		}
 	}
 	return x
+}
+
+// touchRun is touch over the first m records of run; it returns the sum
+// so far and the number of records read.
+func touchRun[A addr](run []peer[A], m, x uint64) (uint64, uint64) {
+	run = run[:min(uint64(len(run)), m)]
+	for k := range run {
+		// The first and the last byte the walk reads of a record, on at
+		// most two cache lines.
+		x += uint64(run[k].left) ^ uint64(run[k].id[len(run[k].id)-1])
+	}
+	return x, uint64(len(run))
 }
 
 func gcd(a, b uint64) uint64 {
@@ -446,22 +509,29 @@ func (s *Store) Torrent(_ context.Context, h bittorrent.InfoHash) (swarm.Torrent
 	if !ok {
 		return swarm.Torrent{}, false, nil
 	}
-	v4, v6 := sh.p4.view(t.p4), sh.p6.view(t.p6)
-	out := swarm.Torrent{TorrentSummary: summary(t), Peers: make([]swarm.PeerInfo, 0, len(v4)+len(v6))}
-	for i := range v4 {
-		out.Peers = append(out.Peers, info(&v4[i], netip.AddrFrom4(v4[i].ip)))
-	}
-	for i := range v6 {
-		out.Peers = append(out.Peers, info(&v6[i], netip.AddrFrom16(v6[i].ip)))
-	}
+	out := swarm.Torrent{TorrentSummary: summary(t), Peers: make([]swarm.PeerInfo, 0, t.p4.n+t.p6.n)}
+	out.Peers = infos(&sh.p4, t.p4, out.Peers)
+	out.Peers = infos(&sh.p6, t.p6, out.Peers)
 	// Peers of a big swarm are stored in no order.
 	if t.p4.cls == bigClass {
-		sortByAddr(out.Peers[:len(v4)])
+		sortByAddr(out.Peers[:t.p4.n])
 	}
 	if t.p6.cls == bigClass {
-		sortByAddr(out.Peers[len(v4):])
+		sortByAddr(out.Peers[t.p4.n:])
 	}
 	return out, true, nil
+}
+
+// infos appends the segment's peers in the order they are stored.
+func infos[A addr](sl *slab[A], sg seg, out []swarm.PeerInfo) []swarm.PeerInfo {
+	for i := 0; i < int(sg.n); {
+		run := sl.span(sg, i)
+		for k := range run {
+			out = append(out, info(&run[k], addrOf(&run[k].ip)))
+		}
+		i += len(run)
+	}
+	return out
 }
 
 func sortByAddr(ps []swarm.PeerInfo) {
@@ -595,21 +665,24 @@ func (s *Store) sweepStep(sh *shard, i int, cutoff int64, res *swarm.SweepResult
 // sweepSeg drops the stale peers of one segment, keeping the order (and
 // rebuilding a bigSeg's index).
 func sweepSeg[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, cutoff int64) int {
-	ps := sl.view(*sg)
 	kept := 0
-	for j := range ps {
-		if int64(ps[j].updated) <= cutoff {
-			sh.count(t, ps[j].seeder(), -1)
+	for j := range int(sg.n) {
+		p := sl.at(*sg, j)
+		if int64(p.updated) <= cutoff {
+			sh.count(t, p.seeder(), -1)
 			continue
 		}
-		ps[kept] = ps[j]
+		if kept != j {
+			*sl.at(*sg, kept) = *p
+		}
 		kept++
 	}
-	removed := len(ps) - kept
+	removed := int(sg.n) - kept
 	if removed > 0 {
 		sg.n = uint32(kept)
 		if sg.cls == bigClass && kept > 0 {
 			sl.big[sg.off].reindex(sg.n, sl.seed)
+			sl.publish()
 		}
 		sl.shrink(sg)
 	}

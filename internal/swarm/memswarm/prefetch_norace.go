@@ -96,13 +96,18 @@ func warmSeg[A addr](v *slabView[A], sg seg, ip *A, port uint16) (sink uint64, p
 		if int(sg.off) >= len(v.big) {
 			return 0, -1
 		}
-		b := &v.big[sg.off]
-		if len(b.idx) == 0 {
+		x := &v.big[sg.off].idx
+		tag := uint32(hashPeer(ip, port, v.seed))
+		k := int(tag >> x.shift)
+		if k >= len(x.dir) || int(x.dir[k]) >= len(x.parts) {
 			return 0, -1
 		}
-		h := hashPeer(ip, port, v.seed)
-		e := b.idx[int(h)&(len(b.idx)-1)]
-		if e == 0 || uint32(e>>32) != uint32(h) {
+		s := x.parts[x.dir[k]]
+		if len(s) == 0 {
+			return 0, -1
+		}
+		e := s[int(tag)&(len(s)-1)]
+		if e == 0 || uint32(e>>32) != tag {
 			// A new peer (or one further along the probe run): its slot
 			// is now loaded, there is no record to load.
 			return e, -1
@@ -127,8 +132,12 @@ func warmBig[A addr](v *slabView[A], sg seg, pos int) uint64 {
 	if v == nil || int(sg.off) >= len(v.big) {
 		return 0
 	}
-	if ps := v.big[sg.off].ps; pos < len(ps) {
-		return uint64(ps[pos].port) + uint64(ps[pos].left)
+	blocks := v.big[sg.off].blocks
+	if c := pos >> blockShift; c < len(blocks) {
+		if ps := blocks[c]; pos&blockMask < len(ps) {
+			p := &ps[pos&blockMask]
+			return uint64(p.port) + uint64(p.left)
+		}
 	}
 	return 0
 }

@@ -1,7 +1,6 @@
 package memswarm
 
 import (
-	"math/bits"
 	"slices"
 	"sync/atomic"
 
@@ -169,23 +168,36 @@ type slab[A addr] struct {
 	pview *atomic.Pointer[slabView[A]]
 }
 
-func (s *slab[A]) capOf(sg seg) uint32 {
-	if sg.cls == bigClass {
-		return uint32(len(s.big[sg.off].ps))
-	}
-	return classSize[sg.cls]
-}
-
 // view is the segment's peers, sliced out of the slab without allocating.
+// A big segment must be of one block, as segments of at most blockLen/2
+// peers are (see bigSeg); span and at read any segment.
 func (s *slab[A]) view(sg seg) []peer[A] {
 	switch sg.cls {
 	case noClass:
 		return nil
 	case bigClass:
-		return s.big[sg.off].ps[:sg.n]
+		return s.big[sg.off].blocks[0][:sg.n]
 	}
 	c, o := sg.off>>chunkShift, sg.off&(chunkLen-1)
 	return s.chunks[c][o : o+sg.n : o+classSize[sg.cls]]
+}
+
+// at is the record at position i of the segment.
+func (s *slab[A]) at(sg seg, i int) *peer[A] {
+	if sg.cls == bigClass {
+		return s.big[sg.off].at(uint32(i))
+	}
+	return &s.chunks[sg.off>>chunkShift][int(sg.off&(chunkLen-1))+i]
+}
+
+// span is the segment's records from position i on that are contiguous in
+// memory: the rest of a chunk segment, or up to the end of a big
+// segment's block.
+func (s *slab[A]) span(sg seg, i int) []peer[A] {
+	if sg.cls == bigClass {
+		return s.big[sg.off].span(uint32(i), sg.n)
+	}
+	return s.view(sg)[i:]
 }
 
 // alloc returns the offset of a fresh segment of class c. It may
@@ -380,13 +392,20 @@ func (s *slab[A]) release(sg seg) {
 
 // move puts the segment's peers into a new segment with room for at
 // least want records and releases the old one. Peers leaving a bigSeg for
-// a chunk are sorted, as chunk segments are.
+// a chunk are sorted, as chunk segments are. A big segment that stays big
+// keeps its index and only changes its one block (growing from a chunk
+// segment to blockLen, or shrinking back).
 func (s *slab[A]) move(sg *seg, want uint32) {
+	if sg.cls == bigClass && want > maxSeg {
+		s.big[sg.off].resize(min(want+want/4, blockLen))
+		s.publish()
+		return
+	}
 	var nw seg
 	switch {
 	case want > maxSeg:
 		nw.cls = bigClass
-		b := newBigSeg[A](want + want/4)
+		b := newBigSeg[A](min(want+want/4, blockLen))
 		if n := len(s.bigFree); n > 0 {
 			nw.off = s.bigFree[n-1]
 			s.bigFree = s.bigFree[:n-1]
@@ -395,7 +414,6 @@ func (s *slab[A]) move(sg *seg, want uint32) {
 			nw.off = uint32(len(s.big))
 			s.big = append(s.big, b)
 		}
-		s.publish()
 	case want > 0:
 		nw.cls = classOf[want]
 		// alloc may evacuate the chunk that holds *sg, so read *sg after.
@@ -403,21 +421,21 @@ func (s *slab[A]) move(sg *seg, want uint32) {
 	}
 	old := *sg
 	nw.n = old.n
-	copy(s.view(nw), s.view(old))
 	switch {
-	case nw.cls == bigClass && old.cls == bigClass:
-		// Positions are kept: the index entries move as they are.
-		s.big[nw.off].rehash(s.big[old.off].idx)
-		copy(s.big[nw.off].hot, s.big[old.off].hot[:nw.n])
 	case nw.cls == bigClass:
+		copy(s.big[nw.off].blocks[0], s.view(old))
 		s.big[nw.off].reindex(nw.n, s.seed)
-	case old.cls == bigClass && nw.cls != noClass:
-		slices.SortFunc(s.view(nw), func(a, b peer[A]) int {
-			if a.less(&b.ip, b.port) {
-				return -1
-			}
-			return 1 // two peers never share an address
-		})
+		s.publish()
+	case nw.cls != noClass:
+		copy(s.view(nw), s.view(old))
+		if old.cls == bigClass {
+			slices.SortFunc(s.view(nw), func(a, b peer[A]) int {
+				if a.less(&b.ip, b.port) {
+					return -1
+				}
+				return 1 // two peers never share an address
+			})
+		}
 	}
 	s.release(old)
 	*sg = nw
@@ -427,8 +445,7 @@ func (s *slab[A]) move(sg *seg, want uint32) {
 // there, the position insert wants (meaningful for chunk segments only).
 func (s *slab[A]) find(sg seg, ip *A, port uint16) (int, bool) {
 	if sg.cls == bigClass {
-		b := &s.big[sg.off]
-		_, i := b.lookup(hashPeer(ip, port, s.seed), ip, port)
+		_, _, i := s.big[sg.off].lookup(hashPeer(ip, port, s.seed), ip, port)
 		return i, i >= 0
 	}
 	return find(s.view(sg), ip, port)
@@ -437,17 +454,25 @@ func (s *slab[A]) find(sg seg, ip *A, port uint16) (int, bool) {
 // insert puts p at position i of the segment (at the end of a bigSeg),
 // growing it when full, and returns where p is.
 func (s *slab[A]) insert(sg *seg, i int, p *peer[A]) int {
-	if sg.cls == noClass || sg.n == s.capOf(*sg) {
+	if sg.cls != bigClass && (sg.cls == noClass || sg.n == classSize[sg.cls]) {
 		s.move(sg, sg.n+1)
 	}
 	if sg.cls == bigClass {
 		b := &s.big[sg.off]
+		if c := b.capacity(); sg.n == c {
+			if c < blockLen {
+				s.move(sg, sg.n+1)
+			} else {
+				b.addBlock()
+				s.publish()
+			}
+		}
 		i = int(sg.n)
-		b.ps[i] = *p
-		b.hot[i] = hotOf(p)
-		h := hashPeer(&p.ip, p.port, s.seed)
-		j, _ := b.lookup(h, &p.ip, p.port)
-		b.idx[j] = entry(h, i)
+		*b.at(sg.n) = *p
+		*b.hotAt(sg.n) = hotOf(p)
+		if b.idx.add(entry(hashPeer(&p.ip, p.port, s.seed), i)) {
+			s.publish()
+		}
 		sg.n++
 		return i
 	}
@@ -462,7 +487,9 @@ func (s *slab[A]) insert(sg *seg, i int, p *peer[A]) int {
 // its last peer instead of shifting the tail.
 func (s *slab[A]) remove(sg *seg, i int) {
 	if sg.cls == bigClass {
-		s.big[sg.off].remove(i, int(sg.n), s.seed)
+		if s.big[sg.off].remove(i, int(sg.n), s.seed) {
+			s.publish()
+		}
 		sg.n--
 		s.shrink(sg)
 		return
@@ -475,165 +502,30 @@ func (s *slab[A]) remove(sg *seg, i int) {
 
 // shrink moves a segment that has become much larger than its peers into
 // a smaller one, and frees an empty one. The factor of four leaves room
-// for the swarm to grow back without moving again at once.
+// for the swarm to grow back without moving again at once. A big segment
+// of several blocks drops its last block once that is empty and the one
+// before at most half full, so a swarm that hovers at a block boundary
+// does not allocate and free a block on every other announce.
 func (s *slab[A]) shrink(sg *seg) {
+	if sg.cls == bigClass && sg.n > 0 {
+		b := &s.big[sg.off]
+		k := len(b.blocks)
+		for k > 1 && sg.n+blockLen/2 <= uint32(k-1)*blockLen {
+			k--
+		}
+		if k < len(b.blocks) {
+			b.truncate(k)
+			s.publish()
+		}
+		if k == 1 && sg.n <= b.capacity()/4 {
+			s.move(sg, sg.n+sg.n/4)
+		}
+		return
+	}
 	switch {
 	case sg.n == 0:
 		s.move(sg, 0)
-	case sg.cls == bigClass:
-		if sg.n <= uint32(len(s.big[sg.off].ps))/4 {
-			s.move(sg, sg.n+sg.n/4)
-		}
 	case sg.cls > 1 && sg.n*4 <= classSize[sg.cls]:
 		s.move(sg, sg.n+sg.n/4)
-	}
-}
-
-// bigSeg holds the peers of one swarm too large for a chunk. Keeping them
-// sorted would make every new peer shift on average half of the array
-// (tens of microseconds at 500,000 peers), so they are in no order: a new
-// peer goes at the end, a leaving one is replaced by the last, and an
-// open-addressing index finds a peer by address. Both arrays are
-// pointer-free, so a big swarm costs the garbage collector two objects
-// it never scans.
-type bigSeg[A addr] struct {
-	// ps has the segment's capacity as its length; the first seg.n are
-	// the peers.
-	ps []peer[A]
-	// idx holds entries (see entry) in the slot their hash picks, or the
-	// next free one (linear probing); 0 is an empty slot. Its length is a
-	// power of two at least 3/2 of len(ps), so it stays at most 2/3 full.
-	idx []uint64
-	// hot mirrors what handing out a peer without its id reads of ps, in
-	// the same positions: 8 bytes per IPv4 peer where a record is 56, so
-	// the walk of an announce reads a sixth of the cache lines.
-	hot []hotPeer[A]
-}
-
-// hotPeer is a big swarm's peer as an answer without peer ids needs it.
-type hotPeer[A addr] struct {
-	ip     A
-	port   uint16
-	seeder bool
-}
-
-func hotOf[A addr](p *peer[A]) hotPeer[A] {
-	return hotPeer[A]{ip: p.ip, port: p.port, seeder: p.seeder()}
-}
-
-// entry is an index entry: the low 32 bits of the peer's hash above its
-// position+1. Probing compares the hash bits first and reads a record
-// only when they match, so looking up a new peer reads no record at all
-// (each record read is a cache miss in a swarm of hundreds of thousands),
-// and moving entries never rehashes a record.
-func entry(h uint64, pos int) uint64 { return uint64(uint32(h))<<32 | uint64(pos+1) }
-
-func newBigSeg[A addr](capacity uint32) bigSeg[A] {
-	slots := 1 << bits.Len32(capacity+capacity/2-1)
-	return bigSeg[A]{ps: make([]peer[A], capacity), idx: make([]uint64, slots), hot: make([]hotPeer[A], capacity)}
-}
-
-// hashPeer mixes a peer's address with the slab's seed (wyhash's
-// multiply-and-fold): a few nanoseconds, no allocation.
-func hashPeer[A addr](ip *A, port uint16, seed uint64) uint64 {
-	var a, b uint64
-	if len(*ip) == 4 {
-		a = uint64((*ip)[0])<<24 | uint64((*ip)[1])<<16 | uint64((*ip)[2])<<8 | uint64((*ip)[3])
-	} else {
-		for k := 0; k < 8; k++ {
-			a = a<<8 | uint64((*ip)[k])
-			b = b<<8 | uint64((*ip)[8+k])
-		}
-	}
-	hi, lo := bits.Mul64(a^seed^0xa0761d6478bd642f, b^uint64(port)<<32^bits.RotateLeft64(seed, 32)^0xe7037ed1a0b428db)
-	return hi ^ lo
-}
-
-// lookup returns the index slot of (ip, port), whose hash is h, and its
-// position, or the empty slot where it would go and -1.
-func (b *bigSeg[A]) lookup(h uint64, ip *A, port uint16) (slot, pos int) {
-	mask := len(b.idx) - 1
-	tag := uint32(h)
-	for j := int(h) & mask; ; j = (j + 1) & mask {
-		v := b.idx[j]
-		if v == 0 {
-			return j, -1
-		}
-		if uint32(v>>32) != tag {
-			continue
-		}
-		if p := &b.ps[uint32(v)-1]; p.ip == *ip && p.port == port {
-			return j, int(uint32(v) - 1)
-		}
-	}
-}
-
-// place puts entry v into the first free slot from its home.
-func (b *bigSeg[A]) place(v uint64) {
-	mask := len(b.idx) - 1
-	j := int(v>>32) & mask
-	for b.idx[j] != 0 {
-		j = (j + 1) & mask
-	}
-	b.idx[j] = v
-}
-
-// reindex rebuilds the index and hot of the first n peers from their
-// records.
-func (b *bigSeg[A]) reindex(n uint32, seed uint64) {
-	clear(b.idx)
-	for i := range int(n) {
-		p := &b.ps[i]
-		b.place(entry(hashPeer(&p.ip, p.port, seed), i))
-		b.hot[i] = hotOf(p)
-	}
-}
-
-// rehash fills the index from another index of the same positions.
-func (b *bigSeg[A]) rehash(old []uint64) {
-	if len(old) == len(b.idx) {
-		copy(b.idx, old)
-		return
-	}
-	for _, v := range old {
-		if v != 0 {
-			b.place(v)
-		}
-	}
-}
-
-// remove deletes position i of the n peers: the last peer moves into the
-// hole, so nothing else shifts.
-func (b *bigSeg[A]) remove(i, n int, seed uint64) {
-	j, _ := b.lookup(hashPeer(&b.ps[i].ip, b.ps[i].port, seed), &b.ps[i].ip, b.ps[i].port)
-	b.unindex(j)
-	if last := n - 1; i != last {
-		p := &b.ps[last]
-		h := hashPeer(&p.ip, p.port, seed)
-		mask := len(b.idx) - 1
-		j := int(h) & mask
-		for uint32(b.idx[j]) != uint32(last+1) {
-			j = (j + 1) & mask
-		}
-		b.idx[j] = entry(h, i)
-		b.ps[i] = *p
-		b.hot[i] = b.hot[last]
-	}
-}
-
-// unindex empties slot j by backward shifting: later entries of the probe
-// run move up, so no tombstones pile up in a swarm with churn.
-func (b *bigSeg[A]) unindex(j int) {
-	mask := len(b.idx) - 1
-	b.idx[j] = 0
-	for k := (j + 1) & mask; b.idx[k] != 0; k = (k + 1) & mask {
-		v := b.idx[k]
-		home := int(v>>32) & mask
-		// The entry at k may fill the hole at j unless its home slot lies
-		// cyclically after j: lookups from there would never reach j.
-		if (k-home)&mask >= (k-j)&mask {
-			b.idx[j], b.idx[k] = v, 0
-			j = k
-		}
 	}
 }

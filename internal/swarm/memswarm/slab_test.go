@@ -79,21 +79,21 @@ func checkInvariants(t *testing.T, s *Store) {
 
 func countSeg[A addr](t *testing.T, sl *slab[A], sg seg, se, le *uint32) {
 	t.Helper()
-	ps := sl.view(sg)
 	if sg.cls != noClass && sg.n == 0 {
 		t.Fatalf("empty segment of class %d kept", sg.cls)
 	}
 	if sg.cls == bigClass {
 		checkBig(t, sl, sg)
 	}
-	for i := range ps {
-		if sg.cls != bigClass && i > 0 && !ps[i-1].less(&ps[i].ip, ps[i].port) {
+	for i := range int(sg.n) {
+		p := sl.at(sg, i)
+		if sg.cls != bigClass && i > 0 && !sl.at(sg, i-1).less(&p.ip, p.port) {
 			t.Fatalf("peers out of order or duplicated at %d", i)
 		}
-		if ps[i].port == 0 {
+		if p.port == 0 {
 			t.Fatal("a peer with port 0 is stored")
 		}
-		if ps[i].seeder() {
+		if p.seeder() {
 			*se++
 		} else {
 			*le++
@@ -101,31 +101,83 @@ func countSeg[A addr](t *testing.T, sl *slab[A], sg seg, se, le *uint32) {
 	}
 }
 
-// checkBig checks that a big segment's index holds exactly its peers, each
-// reachable from its home slot without crossing an empty slot.
+// checkBig checks a big segment: its blocks (all of blockLen but a lone
+// one, not more than needed, hot copies matching the records) and its
+// index: a directory consistent with the parts' depths, parts at most 2/3
+// full holding exactly the peers, each reachable from its home slot
+// without crossing an empty slot.
 func checkBig[A addr](t *testing.T, sl *slab[A], sg seg) {
 	t.Helper()
 	b := &sl.big[sg.off]
-	if len(b.idx)&(len(b.idx)-1) != 0 || len(b.idx)*2 < len(b.ps)*3 {
-		t.Fatalf("index of %d slots for %d records", len(b.idx), len(b.ps))
+	if len(b.blocks) != len(b.hot) || len(b.blocks) == 0 {
+		t.Fatalf("%d blocks and %d hot blocks", len(b.blocks), len(b.hot))
+	}
+	for k := range b.blocks {
+		if len(b.blocks[k]) != len(b.hot[k]) || len(b.blocks) > 1 && len(b.blocks[k]) != blockLen || len(b.blocks[k]) > blockLen {
+			t.Fatalf("block %d of %d holds %d records, %d hot copies", k, len(b.blocks), len(b.blocks[k]), len(b.hot[k]))
+		}
+	}
+	if k := len(b.blocks); sg.n > b.capacity() || k > 1 && sg.n+blockLen/2 <= uint32(k-1)*blockLen {
+		t.Fatalf("%d blocks (capacity %d) for %d peers", k, b.capacity(), sg.n)
+	}
+	x := &b.idx
+	if len(x.dir) != 1<<x.depth || x.shift != 32-x.depth || len(x.parts) != len(x.meta) {
+		t.Fatalf("directory of %d entries, depth %d, shift %d, %d parts, %d metas", len(x.dir), x.depth, x.shift, len(x.parts), len(x.meta))
+	}
+	// Each part of depth d is named by one aligned run of 1<<(depth-d)
+	// directory entries.
+	named := make([]int, len(x.parts))
+	for k := 0; k < len(x.dir); {
+		p := x.dir[k]
+		run := 1 << (x.depth - x.meta[p].depth)
+		if k%run != 0 {
+			t.Fatalf("part %d of depth %d named from directory entry %d", p, x.meta[p].depth, k)
+		}
+		for j := k; j < k+run; j++ {
+			if x.dir[j] != p {
+				t.Fatalf("directory entries %d..%d should all name part %d", k, k+run-1, p)
+			}
+		}
+		named[p]++
+		k += run
 	}
 	entries := 0
-	for _, v := range b.idx {
-		if v != 0 {
-			entries++
+	for p, s := range x.parts {
+		if named[p] != 1 {
+			t.Fatalf("part %d named by %d runs of the directory", p, named[p])
+		}
+		if len(s) < minPartSlots || len(s)&(len(s)-1) != 0 || int(x.meta[p].n)*3 > len(s)*2 {
+			t.Fatalf("part %d: %d slots for %d entries", p, len(s), x.meta[p].n)
+		}
+		n := 0
+		for _, v := range s {
+			if v == 0 {
+				continue
+			}
+			n++
 			if uint32(v) > sg.n || uint32(v) == 0 {
 				t.Fatalf("index entry %d beyond the %d peers", v, sg.n)
 			}
+			if x.dir[uint32(v>>32)>>x.shift] != uint32(p) {
+				t.Fatalf("entry %x in part %d, its tag names part %d", v, p, x.dir[uint32(v>>32)>>x.shift])
+			}
 		}
+		if n != int(x.meta[p].n) {
+			t.Fatalf("part %d counts %d entries, holds %d", p, x.meta[p].n, n)
+		}
+		entries += n
 	}
 	if entries != int(sg.n) {
 		t.Fatalf("index has %d entries for %d peers", entries, sg.n)
 	}
-	for i := range int(sg.n) {
-		p := &b.ps[i]
+	for i := range sg.n {
+		p := b.at(i)
 		h := hashPeer(&p.ip, p.port, sl.seed)
-		if j, pos := b.lookup(h, &p.ip, p.port); pos != i || b.idx[j] != entry(h, i) {
+		if part, j, pos := b.lookup(h, &p.ip, p.port); pos != int(i) || x.parts[part][j] != entry(h, int(i)) {
 			t.Fatalf("peer %d found at %d (duplicate or lost index entry)", i, pos)
+		}
+		if *b.hotAt(i) != hotOf(p) {
+			t.Fatalf("hot copy %d is %+v, record %+v", i, *b.hotAt(i), hotOf(p))
 		}
 	}
 }
