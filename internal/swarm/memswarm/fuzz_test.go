@@ -2,6 +2,7 @@ package memswarm
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -63,6 +64,67 @@ func FuzzOps(f *testing.F) {
 			if st, _ := s.Scrape(ctx, []bittorrent.InfoHash{a.InfoHash}, nil); st[0].Completed != res.Completed ||
 				st[0].Seeders != resp.Seeders || st[0].Leechers != resp.Leechers {
 				t.Fatalf("scrape %+v after an answer of %d/%d completed %d", st[0], resp.Seeders, resp.Leechers, res.Completed)
+			}
+			checkInvariants(t, s)
+		}
+	})
+}
+
+// FuzzBigOps is FuzzOps for big swarms: each operation joins or leaves a
+// range of up to 2,040 peers of one torrent (IPv4 or IPv6), re-announces
+// one, or sweeps, so swarms cross the chunk limit and block boundaries
+// both ways; index parts split at 64 slots. The bookkeeping, blocks and
+// index are checked after every operation.
+//
+// Each operation is 4 bytes: kind and family, the range's start, its
+// length in steps of 8, and left with the announce time.
+func FuzzBigOps(f *testing.F) {
+	f.Add([]byte{0, 0, 40, 0, 0, 1, 255, 1, 1, 0, 200, 0, 3, 0, 0, 0})
+	f.Add([]byte{0, 0, 255, 0, 4, 0, 255, 0, 0, 9, 255, 1, 2, 3, 7, 1, 1, 2, 250, 0})
+	f.Fuzz(func(t *testing.T, prog []byte) {
+		old := maxPartSlots
+		maxPartSlots = minPartSlots
+		defer func() { maxPartSlots = old }()
+		if len(prog) > 4*64 {
+			prog = prog[:4*64]
+		}
+		s := NewSharded(swarm.Options{RemovePeerlessTorrents: true}, 0)
+		ctx := context.Background()
+		var resp bittorrent.AnnounceResponse
+		for ; len(prog) >= 4; prog = prog[4:] {
+			op, start, n, nb := prog[0], int(prog[1])*64, int(prog[2])*8, prog[3]
+			now := 1000 + int64(nb>>1&7)
+			if op&3 == 3 {
+				if _, err := s.Sweep(ctx, now); err != nil {
+					t.Fatal(err)
+				}
+				checkInvariants(t, s)
+				continue
+			}
+			a := swarmtest.Announce(swarmtest.Hash(int(op>>3&1)), swarmtest.PeerID(0), netip.AddrPort{}, now)
+			a.Left = int64(nb & 1)
+			a.NoPeerIDs = op&0x10 != 0
+			a.NumWant = 30
+			if op&3 == 2 {
+				n = 1 // one peer re-announces
+			}
+			if op&3 == 1 {
+				a.Event = bittorrent.EventStopped
+			}
+			for i := start; i < start+n; i++ {
+				a.Addr = swarmtest.Addr4(i, 1+uint16(i%3))
+				if op&4 != 0 {
+					a.Addr = swarmtest.Addr6(i, 1+uint16(i%3))
+				}
+				resp.Reset()
+				if _, err := s.Announce(ctx, &a, &resp); err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range append(resp.Peers4, resp.Peers6...) {
+					if p.Addr == a.Addr {
+						t.Fatalf("%v was handed itself", a.Addr)
+					}
+				}
 			}
 			checkInvariants(t, s)
 		}
