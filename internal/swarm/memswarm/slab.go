@@ -85,8 +85,8 @@ func find[A addr](ps []peer[A], ip *A, port uint16) (int, bool) {
 //
 // maxSeg bounds the memmove of a sorted insert to 7 KB (a new peer in a
 // segment of 4,096 shifted 115 KB on average, 4 % of the server's CPU in
-// a skewed UDP run); swarms above it are few, and their bigSeg costs about
-// 10 bytes of index per peer.
+// a skewed UDP run); swarms above it are few, and their bigSeg costs 12–24
+// bytes of index per peer (see bigIndex).
 const (
 	chunkShift = 12
 	chunkLen   = 1 << chunkShift
