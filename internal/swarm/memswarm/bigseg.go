@@ -239,7 +239,11 @@ func hashPeer[A addr](ip *A, port uint16, seed uint64) uint64 {
 			b = b<<8 | uint64((*ip)[8+k])
 		}
 	}
-	hi, lo := bits.Mul64(a^seed^0xa0761d6478bd642f, b^uint64(port)<<32^bits.RotateLeft64(seed, 32)^0xe7037ed1a0b428db)
+	hi, lo := bits.Mul64(a^seed^0xa0761d6478bd642f, b^bits.RotateLeft64(seed, 32)^0xe7037ed1a0b428db)
+	// The port goes in with a second multiply: XORed into b, it cancelled
+	// out against address bytes 10-11, so one /64 could give 65,535
+	// peers of one swarm a single hash, whatever the seed.
+	hi, lo = bits.Mul64(hi^lo^uint64(port), bits.RotateLeft64(seed, 29)^0x8ebc6af09c88c6e3)
 	return hi ^ lo
 }
 
