@@ -47,6 +47,7 @@ func FuzzOps(f *testing.F) {
 			a.Event = bittorrent.Event(op & 3)
 			a.NumWant = int(nb & 15)
 			a.Left = int64(nb >> 4 & 1)
+			a.NoPeerIDs = nb&0x20 != 0
 			a.Families = bittorrent.Family(1 + tb>>3%3)
 			resp.Reset()
 			res, err := s.Announce(ctx, &a, &resp)
@@ -56,11 +57,7 @@ func FuzzOps(f *testing.F) {
 			if n := len(resp.Peers4) + len(resp.Peers6); n > a.NumWant {
 				t.Fatalf("%d peers for numwant %d", n, a.NumWant)
 			}
-			for _, p := range append(resp.Peers4, resp.Peers6...) {
-				if p.Addr == a.Addr {
-					t.Fatalf("%v was handed itself", a.Addr)
-				}
-			}
+			checkAnswer(t, s, &a, &resp)
 			if st, _ := s.Scrape(ctx, []bittorrent.InfoHash{a.InfoHash}, nil); st[0].Completed != res.Completed ||
 				st[0].Seeders != resp.Seeders || st[0].Leechers != resp.Leechers {
 				t.Fatalf("scrape %+v after an answer of %d/%d completed %d", st[0], resp.Seeders, resp.Leechers, res.Completed)
@@ -120,13 +117,43 @@ func FuzzBigOps(f *testing.F) {
 				if _, err := s.Announce(ctx, &a, &resp); err != nil {
 					t.Fatal(err)
 				}
-				for _, p := range append(resp.Peers4, resp.Peers6...) {
-					if p.Addr == a.Addr {
-						t.Fatalf("%v was handed itself", a.Addr)
+				if i == start+n-1 {
+					// Every answer costs a listing of the swarm.
+					checkAnswer(t, s, &a, &resp)
+				} else {
+					for _, p := range append(resp.Peers4, resp.Peers6...) {
+						if p.Addr == a.Addr {
+							t.Fatalf("%v was handed itself", a.Addr)
+						}
 					}
 				}
 			}
 			checkInvariants(t, s)
 		}
 	})
+}
+
+// checkAnswer checks that every peer handed out is another stored peer of
+// the torrent, a leecher when the requester is a seeder, with its id
+// (or none when ids were not wanted).
+func checkAnswer(t *testing.T, s *Store, a *swarm.Announce, resp *bittorrent.AnnounceResponse) {
+	t.Helper()
+	tr, _, _ := s.Torrent(context.Background(), a.InfoHash)
+	stored := make(map[netip.AddrPort]swarm.PeerInfo, len(tr.Peers))
+	for _, p := range tr.Peers {
+		stored[p.Addr] = p
+	}
+	for _, p := range append(resp.Peers4, resp.Peers6...) {
+		q, ok := stored[p.Addr]
+		switch {
+		case p.Addr == a.Addr:
+			t.Fatalf("%v was handed itself", a.Addr)
+		case !ok:
+			t.Fatalf("%v handed out, not stored", p.Addr)
+		case a.Left == 0 && q.Left == 0:
+			t.Fatalf("seeder %v handed to a seeder", p.Addr)
+		case p.ID != q.ID && (!a.NoPeerIDs || p.ID != bittorrent.PeerID{}):
+			t.Fatalf("%v handed out with id %x, stored %x", p.Addr, p.ID, q.ID)
+		}
+	}
 }
