@@ -52,6 +52,13 @@ type bigSeg[A addr] struct {
 	// lines.
 	hot [][]hotPeer[A]
 	idx bigIndex
+	// leechers is how many of the peers are leechers: they hold positions
+	// 0..leechers-1, the seeders the rest. A seeder's sample (leechers
+	// only) is then a window over the leechers, where walking the whole
+	// swarm and skipping seeders read every peer of a swarm with few
+	// leechers (21 ms under the lock for 1,000,000 seeders and one
+	// leecher) and favoured the leechers that follow long runs of seeders.
+	leechers uint32
 }
 
 // hotPeer is a big swarm's peer as an answer without peer ids needs it.
@@ -145,9 +152,19 @@ func (b *bigSeg[A]) lookup(h uint64, ip *A, port uint16) (part uint32, slot, pos
 	}
 }
 
-// reindex rebuilds the index and the hot copies of the first n peers from
-// their records.
+// reindex puts the first n peers' leechers first and rebuilds the index
+// and the hot copies from their records.
 func (b *bigSeg[A]) reindex(n uint32, seed uint64) {
+	l := uint32(0)
+	for i := range n {
+		if p := b.at(i); !p.seeder() {
+			if i != l {
+				*p, *b.at(l) = *b.at(l), *p
+			}
+			l++
+		}
+	}
+	b.leechers = l
 	b.idx = newBigIndex(int(n))
 	for i := range n {
 		p := b.at(i)
@@ -157,9 +174,15 @@ func (b *bigSeg[A]) reindex(n uint32, seed uint64) {
 }
 
 // remove deletes position i of the n peers: the last peer moves into the
-// hole, so nothing else shifts. It reports whether an index part was
-// replaced.
+// hole, so nothing else shifts (a leaving leecher first trades places with
+// the last leecher, to keep the leechers first). It reports whether an
+// index part was replaced.
 func (b *bigSeg[A]) remove(i, n int, seed uint64) bool {
+	if uint32(i) < b.leechers {
+		b.leechers--
+		b.swap(uint32(i), b.leechers, seed)
+		i = int(b.leechers)
+	}
 	p := b.at(uint32(i))
 	part, j, _ := b.lookup(hashPeer(&p.ip, p.port, seed), &p.ip, p.port)
 	b.idx.del(part, j)
@@ -170,6 +193,41 @@ func (b *bigSeg[A]) remove(i, n int, seed uint64) bool {
 		*b.hotAt(uint32(i)) = *b.hotAt(uint32(last))
 	}
 	return b.idx.shrink(part)
+}
+
+// setSeeder records that the peer at position i is now a seeder or a
+// leecher, moving it across the boundary between the two when it changes
+// side, and returns its position.
+func (b *bigSeg[A]) setSeeder(i uint32, seeder bool, seed uint64) uint32 {
+	switch {
+	case seeder && i < b.leechers:
+		b.leechers--
+		b.swap(i, b.leechers, seed)
+		i = b.leechers
+	case !seeder && i >= b.leechers:
+		b.swap(i, b.leechers, seed)
+		i = b.leechers
+		b.leechers++
+	}
+	b.hotAt(i).seeder = seeder
+	return i
+}
+
+// swap exchanges the peers at positions i and j and their index entries.
+func (b *bigSeg[A]) swap(i, j uint32, seed uint64) {
+	if i == j {
+		return
+	}
+	p, q := b.at(i), b.at(j)
+	hp, hq := hashPeer(&p.ip, p.port, seed), hashPeer(&q.ip, q.port, seed)
+	// Entries are found by position: park one on a position no peer has.
+	const parked = 1<<32 - 2
+	b.idx.repoint(hp, int(i), parked)
+	b.idx.repoint(hq, int(j), int(i))
+	b.idx.repoint(hp, parked, int(j))
+	*p, *q = *q, *p
+	hi, hj := b.hotAt(i), b.hotAt(j)
+	*hi, *hj = *hj, *hi
 }
 
 // bigIndex finds a big swarm's peers by address. It is split into parts,

@@ -210,14 +210,15 @@ func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint
 		sh.count(t, was, -1)
 		sh.count(t, !was, 1)
 	}
+	if sg.cls == bigClass {
+		// Before the record is written: this may move it.
+		i = int(sl.big[sg.off].setSeeder(uint32(i), a.Left == 0, sl.seed))
+	}
 	p := sl.at(*sg, i)
 	p.id = a.PeerID
 	p.event = a.Event
 	p.updated = clampTime(a.Now)
 	p.uploaded, p.downloaded, p.left = a.Uploaded, a.Downloaded, a.Left
-	if sg.cls == bigClass {
-		sl.big[sg.off].hotAt(uint32(i)).seeder = a.Left == 0
-	}
 	if a.Event == bittorrent.EventCompleted && !p.counted {
 		p.counted = true
 		t.completed++
@@ -240,9 +241,22 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 	if a.Families&bittorrent.IPv6 != 0 {
 		s6 = t.p6
 	}
+	seeder := a.Left == 0
+	if seeder {
+		// A seeder is handed only leechers, and a big segment keeps its
+		// leechers first: its sample is drawn from them alone. (The
+		// requester, a seeder, is past them.)
+		if s4.cls == bigClass {
+			s4.n = sh.p4.big[s4.off].leechers
+			self4 = -1
+		}
+		if s6.cls == bigClass {
+			s6.n = sh.p6.big[s6.off].leechers
+			self6 = -1
+		}
+	}
 	n4 := uint64(s4.n)
 	n := n4 + uint64(s6.n)
-	seeder := a.Left == 0
 	if n == 0 || seeder && t.leechers == 0 {
 		return
 	}

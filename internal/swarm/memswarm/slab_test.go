@@ -179,6 +179,12 @@ func checkBig[A addr](t *testing.T, sl *slab[A], sg seg) {
 		if *b.hotAt(i) != hotOf(p) {
 			t.Fatalf("hot copy %d is %+v, record %+v", i, *b.hotAt(i), hotOf(p))
 		}
+		if p.seeder() != (i >= b.leechers) {
+			t.Fatalf("peer %d of %d (seeder %v) is on the wrong side of the %d leechers", i, sg.n, p.seeder(), b.leechers)
+		}
+	}
+	if b.leechers > sg.n {
+		t.Fatalf("%d leechers counted among %d peers", b.leechers, sg.n)
 	}
 }
 

@@ -1,0 +1,93 @@
+package memswarm
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/swarm"
+	"github.com/starling-tracker/starling/internal/swarm/swarmtest"
+)
+
+// TestSeederSampleOfFewLeechers: in a big swarm of 10,000 seeders and 11
+// leechers (10 that joined first, one last), a seeder asking for one peer
+// gets each leecher about equally often, with and without peer ids. A walk
+// of the whole swarm that skipped seeders handed out the leecher after the
+// long run of seeders 9,899 times in 10,000, another one 9 times.
+func TestSeederSampleOfFewLeechers(t *testing.T) {
+	for _, noIDs := range []bool{false, true} {
+		s := New(swarm.Options{})
+		h := swarmtest.Hash(1)
+		join := func(i int, left int64) {
+			a := swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100)
+			a.Left, a.NumWant = left, 0
+			swarmtest.Do(t, s, a)
+		}
+		for i := 1; i <= 10; i++ {
+			join(i, 1)
+		}
+		for i := 11; i <= 10_010; i++ {
+			join(i, 0)
+		}
+		join(10_011, 1)
+		got := map[netip.AddrPort]int{}
+		const rounds = 11_000
+		for r := range rounds {
+			i := 11 + r%10_000
+			a := swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 101)
+			a.Left, a.NumWant, a.Families, a.NoPeerIDs = 0, 1, bittorrent.IPv4, noIDs
+			_, resp := swarmtest.Do(t, s, a)
+			if len(resp.Peers4) != 1 {
+				t.Fatalf("seeder got %d peers, want 1", len(resp.Peers4))
+			}
+			got[resp.Peers4[0].Addr]++
+		}
+		// 1,000 expected each; a binomial's deviation is about 30.
+		for _, i := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10_011} {
+			if c := got[swarmtest.Addr4(i, 6881)]; c < 800 || c > 1200 {
+				t.Errorf("noIDs=%v: leecher %d handed out %d times in %d, want about %d", noIDs, i, c, rounds, rounds/11)
+			}
+		}
+		if len(got) != 11 {
+			t.Errorf("noIDs=%v: %d different peers handed to seeders, want the 11 leechers", noIDs, len(got))
+		}
+	}
+}
+
+// TestLeechersFirstThroughChanges drives a big swarm through joins,
+// leechers becoming seeders and back, and leaving, and checks after each
+// step that the segment keeps its leechers first (checkBig).
+func TestLeechersFirstThroughChanges(t *testing.T) {
+	s := NewSharded(swarm.Options{}, 0)
+	h := swarmtest.Hash(1)
+	ann := func(i int, left int64, ev bittorrent.Event) {
+		a := swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100)
+		a.Left, a.Event, a.NumWant, a.Families = left, ev, 5, bittorrent.IPv4
+		var resp bittorrent.AnnounceResponse
+		if _, err := s.Announce(context.Background(), &a, &resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sh := &s.shards[0]
+	check := func(stage string) {
+		t.Helper()
+		tor, ok := sh.get(&h)
+		if !ok || tor.p4.cls != bigClass {
+			t.Fatalf("%s: the swarm is not a big segment", stage)
+		}
+		checkBig(t, &sh.p4, tor.p4)
+	}
+	for i := range 3000 {
+		ann(i, int64(i%3), bittorrent.EventNone)
+	}
+	check("after joining")
+	for i := 0; i < 3000; i += 4 {
+		ann(i, int64((i+1)%2), bittorrent.EventNone) // some switch, some stay
+	}
+	check("after switching")
+	for i := 1; i < 3000; i += 3 {
+		ann(i, 1, bittorrent.EventStopped)
+	}
+	check("after leaving")
+}
