@@ -221,7 +221,7 @@ func (b *bigSeg[A]) swap(i, j uint32, seed uint64) {
 	p, q := b.at(i), b.at(j)
 	hp, hq := hashPeer(&p.ip, p.port, seed), hashPeer(&q.ip, q.port, seed)
 	// Entries are found by position: park one on a position no peer has.
-	const parked = 1<<32 - 2
+	const parked = 1<<31 - 2 // fits an int on 32-bit platforms too
 	b.idx.repoint(hp, int(i), parked)
 	b.idx.repoint(hq, int(j), int(i))
 	b.idx.repoint(hp, parked, int(j))

@@ -10,6 +10,9 @@ const prefetchRecords = linearMax
 
 // prefetch warms the caches for up to prefetchBatch announces (see
 // Prefetch for why its unlocked reads are safe).
+//
+// Bounds are compared as unsigned: on 32-bit platforms a racy read of a
+// 64-bit slot can be torn, and int of a large uint32 would be negative.
 func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 	var (
 		views [prefetchBatch]*prefetchView
@@ -39,7 +42,7 @@ func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 		if v == nil || e == 0 {
 			continue
 		}
-		if i := uint32(e) - 1; int(i) < len(v.torrents) {
+		if i := uint32(e) - 1; uint(i) < uint(len(v.torrents)) {
 			t := &v.torrents[i]
 			if hints[k].Addr.Addr().Is4() {
 				segs[k] = t.p4
@@ -93,13 +96,13 @@ func warmSeg[A addr](v *slabView[A], sg seg, ip *A, port uint16) (sink uint64, p
 		return 0, -1
 	}
 	if sg.cls == bigClass {
-		if int(sg.off) >= len(v.big) {
+		if uint(sg.off) >= uint(len(v.big)) {
 			return 0, -1
 		}
 		x := &v.big[sg.off].idx
 		tag := uint32(hashPeer(ip, port, v.seed))
 		k := int(tag >> x.shift)
-		if k >= len(x.dir) || int(x.dir[k]) >= len(x.parts) {
+		if k >= len(x.dir) || uint(x.dir[k]) >= uint(len(x.parts)) {
 			return 0, -1
 		}
 		s := x.parts[x.dir[k]]
@@ -129,7 +132,7 @@ func warmSeg[A addr](v *slabView[A], sg seg, ip *A, port uint16) (sink uint64, p
 
 // warmBig loads record pos of a big segment.
 func warmBig[A addr](v *slabView[A], sg seg, pos int) uint64 {
-	if v == nil || int(sg.off) >= len(v.big) {
+	if v == nil || pos < 0 || uint(sg.off) >= uint(len(v.big)) {
 		return 0
 	}
 	blocks := v.big[sg.off].blocks
