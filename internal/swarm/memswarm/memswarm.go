@@ -635,13 +635,14 @@ func (s *Store) Sweep(ctx context.Context, cutoff int64) (swarm.SweepResult, err
 	var res swarm.SweepResult
 	for k := range s.shards {
 		sh := &s.shards[k]
-		for i := 0; ; {
+		var st sweepState
+		for {
 			if err := ctx.Err(); err != nil {
 				return res, fmt.Errorf("sweep peers: %w", err)
 			}
 			sh.mu.Lock()
-			i = s.sweepStep(sh, i, cutoff, &res)
-			done := i >= len(sh.torrents)
+			s.sweepStep(sh, &st, cutoff, &res)
+			done := st.i >= len(sh.torrents)
 			if done {
 				sh.p4.reclaim()
 				sh.p6.reclaim()
@@ -655,29 +656,81 @@ func (s *Store) Sweep(ctx context.Context, cutoff int64) (swarm.SweepResult, err
 	return res, nil
 }
 
-// sweepStep sweeps torrents from index i on until the budget is spent and
-// returns the next index.
-func (s *Store) sweepStep(sh *shard, i int, cutoff int64, res *swarm.SweepResult) int {
-	budget := sweepBudget
-	for ; i < len(sh.torrents) && budget > 0; i++ {
-		t := &sh.torrents[i]
-		if !t.live {
-			continue
-		}
-		budget -= 1 + int(t.p4.n+t.p6.n)
-		res.Peers += sweepSeg(sh, &sh.p4, t, &t.p4, cutoff)
-		res.Peers += sweepSeg(sh, &sh.p6, t, &t.p6, cutoff)
-		if s.opts.RemovePeerlessTorrents && t.p4.n == 0 && t.p6.n == 0 &&
-			!(s.opts.KeepCompleted && t.completed > 0) {
-			sh.drop(uint32(i))
-			res.Torrents++
-		}
-	}
-	return i
+// sweepState is where a shard's sweep resumes: torrent i and, inside a
+// big swarm, the positions below which its families are still to be
+// examined (started says they were set).
+type sweepState struct {
+	i       int
+	started bool
+	c4, c6  uint32
 }
 
-// sweepSeg drops the stale peers of one segment, keeping the order (and
-// rebuilding a bigSeg's index).
+// sweepStep sweeps torrents from st on until about sweepBudget peers were
+// examined. A big swarm is swept in steps of that budget too, so no lock
+// hold examines more than a budget's worth of peers (a swarm of 1,000,000
+// used to be filtered and reindexed in one hold, 177 ms).
+func (s *Store) sweepStep(sh *shard, st *sweepState, cutoff int64, res *swarm.SweepResult) {
+	budget := sweepBudget
+	for st.i < len(sh.torrents) && budget > 0 {
+		t := &sh.torrents[st.i]
+		if !t.live {
+			st.i++
+			continue
+		}
+		if !st.started {
+			st.started, st.c4, st.c6 = true, t.p4.n, t.p6.n
+			budget--
+		}
+		res.Peers += sweepFamily(sh, &sh.p4, t, &t.p4, cutoff, &st.c4, &budget)
+		res.Peers += sweepFamily(sh, &sh.p6, t, &t.p6, cutoff, &st.c6, &budget)
+		if st.c4 > 0 || st.c6 > 0 {
+			return // the budget ran out inside this swarm
+		}
+		if s.opts.RemovePeerlessTorrents && t.p4.n == 0 && t.p6.n == 0 &&
+			!(s.opts.KeepCompleted && t.completed > 0) {
+			sh.drop(uint32(st.i))
+			res.Torrents++
+		}
+		st.i++
+		st.started = false
+	}
+}
+
+// sweepFamily sweeps one family of a torrent: positions below *below are
+// still to be examined. A chunk segment (at most maxSeg peers) is swept
+// whole; a big one from the top down, within *budget, removing stale
+// peers one by one (the last peer, already examined, fills each hole, and
+// a leaving leecher trades places with the last leecher, also examined),
+// so its index is updated entry by entry instead of rebuilt. Peers that
+// announces move into the examined part between two steps wait for the
+// next sweep.
+func sweepFamily[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, cutoff int64, below *uint32, budget *int) int {
+	if *below == 0 {
+		return 0
+	}
+	removed := 0
+	j := min(*below, sg.n)
+	for j > 0 && *budget > 0 && sg.cls == bigClass {
+		j--
+		*budget--
+		if p := sl.at(*sg, int(j)); int64(p.updated) <= cutoff {
+			sh.count(t, p.seeder(), -1)
+			sl.remove(sg, int(j))
+			removed++
+		}
+		j = min(j, sg.n)
+	}
+	if sg.cls != bigClass {
+		// A chunk segment, or a big one that shrank into one.
+		*budget -= int(sg.n)
+		removed += sweepSeg(sh, sl, t, sg, cutoff)
+		j = 0
+	}
+	*below = j
+	return removed
+}
+
+// sweepSeg drops the stale peers of a chunk segment, keeping the order.
 func sweepSeg[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, cutoff int64) int {
 	kept := 0
 	for j := range int(sg.n) {
@@ -694,10 +747,6 @@ func sweepSeg[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, cutoff int64)
 	removed := int(sg.n) - kept
 	if removed > 0 {
 		sg.n = uint32(kept)
-		if sg.cls == bigClass && kept > 0 {
-			sl.big[sg.off].reindex(sg.n, sl.seed)
-			sl.publish()
-		}
 		sl.shrink(sg)
 	}
 	return removed
