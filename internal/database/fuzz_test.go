@@ -79,7 +79,10 @@ func FuzzOpenURL(f *testing.F) {
 		}
 		if err != nil {
 			if u, perr := url.Parse(raw); perr == nil {
-				if p, ok := u.User.Password(); ok && len(p) >= 6 && strings.Contains(err.Error(), p) && !strings.Contains(u.Host+u.Path, p) {
+				// The user name, host and path may be shown; a password that is
+				// part of one of them proves nothing.
+				if p, ok := u.User.Password(); ok && len(p) >= 6 && strings.Contains(err.Error(), p) &&
+					!strings.Contains(u.User.Username()+"\x00"+u.Host+"\x00"+u.Path, p) {
 					t.Fatalf("error %q shows the password", err)
 				}
 			}

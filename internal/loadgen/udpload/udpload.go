@@ -129,7 +129,7 @@ type Result struct {
 	ServerCPU, ServerUserCPU time.Duration
 	// LoadCPU is this generator's own CPU time in the window: near 100 %
 	// of its cores means the generator, not the server, may be the limit.
-	LoadCPU time.Duration
+	LoadCPU, LoadUserCPU time.Duration
 	// ErrorSample is the text of one error answer, if any.
 	ErrorSample string
 }
@@ -168,6 +168,9 @@ func (r Result) String() string {
 		fmt.Fprintf(&b, "generator CPU:       %.2f s (%.0f%% of one core), %.2f µs per response\n",
 			r.LoadCPU.Seconds(), 100*r.LoadCPU.Seconds()/r.Elapsed.Seconds(),
 			float64(r.LoadCPU.Microseconds())/float64(r.Received))
+		fmt.Fprintf(&b, "  user / system:     %.2f / %.2f µs per response\n",
+			float64(r.LoadUserCPU.Microseconds())/float64(r.Received),
+			float64((r.LoadCPU-r.LoadUserCPU).Microseconds())/float64(r.Received))
 	}
 	return b.String()
 }
@@ -256,13 +259,13 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var base Counts
-	var baseCPU, baseUser, baseLoad time.Duration
+	var baseCPU, baseUser, baseLoad, baseLoadUser time.Duration
 	var baseAt time.Time
 	measuring := cfg.Warmup <= 0
 	if measuring {
 		baseAt = start
 		baseCPU, baseUser, _ = processCPU(cfg.ServerPID)
-		baseLoad, _, _ = processCPU(os.Getpid())
+		baseLoad, baseLoadUser, _ = processCPU(os.Getpid())
 	}
 	prev, prevAt := Counts{}, start
 	var res Result
@@ -302,7 +305,7 @@ loop:
 				measuring = true
 				base, baseAt = total(), now
 				baseCPU, baseUser, _ = processCPU(cfg.ServerPID)
-				baseLoad, _, _ = processCPU(os.Getpid())
+				baseLoad, baseLoadUser, _ = processCPU(os.Getpid())
 				continue
 			}
 			res.Counts = func() Counts { c := total(); return c.sub(base) }()
@@ -314,8 +317,8 @@ loop:
 				}
 				res.ServerCPU, res.ServerUserCPU = cpu-baseCPU, user-baseUser
 			}
-			if load, _, err := processCPU(os.Getpid()); err == nil {
-				res.LoadCPU = load - baseLoad
+			if load, user, err := processCPU(os.Getpid()); err == nil {
+				res.LoadCPU, res.LoadUserCPU = load-baseLoad, user-baseLoadUser
 			}
 			break loop
 		}
