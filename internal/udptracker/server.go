@@ -359,8 +359,18 @@ func (w *worker) run(ctx context.Context) {
 // prefetchAnnounces hands the announces among the first n received
 // datagrams to the tracker, so the store can load what they need together
 // (their cache misses overlap) before they are handled one by one. A lone
-// request gains nothing from it and skips it.
+// request gains nothing from it and skips it. The store reads without its
+// locks there; should that ever panic, the worker stops prefetching rather
+// than the server stopping.
 func (w *worker) prefetchAnnounces(n int) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.prefetch = nil
+			w.h.stripe.Inc(metrics.Panics)
+			w.s.log.Error("UDP tracker prefetch panicked; this socket's worker goes on without it",
+				"addr", w.s.addr.String(), "panic", fmt.Sprint(v))
+		}
+	}()
 	k := 0
 	for i := range n {
 		m := &w.rx[i]

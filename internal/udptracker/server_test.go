@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -17,7 +18,9 @@ import (
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/metrics"
+	"github.com/starling-tracker/starling/internal/swarm"
 	"github.com/starling-tracker/starling/internal/tracker"
+	"github.com/starling-tracker/starling/internal/udptracker/batch"
 )
 
 func newAnacrolix(t *testing.T, e *testEnv, v6 bool) *udp.ConnClient {
@@ -548,4 +551,39 @@ func TestConnectionIDAcrossListeners(t *testing.T) {
 	cid := ca.connect()
 	cb := newRawClient(t, "127.0.0.1:0", b.target(false))
 	announceRaw(t, cb, announceSpec{cid: cid, txid: 12, hash: hashN(1), port: 12}, 6)
+}
+
+// panickyPrefetch is a working tracker whose Prefetch panics.
+type panickyPrefetch struct{ *tracker.Tracker }
+
+func (panickyPrefetch) Prefetch([]swarm.Hint) { panic("prefetch boom") }
+
+// TestPrefetchPanicDisablesIt: a panic in the store's lock-free prefetch
+// pass is counted and logged, the worker stops prefetching, and the batch
+// is still answered.
+func TestPrefetchPanicDisablesIt(t *testing.T) {
+	e := startEnv(t, envOpts{})
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	bc, err := batch.NewConn(uc, batchSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.srv.newWorker(bc)
+	w.prefetch = panickyPrefetch{e.tr}
+	for i := range 2 {
+		m := &w.rx[i]
+		m.N = copy(m.Buf, announcePacket(announceSpec{txid: uint32(i), hash: hashN(1), port: 6881}))
+		m.Addr = netip.MustParseAddrPort("127.0.0.1:40000")
+	}
+	w.prefetchAnnounces(2)
+	if w.prefetch != nil {
+		t.Fatal("the worker still prefetches after a panic")
+	}
+	if got := e.counters.Value(metrics.Panics); got != 1 {
+		t.Fatalf("panics counted %d, want 1", got)
+	}
 }
