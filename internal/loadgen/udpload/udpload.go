@@ -156,23 +156,21 @@ func (r Result) String() string {
 	if r.ErrorSample != "" {
 		fmt.Fprintf(&b, "error sample:        %q\n", r.ErrorSample)
 	}
-	if r.ServerCPU > 0 && r.Received > 0 {
-		fmt.Fprintf(&b, "server CPU:          %.2f s (%.0f%% of one core), %.2f µs per response\n",
-			r.ServerCPU.Seconds(), 100*r.ServerCPU.Seconds()/r.Elapsed.Seconds(),
-			float64(r.ServerCPU.Microseconds())/float64(r.Received))
-		fmt.Fprintf(&b, "  user / system:     %.2f / %.2f µs per response\n",
-			float64(r.ServerUserCPU.Microseconds())/float64(r.Received),
-			float64((r.ServerCPU-r.ServerUserCPU).Microseconds())/float64(r.Received))
-	}
-	if r.LoadCPU > 0 && r.Received > 0 {
-		fmt.Fprintf(&b, "generator CPU:       %.2f s (%.0f%% of one core), %.2f µs per response\n",
-			r.LoadCPU.Seconds(), 100*r.LoadCPU.Seconds()/r.Elapsed.Seconds(),
-			float64(r.LoadCPU.Microseconds())/float64(r.Received))
-		fmt.Fprintf(&b, "  user / system:     %.2f / %.2f µs per response\n",
-			float64(r.LoadUserCPU.Microseconds())/float64(r.Received),
-			float64((r.LoadCPU-r.LoadUserCPU).Microseconds())/float64(r.Received))
-	}
+	r.writeCPU(&b, "server CPU:         ", r.ServerCPU, r.ServerUserCPU)
+	r.writeCPU(&b, "generator CPU:      ", r.LoadCPU, r.LoadUserCPU)
 	return b.String()
+}
+
+// writeCPU prints a process's CPU time in the window, per response and
+// split into user and system time.
+func (r Result) writeCPU(b *strings.Builder, label string, total, user time.Duration) {
+	if total <= 0 || r.Received == 0 {
+		return
+	}
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(r.Received) }
+	fmt.Fprintf(b, "%s %.2f s (%.0f%% of one core), %.2f µs per response\n",
+		label, total.Seconds(), 100*total.Seconds()/r.Elapsed.Seconds(), per(total))
+	fmt.Fprintf(b, "  user / system:     %.2f / %.2f µs per response\n", per(user), per(total-user))
 }
 
 // stats are one socket's counters, written by its goroutine only.
