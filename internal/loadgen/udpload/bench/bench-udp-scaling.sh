@@ -18,6 +18,7 @@
 # bursts of BURST announces; its figure is the median of the valid bursts
 # after the first (the first inserts most of the peers).
 set -euo pipefail
+. "$(dirname "$0")/tracker-toml.sh"
 BIN=${1:?usage: bench-udp-scaling.sh path/to/starling}
 BURST=${BURST:-200000}
 BURSTS=${BURSTS:-5}
@@ -56,26 +57,7 @@ start_server() { # kind, sockets, cpus
 	if [[ $1 == echo ]]; then
 		GOMAXPROCS=$2 taskset -c "$3" "$BIN" bench udp-echo --addr "127.0.0.1:$PORT" --sockets "$2" 2>/dev/null &
 	else
-		cat >"$work/tracker.toml" <<TOML
-[metadata]
-schema_version = "2.0.0"
-
-[logging]
-threshold = "error"
-
-[core]
-tracker_usage_statistics = true
-
-[core.database]
-path = "$work/tracker.db"
-
-[[udp_trackers]]
-bind_address = "127.0.0.1:$PORT"
-sockets = $2
-
-[health_check_api]
-bind_address = "127.0.0.1:0"
-TOML
+		tracker_toml "$work" "$PORT" "$2"
 		GOMAXPROCS=$2 STARLING_CONFIG_TOML_PATH="$work/tracker.toml" taskset -c "$3" "$BIN" serve 2>"$work/serve.log" &
 	fi
 	server_pid=$!

@@ -14,6 +14,7 @@
 # OPENTRACKER.md beside this script for how to build it. OPENTRACKER_ARGS
 # goes before its own listen flags (e.g. "-f udp-workers.conf").
 set -euo pipefail
+. "$(dirname "$0")/tracker-toml.sh"
 BIN=${1:?usage: bench-udp.sh path/to/starling}
 OPENTRACKER=${OPENTRACKER:-}
 OPENTRACKER_ARGS=${OPENTRACKER_ARGS:-}
@@ -47,26 +48,7 @@ kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
 
 for profile in $PROFILES; do
 	echo "== starling serve, profile $profile (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
-	cat >"$work/tracker.toml" <<TOML
-[metadata]
-schema_version = "2.0.0"
-
-[logging]
-threshold = "error"
-
-[core]
-tracker_usage_statistics = true
-
-[core.database]
-path = "$work/tracker.db"
-
-[[udp_trackers]]
-bind_address = "127.0.0.1:$PORT"
-sockets = $SERVER_SOCKETS
-
-[health_check_api]
-bind_address = "127.0.0.1:0"
-TOML
+	tracker_toml "$work" "$PORT" "$SERVER_SOCKETS"
 	STARLING_CONFIG_TOML_PATH="$work/tracker.toml" taskset -c "$SERVER_CPUS" "$BIN" serve 2>"$work/serve.log" &
 	server_pid=$!
 	load "$profile" "$server_pid"

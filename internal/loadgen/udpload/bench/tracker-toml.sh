@@ -1,0 +1,28 @@
+# Sourced by the UDP benchmark scripts: the configuration they run
+# "starling serve" with.
+
+# tracker_toml DIR PORT SOCKETS writes DIR/tracker.toml: a public tracker
+# with statistics on, logging errors only, its database in DIR, one UDP
+# listener on 127.0.0.1:PORT with SOCKETS sockets, no HTTP tracker or API.
+tracker_toml() {
+	cat >"$1/tracker.toml" <<TOML
+[metadata]
+schema_version = "2.0.0"
+
+[logging]
+threshold = "error"
+
+[core]
+tracker_usage_statistics = true
+
+[core.database]
+path = "$1/tracker.db"
+
+[[udp_trackers]]
+bind_address = "127.0.0.1:$2"
+sockets = $3
+
+[health_check_api]
+bind_address = "127.0.0.1:0"
+TOML
+}
