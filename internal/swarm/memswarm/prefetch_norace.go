@@ -44,8 +44,10 @@ func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 			} else {
 				segs[k] = t.p6
 			}
-			// The last field: a 60-byte record spans at most two lines.
-			sink += uint64(t.completed)
+			// A 60-byte record spans at most two lines: its first byte
+			// and its last field load both (shard.get compares the hash,
+			// pick reads the counts).
+			sink += uint64(t.hash[0]) + uint64(t.completed)
 		}
 	}
 	// The segments: a chunk segment's first records, or a big swarm's
