@@ -318,20 +318,7 @@ func (w *worker) run(ctx context.Context) {
 		if w.lat != nil {
 			start = time.Now()
 		}
-		if w.prefetch != nil && n > 1 {
-			w.prefetchAnnounces(n)
-		}
-		out := 0
-		for i := 0; i < n; i++ {
-			m := &w.rx[i]
-			t := &w.tx[out]
-			k := w.h.handle(ctx, m.Addr, m.Buf[:m.N], m.Truncated, t.Buf)
-			if k > 0 {
-				t.N, t.Addr, t.Scope = k, m.Addr, m.Scope
-				w.ops[out] = answerOp(t.Buf[:k])
-				out++
-			}
-		}
+		out := w.answer(ctx, n)
 		if out == 0 {
 			continue
 		}
@@ -354,6 +341,26 @@ func (w *worker) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// answer handles the first n datagrams of rx, writes their answers to
+// tx and returns how many there are.
+func (w *worker) answer(ctx context.Context, n int) int {
+	if w.prefetch != nil && n > 1 {
+		w.prefetchAnnounces(n)
+	}
+	out := 0
+	for i := 0; i < n; i++ {
+		m := &w.rx[i]
+		t := &w.tx[out]
+		k := w.h.handle(ctx, m.Addr, m.Buf[:m.N], m.Truncated, t.Buf)
+		if k > 0 {
+			t.N, t.Addr, t.Scope = k, m.Addr, m.Scope
+			w.ops[out] = answerOp(t.Buf[:k])
+			out++
+		}
+	}
+	return out
 }
 
 // prefetchAnnounces hands the announces among the first n received

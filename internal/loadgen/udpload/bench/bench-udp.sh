@@ -13,6 +13,10 @@
 # (same cores, port, generator flags and --server-pid accounting); see
 # OPENTRACKER.md beside this script for how to build it. OPENTRACKER_ARGS
 # goes before its own listen flags (e.g. "-f udp-workers.conf").
+#
+# ROUNDS=N repeats the whole sequence N times and ends with a table of
+# every round's rates and ratios: on a shared machine whose speed drifts
+# from minute to minute, only runs next to each other compare.
 set -euo pipefail
 . "$(dirname "$0")/tracker-toml.sh"
 BIN=${1:?usage: bench-udp.sh path/to/starling}
@@ -26,6 +30,7 @@ LOAD_SOCKETS=${LOAD_SOCKETS:-4}
 PROFILES=${PROFILES:-uniform skewed}
 SERVER_SOCKETS=${SERVER_SOCKETS:-1}
 PORT=${PORT:-16969}
+ROUNDS=${ROUNDS:-1}
 work=$(mktemp -d)
 server_pid=
 cleanup() {
@@ -34,36 +39,68 @@ cleanup() {
 }
 trap cleanup EXIT
 
-load() { # profile, pid
+load() { # profile, pid, name of the run for the summary
 	taskset -c "$CLIENT_CPUS" "$BIN" bench udp --addr "127.0.0.1:$PORT" --profile "$1" --numwant 30 \
 		--warmup "$WARMUP" --duration "$DURATION" --sockets "$LOAD_SOCKETS" --source-ips "$LOAD_SOCKETS" \
-		--server-pid "$2" 2>"$work/progress.log"
+		--server-pid "$2" 2>"$work/progress.log" | tee "$work/$3.out"
 }
 
-echo "== udp-echo (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
-taskset -c "$SERVER_CPUS" "$BIN" bench udp-echo --addr "127.0.0.1:$PORT" --sockets "$SERVER_SOCKETS" 2>/dev/null &
-server_pid=$!
-load uniform "$server_pid"
-kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+# rate NAME and cpu NAME: answers per second and server µs per response.
+rate() { sed -n 's/^responses received: *[0-9]* (\([0-9]*\)\/s)$/\1/p' "$work/$1.out"; }
+cpu() { sed -n 's/^server CPU:.*, \([0-9.]*\) µs per response$/\1/p' "$work/$1.out"; }
 
-for profile in $PROFILES; do
-	echo "== starling serve, profile $profile (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
-	tracker_toml "$work" "$PORT" "$SERVER_SOCKETS"
-	STARLING_CONFIG_TOML_PATH="$work/tracker.toml" taskset -c "$SERVER_CPUS" "$BIN" serve 2>"$work/serve.log" &
-	server_pid=$!
-	load "$profile" "$server_pid"
-	grep -v '^$' "$work/serve.log" | head -5 || true
-	echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server_pid/status) peak"
+stop_server() {
 	kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+}
 
-	[[ -n $OPENTRACKER ]] || continue
-	echo "== opentracker, profile $profile (server on cpus $SERVER_CPUS; load on cpus $CLIENT_CPUS)"
-	# UDP only (no -p, so no TCP listener); as root it drops to nobody.
-	# shellcheck disable=SC2086 # OPENTRACKER_ARGS is a list of flags
-	taskset -c "$SERVER_CPUS" "$OPENTRACKER" $OPENTRACKER_ARGS -i 127.0.0.1 -P "$PORT" 2>"$work/opentracker.log" &
+run_round() { # round number
+	echo "== round $1: udp-echo (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
+	taskset -c "$SERVER_CPUS" "$BIN" bench udp-echo --addr "127.0.0.1:$PORT" --sockets "$SERVER_SOCKETS" 2>/dev/null &
 	server_pid=$!
-	load "$profile" "$server_pid"
-	grep -v '^$' "$work/opentracker.log" | head -5 || true
-	echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server_pid/status) peak"
-	kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+	load uniform "$server_pid" "r$1-echo"
+	stop_server
+
+	for profile in $PROFILES; do
+		echo "== round $1: starling serve, profile $profile (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
+		tracker_toml "$work" "$PORT" "$SERVER_SOCKETS"
+		STARLING_CONFIG_TOML_PATH="$work/tracker.toml" taskset -c "$SERVER_CPUS" "$BIN" serve 2>"$work/serve.log" &
+		server_pid=$!
+		load "$profile" "$server_pid" "r$1-starling-$profile"
+		grep -v '^$' "$work/serve.log" | head -5 || true
+		echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server_pid/status) peak"
+		stop_server
+
+		[[ -n $OPENTRACKER ]] || continue
+		echo "== round $1: opentracker, profile $profile (server on cpus $SERVER_CPUS; load on cpus $CLIENT_CPUS)"
+		# UDP only (no -p, so no TCP listener); as root it drops to nobody.
+		# shellcheck disable=SC2086 # OPENTRACKER_ARGS is a list of flags
+		taskset -c "$SERVER_CPUS" "$OPENTRACKER" $OPENTRACKER_ARGS -i 127.0.0.1 -P "$PORT" 2>"$work/opentracker.log" &
+		server_pid=$!
+		load "$profile" "$server_pid" "r$1-opentracker-$profile"
+		grep -v '^$' "$work/opentracker.log" | head -5 || true
+		echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server_pid/status) peak"
+		stop_server
+	done
+}
+
+for ((r = 1; r <= ROUNDS; r++)); do
+	run_round "$r"
+done
+
+# The summary: every round's figures, and Starling's against the echo and
+# opentracker of the same round.
+echo
+echo "== summary (answers/s; server µs per response in brackets)"
+for ((r = 1; r <= ROUNDS; r++)); do
+	echo_rate=$(rate "r$r-echo")
+	line="round $r: echo $echo_rate ($(cpu "r$r-echo"))"
+	for profile in $PROFILES; do
+		st=$(rate "r$r-starling-$profile")
+		line+="; $profile: starling $st ($(cpu "r$r-starling-$profile")), $(awk -v a="$st" -v b="$echo_rate" 'BEGIN { printf "%.1f", 100 * a / b }') % of echo"
+		if [[ -n $OPENTRACKER ]]; then
+			ot=$(rate "r$r-opentracker-$profile")
+			line+=", opentracker $ot ($(cpu "r$r-opentracker-$profile")), ×$(awk -v a="$st" -v b="$ot" 'BEGIN { printf "%.2f", a / b }')"
+		fi
+	done
+	echo "$line"
 done
