@@ -108,24 +108,27 @@ func runBursts(ctx context.Context, cmd *cobra.Command, cfg udpload.Config) erro
 // a tracker's throughput with.
 func newBenchUDPEchoCmd() *cobra.Command {
 	var addr string
-	var sockets int
+	var sockets, reply int
 	cmd := &cobra.Command{
 		Use:   "udp-echo",
 		Short: "Answer every UDP datagram with a fixed 20-byte reply (the network ceiling for bench udp)",
 		Long: `Serve a minimal UDP "tracker" that answers every datagram with a fixed reply (16 bytes to a
 connect, 20 bytes, an empty announce answer, to anything else), with the same batched sockets as the
 UDP tracker. "starling bench udp" against it measures what the network stack alone allows.
+--reply-size makes the answers to anything but a connect longer, e.g. 200 bytes, the size of the
+tracker's answers with 30 IPv4 peers, to see what the answers' size alone costs.
 SIGINT or SIGTERM stops it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return udpload.Echo(ctx, addr, sockets, func(a netip.AddrPort) {
+			return udpload.Echo(ctx, addr, sockets, reply, func(a netip.AddrPort) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "UDP echo listening on udp://%s\n", a)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:6970", "bind address host:port (port 0 picks one)")
 	cmd.Flags().IntVar(&sockets, "sockets", 1, "SO_REUSEPORT sockets, one worker each")
+	cmd.Flags().IntVar(&reply, "reply-size", udpload.EchoReply, "bytes of the answer to anything but a connect (20 to 1472)")
 	return cmd
 }

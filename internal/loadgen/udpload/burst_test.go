@@ -47,7 +47,7 @@ func helperServer(mode string) int {
 	defer cancel()
 	switch mode {
 	case "echo":
-		err := udpload.Echo(ctx, "127.0.0.1:0", 2, func(a netip.AddrPort) { fmt.Println(a) })
+		err := udpload.Echo(ctx, "127.0.0.1:0", 2, udpload.EchoReply, func(a netip.AddrPort) { fmt.Println(a) })
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

@@ -647,11 +647,22 @@ func (c *client) run(ctx context.Context) error {
 	return nil
 }
 
+// Echo reply sizes: an empty announce answer, and the largest UDP payload
+// of a 1500-byte IPv4 packet.
+const (
+	EchoReply    = 20
+	MaxEchoReply = 1472
+)
+
 // Echo answers every datagram on addr with a fixed reply until ctx ends:
-// 16 bytes (a connect response) to a 16-byte connect, otherwise 20 bytes
-// (an empty announce response), echoing the transaction id so clients
-// match answers. ready is called with the bound address.
-func Echo(ctx context.Context, addr string, sockets int, ready func(netip.AddrPort)) error {
+// 16 bytes (a connect response) to a 16-byte connect, otherwise reply
+// bytes (EchoReply: an empty announce response; more: an announce response
+// with zeroed peers), echoing the transaction id so clients match answers.
+// ready is called with the bound address.
+func Echo(ctx context.Context, addr string, sockets, reply int, ready func(netip.AddrPort)) error {
+	if reply < EchoReply || reply > MaxEchoReply {
+		return fmt.Errorf("udp echo: a reply of %d bytes: use %d (an empty announce answer) to %d (a full 1500-byte packet)", reply, EchoReply, MaxEchoReply)
+	}
 	conns, err := batch.ListenGroup(ctx, addr, sockets, false)
 	if err != nil {
 		return fmt.Errorf("udp echo: %w", err)
@@ -668,7 +679,7 @@ func Echo(ctx context.Context, addr string, sockets int, ready func(netip.AddrPo
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			echoLoop(bc)
+			echoLoop(bc, reply)
 		}()
 	}
 	<-ctx.Done()
@@ -682,12 +693,12 @@ func Echo(ctx context.Context, addr string, sockets int, ready func(netip.AddrPo
 	return nil
 }
 
-func echoLoop(bc *batch.Conn) {
+func echoLoop(bc *batch.Conn, reply int) {
 	rx := make([]batch.Message, batchSize)
 	tx := make([]batch.Message, batchSize)
 	for i := range rx {
 		rx[i].Buf = make([]byte, 2048)
-		tx[i].Buf = make([]byte, 20)
+		tx[i].Buf = make([]byte, reply)
 	}
 	for {
 		n, err := bc.Recv(rx)
@@ -704,13 +715,13 @@ func echoLoop(bc *batch.Conn) {
 				continue
 			}
 			t := &tx[out]
-			clear(t.Buf)
+			clear(t.Buf[:20])
 			copy(t.Buf[4:8], m.Buf[12:16])
 			if m.N == 16 && binary.BigEndian.Uint32(m.Buf[8:]) == actionConnect {
 				t.N = 16
 			} else {
 				t.Buf[3] = actionAnnounce
-				t.N = 20
+				t.N = reply
 			}
 			t.Addr, t.Scope = m.Addr, m.Scope
 			out++

@@ -2,10 +2,13 @@ package udpload_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,7 +114,9 @@ func TestEcho(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan netip.AddrPort, 1)
 	done := make(chan error, 1)
-	go func() { done <- udpload.Echo(ctx, "127.0.0.1:0", 2, func(a netip.AddrPort) { ready <- a }) }()
+	go func() {
+		done <- udpload.Echo(ctx, "127.0.0.1:0", 2, udpload.EchoReply, func(a netip.AddrPort) { ready <- a })
+	}()
 	var addr netip.AddrPort
 	select {
 	case addr = <-ready:
@@ -128,6 +133,64 @@ func TestEcho(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEchoReplySize checks the answers of an echo server of each reply
+// size with a raw socket: a connect gets 16 bytes, anything else the
+// reply size, both with the request's transaction id.
+func TestEchoReplySize(t *testing.T) {
+	for _, tc := range []struct {
+		reply int
+		ok    bool
+	}{{udpload.EchoReply, true}, {200, true}, {udpload.MaxEchoReply, true}, {19, false}, {1473, false}, {-1, false}} {
+		t.Run(strconv.Itoa(tc.reply), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ready := make(chan netip.AddrPort, 1)
+			done := make(chan error, 1)
+			go func() { done <- udpload.Echo(ctx, "127.0.0.1:0", 1, tc.reply, func(a netip.AddrPort) { ready <- a }) }()
+			var addr netip.AddrPort
+			select {
+			case addr = <-ready:
+				if !tc.ok {
+					t.Fatalf("a reply of %d bytes was taken", tc.reply)
+				}
+			case err := <-done:
+				if tc.ok || err == nil || !strings.Contains(err.Error(), "bytes: use 20") {
+					t.Fatalf("reply %d: %v", tc.reply, err)
+				}
+				return
+			}
+			c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for _, req := range []struct {
+				size, want int
+				action     uint32
+			}{{16, 16, 0}, {98, tc.reply, 1}, {40, tc.reply, 1}} {
+				pkt := make([]byte, req.size)
+				binary.BigEndian.PutUint32(pkt[8:], req.action)
+				binary.BigEndian.PutUint32(pkt[12:], 0xdeadbeef)
+				if req.size == 16 {
+					binary.BigEndian.PutUint64(pkt, 0x41727101980)
+				}
+				if _, err := c.Write(pkt); err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, 2048)
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, err := c.Read(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != req.want || binary.BigEndian.Uint32(buf[0:]) != req.action || binary.BigEndian.Uint32(buf[4:]) != 0xdeadbeef {
+					t.Fatalf("%d-byte request: answer of %d bytes % x, want %d bytes, action %d", req.size, n, buf[:min(n, 24)], req.want, req.action)
+				}
+			}
+		})
 	}
 }
 

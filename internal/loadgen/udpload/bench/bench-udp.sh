@@ -14,6 +14,11 @@
 # OPENTRACKER.md beside this script for how to build it. OPENTRACKER_ARGS
 # goes before its own listen flags (e.g. "-f udp-workers.conf").
 #
+# SIZED_ECHO=200 (the default; 0 skips it) adds a second echo run whose
+# answers are that many bytes: 200 is the size of Starling's answers here
+# (30 IPv4 peers), so the two echo runs show what the answers' size alone
+# costs, and the rest of the gap is the tracker's work.
+#
 # ROUNDS=N repeats the whole sequence N times and ends with a table of
 # every round's rates and ratios: on a shared machine whose speed drifts
 # from minute to minute, only runs next to each other compare.
@@ -31,6 +36,7 @@ PROFILES=${PROFILES:-uniform skewed}
 SERVER_SOCKETS=${SERVER_SOCKETS:-1}
 PORT=${PORT:-16969}
 ROUNDS=${ROUNDS:-1}
+SIZED_ECHO=${SIZED_ECHO:-200}
 work=$(mktemp -d)
 server_pid=
 cleanup() {
@@ -59,6 +65,14 @@ run_round() { # round number
 	server_pid=$!
 	load uniform "$server_pid" "r$1-echo"
 	stop_server
+	if ((SIZED_ECHO > 0)); then
+		echo "== round $1: udp-echo, $SIZED_ECHO-byte answers (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
+		taskset -c "$SERVER_CPUS" "$BIN" bench udp-echo --addr "127.0.0.1:$PORT" --sockets "$SERVER_SOCKETS" \
+			--reply-size "$SIZED_ECHO" 2>/dev/null &
+		server_pid=$!
+		load uniform "$server_pid" "r$1-echo-sized"
+		stop_server
+	fi
 
 	for profile in $PROFILES; do
 		echo "== round $1: starling serve, profile $profile (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
@@ -94,9 +108,16 @@ echo "== summary (answers/s; server µs per response in brackets)"
 for ((r = 1; r <= ROUNDS; r++)); do
 	echo_rate=$(rate "r$r-echo")
 	line="round $r: echo $echo_rate ($(cpu "r$r-echo"))"
+	if ((SIZED_ECHO > 0)); then
+		sized_rate=$(rate "r$r-echo-sized")
+		line+=", $SIZED_ECHO-byte echo $sized_rate ($(cpu "r$r-echo-sized"))"
+	fi
 	for profile in $PROFILES; do
 		st=$(rate "r$r-starling-$profile")
 		line+="; $profile: starling $st ($(cpu "r$r-starling-$profile")), $(awk -v a="$st" -v b="$echo_rate" 'BEGIN { printf "%.1f", 100 * a / b }') % of echo"
+		if ((SIZED_ECHO > 0)); then
+			line+=" ($(awk -v a="$st" -v b="$sized_rate" 'BEGIN { printf "%.1f", 100 * a / b }') % of the $SIZED_ECHO-byte echo)"
+		fi
 		if [[ -n $OPENTRACKER ]]; then
 			ot=$(rate "r$r-opentracker-$profile")
 			line+=", opentracker $ot ($(cpu "r$r-opentracker-$profile")), ×$(awk -v a="$st" -v b="$ot" 'BEGIN { printf "%.2f", a / b }')"
