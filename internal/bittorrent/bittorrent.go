@@ -160,6 +160,9 @@ type AnnounceRequest struct {
 	// NoPeerIDs says the transport's answer carries no peer ids (UDP,
 	// compact HTTP): the tracker may hand out peers with a zero ID.
 	NoPeerIDs bool
+	// Sample, when not 0, is the randomness the swarm store draws the
+	// sample of peers from (swarm.Announce.Sample); never from the client.
+	Sample uint64
 }
 
 // AnnounceResponse is filled by the tracker. Peers4 and Peers6 are appended

@@ -35,6 +35,10 @@ type Announce struct {
 	// NoPeerIDs says the answer will not carry peer ids (UDP, compact
 	// HTTP), so the store may leave Peer.ID zero.
 	NoPeerIDs bool
+	// Sample, when not 0, is the randomness to draw the sample of peers
+	// from, as given to a Prefetcher in the announce's Hint, so it could
+	// load the sample's peers ahead; 0 lets the store draw its own.
+	Sample uint64
 }
 
 // Result says what an announce changed that the tracker must pass on.
@@ -97,6 +101,12 @@ type Hint struct {
 	// Addr is the peer as it will be stored: the sender's IP, normalised
 	// (bittorrent.NormalizeAddr), and the port it announced.
 	Addr netip.AddrPort
+	// Seeder, NumWant and Sample are the announce's: whether it has
+	// nothing left, the num_want it sent, and the Announce.Sample it will
+	// carry (0 when it carries none).
+	Seeder  bool
+	NumWant int32
+	Sample  uint64
 }
 
 // PeerInfo is everything the store remembers of a peer.

@@ -142,6 +142,7 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 		NumWant:    want,
 		Families:   fam,
 		NoPeerIDs:  req.NoPeerIDs,
+		Sample:     req.Sample,
 	}
 	resp.Interval = t.cfg.Interval
 	resp.MinInterval = t.cfg.MinInterval

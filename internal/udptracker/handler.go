@@ -35,6 +35,9 @@ type handler struct {
 	stripe  *metrics.Stripe
 	log     *slog.Logger
 
+	// sample is the randomness the next announce draws its peers from
+	// (bittorrent.AnnounceRequest.Sample), set by the worker; 0 for none.
+	sample uint64
 	areq   bittorrent.AnnounceRequest
 	aresp  bittorrent.AnnounceResponse
 	fields announceFields
@@ -147,6 +150,7 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 		NumWant:    want,
 		Families:   fam,
 		NoPeerIDs:  true,
+		Sample:     h.sample,
 	}
 	h.aresp.Reset()
 	h.count(fam, metrics.UDP4Announces, metrics.UDP6Announces)

@@ -9,10 +9,12 @@ package udptracker
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net"
 	"net/netip"
 	"runtime"
@@ -260,9 +262,13 @@ type worker struct {
 	lat  *metrics.LatencyStripe // nil: latency not observed
 	ops  [batchSize]metrics.Op  // the kind of each answer in tx
 	// prefetch is the tracker when it takes prefetch hints; hints holds
-	// a batch's announces for it.
+	// a batch's announces for it, and samples the randomness each
+	// announce of the batch draws its peers from (see swarm.Hint), from
+	// rng.
 	prefetch prefetcher
 	hints    [batchSize]swarm.Hint
+	samples  [batchSize]uint64
+	rng      uint64
 }
 
 // prefetcher is implemented by a Tracker that can warm the caches for a
@@ -284,6 +290,9 @@ func (s *Server) newWorker(c *batch.Conn) *worker {
 		w.lat = s.cfg.Latency.Stripe()
 	}
 	w.prefetch, _ = s.tracker.(prefetcher)
+	var seed [8]byte
+	_, _ = rand.Read(seed[:]) // never fails on Linux; a zero seed is still a sequence
+	w.rng = binary.LittleEndian.Uint64(seed[:])
 	rbuf := make([]byte, batchSize*recvBufLen)
 	tbuf := make([]byte, batchSize*maxPayload4)
 	for i := range w.rx {
@@ -346,13 +355,15 @@ func (w *worker) run(ctx context.Context) {
 // answer handles the first n datagrams of rx, writes their answers to
 // tx and returns how many there are.
 func (w *worker) answer(ctx context.Context, n int) int {
-	if w.prefetch != nil && n > 1 {
-		w.prefetchAnnounces(n)
-	}
+	prefetched := w.prefetch != nil && n > 1 && w.prefetchAnnounces(n)
 	out := 0
 	for i := 0; i < n; i++ {
 		m := &w.rx[i]
 		t := &w.tx[out]
+		w.h.sample = 0
+		if prefetched {
+			w.h.sample = w.samples[i]
+		}
 		k := w.h.handle(ctx, m.Addr, m.Buf[:m.N], m.Truncated, t.Buf)
 		if k > 0 {
 			t.N, t.Addr, t.Scope = k, m.Addr, m.Scope
@@ -365,11 +376,13 @@ func (w *worker) answer(ctx context.Context, n int) int {
 
 // prefetchAnnounces hands the announces among the first n received
 // datagrams to the tracker, so the store can load what they need together
-// (their cache misses overlap) before they are handled one by one. A lone
-// request gains nothing from it and skips it. The store reads without its
-// locks there; should that ever panic, the worker stops prefetching rather
-// than the server stopping.
-func (w *worker) prefetchAnnounces(n int) {
+// (their cache misses overlap) before they are handled one by one, and
+// reports whether it did. A lone request gains nothing from it and skips
+// it. Each announce gets its sample's randomness here (w.samples), so the
+// store can load the peers it will hand out too. The store reads without
+// its locks there; should that ever panic, the worker stops prefetching
+// rather than the server stopping.
+func (w *worker) prefetchAnnounces(n int) (done bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			w.prefetch = nil
@@ -385,12 +398,27 @@ func (w *worker) prefetchAnnounces(n int) {
 			hn := &w.hints[k]
 			copy(hn.InfoHash[:], p[16:36])
 			hn.Addr = netip.AddrPortFrom(bittorrent.NormalizeAddr(m.Addr.Addr()), binary.BigEndian.Uint16(p[96:98]))
+			hn.Seeder = binary.BigEndian.Uint64(p[64:72]) == 0
+			hn.NumWant = int32(binary.BigEndian.Uint32(p[92:96]))
+			hn.Sample = w.rand()
+			w.samples[i] = hn.Sample
 			k++
+		} else {
+			w.samples[i] = 0
 		}
 	}
-	if k > 1 {
-		w.prefetch.Prefetch(w.hints[:k])
+	if k < 2 {
+		return false
 	}
+	w.prefetch.Prefetch(w.hints[:k])
+	return true
+}
+
+// rand is wyrand, as the memory store's shards use.
+func (w *worker) rand() uint64 {
+	w.rng += 0xa0761d6478bd642f
+	hi, lo := bits.Mul64(w.rng, w.rng^0xe7037ed1a0b428db)
+	return hi ^ lo
 }
 
 // answerOp is the measured operation an answer belongs to, from its action

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -585,5 +586,76 @@ func TestPrefetchPanicDisablesIt(t *testing.T) {
 	}
 	if got := e.counters.Value(metrics.Panics); got != 1 {
 		t.Fatalf("panics counted %d, want 1", got)
+	}
+}
+
+// sampleRecorder is the rules with what the worker hands them recorded:
+// the hints' samples and each announce's Sample.
+type sampleRecorder struct {
+	*tracker.Tracker
+	hinted, announced []uint64
+}
+
+func (r *sampleRecorder) Prefetch(hints []swarm.Hint) {
+	for _, h := range hints {
+		r.hinted = append(r.hinted, h.Sample)
+	}
+	r.Tracker.Prefetch(hints)
+}
+
+func (r *sampleRecorder) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	r.announced = append(r.announced, req.Sample)
+	return r.Tracker.Announce(ctx, req, resp)
+}
+
+// TestWorkerPassesSamples: each announce of a prefetched batch reaches the
+// rules with the sample its hint carried (so the store answers from the
+// peers it loaded), a different one per announce; a lone announce, not
+// prefetched, carries none and lets the store draw.
+func TestWorkerPassesSamples(t *testing.T) {
+	e := startEnv(t, envOpts{})
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	bc, err := batch.NewConn(uc, batchSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.srv.newWorker(bc)
+	rec := &sampleRecorder{Tracker: e.tr}
+	w.prefetch, w.h.tracker = rec, rec
+	src := netip.MustParseAddrPort("127.0.0.1:40000")
+	fill := func(n int) {
+		for i := range n {
+			m := &w.rx[i]
+			m.Addr = src
+			if i == 1 { // a connect among the announces
+				m.N = copy(m.Buf, connectPacket(uint32(i)))
+				continue
+			}
+			pkt := announcePacket(announceSpec{cid: e.srv.cookies.mint(src.Addr(), e.clk.Now()), txid: uint32(i),
+				hash: hashN(1), port: 6881 + uint16(i), left: int64(i % 2), numWant: 30})
+			m.N = copy(m.Buf, pkt)
+		}
+	}
+	fill(4)
+	if got := w.answer(context.Background(), 4); got != 4 {
+		t.Fatalf("%d answers to 4 datagrams", got)
+	}
+	if len(rec.hinted) != 3 || !slices.Equal(rec.hinted, rec.announced) {
+		t.Fatalf("hinted samples %x, announced %x: want the same 3", rec.hinted, rec.announced)
+	}
+	if rec.hinted[0] == rec.hinted[1] || rec.hinted[1] == rec.hinted[2] || rec.hinted[0] == rec.hinted[2] {
+		t.Fatalf("samples %x repeat", rec.hinted)
+	}
+	rec.hinted, rec.announced = nil, nil
+	fill(1)
+	if got := w.answer(context.Background(), 1); got != 1 {
+		t.Fatalf("%d answers to 1 datagram", got)
+	}
+	if len(rec.hinted) != 0 || !slices.Equal(rec.announced, []uint64{0}) {
+		t.Fatalf("lone announce: hinted %x, announced %x: want none and 0", rec.hinted, rec.announced)
 	}
 }

@@ -151,7 +151,9 @@ func TestPrefetchBig(t *testing.T) {
 	h := swarmtest.Hash(1)
 	hints := make([]swarm.Hint, 64)
 	for i := range hints {
-		hints[i] = swarm.Hint{InfoHash: h, Addr: swarmtest.Addr4(i*97, 6881)}
+		// Samples, num_wants and sides of every kind, extremes included.
+		hints[i] = swarm.Hint{InfoHash: h, Addr: swarmtest.Addr4(i*97, 6881), Seeder: i%3 == 0,
+			NumWant: []int32{-1, 0, 30, 74, 1 << 30, -1 << 31}[i%6], Sample: uint64(i) * 0x9e3779b97f4a7c15}
 		if i%8 == 0 {
 			hints[i].Addr = swarmtest.Addr6(i, 6881)
 		}

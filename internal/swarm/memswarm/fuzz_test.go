@@ -102,6 +102,8 @@ func FuzzBigOps(f *testing.F) {
 			a.Left = int64(nb & 1)
 			a.NoPeerIDs = op&0x10 != 0
 			a.NumWant = 30
+			// As the UDP tracker passes it after Prefetch; 0: the store draws.
+			a.Sample = uint64(op>>5) * 0x9e3779b97f4a7c15
 			if op&3 == 2 {
 				n = 1 // one peer re-announces
 			}

@@ -91,3 +91,78 @@ func TestLeechersFirstThroughChanges(t *testing.T) {
 	}
 	check("after leaving")
 }
+
+// TestSampleStart: an announce that carries its sample's randomness
+// (swarm.Announce.Sample, as the UDP tracker passes after Prefetch) is
+// answered from the start that randomness gives, the one warmSample
+// loads, for a leecher over all peers and for a seeder over the leechers,
+// with and without ids; 0 still lets the store draw.
+func TestSampleStart(t *testing.T) {
+	for _, noIDs := range []bool{false, true} {
+		s := NewSharded(swarm.Options{}, 0)
+		h := swarmtest.Hash(1)
+		const n = 1000 // 600 leechers then 400 seeders
+		for i := range n {
+			a := swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100)
+			a.NumWant = 0
+			if i < 600 {
+				a.Left = 1
+			} else {
+				a.Left = 0
+			}
+			swarmtest.Do(t, s, a)
+		}
+		sh := &s.shards[0]
+		tr, ok := sh.get(&h)
+		if !ok || tr.p4.cls != bigClass {
+			t.Fatal("no big swarm")
+		}
+		b := &sh.p4.big[tr.p4.off]
+		for _, tc := range []struct {
+			sample uint64
+			seeder bool
+		}{
+			{1, false}, {0xffffffff, false}, {0x80000000, false}, {0x1234_5678_9abc_def0, false},
+			{1, true}, {0xffffffff, true}, {0x9abc_def0, true},
+		} {
+			// The requester is a new peer: it joins at the end (a leecher
+			// is then swapped to the leechers' end), so the positions the
+			// start is counted in are those after its own update.
+			id := 5000 + int(tc.sample%97)
+			a := swarmtest.Announce(h, swarmtest.PeerID(id), swarmtest.Addr4(id, 6881), 100)
+			a.NumWant, a.NoPeerIDs, a.Sample, a.Families = 5, noIDs, tc.sample, bittorrent.IPv4
+			if tc.seeder {
+				a.Left = 0
+			}
+			_, resp := swarmtest.Do(t, s, a)
+			m := uint64(tr.p4.n)
+			if tc.seeder {
+				m = uint64(b.leechers)
+			}
+			i := uint32((tc.sample & 0xffffffff) * m >> 32)
+			if p := b.at(i); netip.AddrPortFrom(netip.AddrFrom4(p.ip), p.port) == a.Addr {
+				i = (i + 1) % uint32(m) // itself is skipped
+			}
+			p := b.at(i)
+			want := netip.AddrPortFrom(netip.AddrFrom4(p.ip), p.port)
+			if len(resp.Peers4) != 5 || resp.Peers4[0].Addr != want {
+				t.Fatalf("noIDs %v, sample %#x, seeder %v: answer starts %v, want %v (position %d of %d)",
+					noIDs, tc.sample, tc.seeder, resp.Peers4, want, i, m)
+			}
+			// Leave again, so the next case sees the same swarm.
+			a.Event, a.Sample = bittorrent.EventStopped, 0
+			swarmtest.Do(t, s, a)
+		}
+		// Without a sample, the starts still spread over the swarm.
+		firsts := map[netip.AddrPort]bool{}
+		for range 200 {
+			a := swarmtest.Announce(h, swarmtest.PeerID(0), swarmtest.Addr4(0, 6881), 100)
+			a.NumWant, a.NoPeerIDs = 1, noIDs
+			_, resp := swarmtest.Do(t, s, a)
+			firsts[resp.Peers4[0].Addr] = true
+		}
+		if len(firsts) < 100 {
+			t.Fatalf("noIDs %v: 200 announces without a sample started at only %d peers", noIDs, len(firsts))
+		}
+	}
+}

@@ -267,8 +267,14 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 	} else if self6 >= 0 && s6.n > 0 {
 		self = n4 + uint64(self6)
 	}
-	r := sh.rand()
-	i := (r & 0xffffffff) % n
+	r := a.Sample
+	if r == 0 {
+		r = sh.rand()
+	}
+	// Multiply-shift, not modulo: Prefetch found the same start from the
+	// count it read, which earlier announces of the batch may have changed
+	// by a few; that moves the start here by as few positions.
+	i := (r & 0xffffffff) * n >> 32
 	want := min(a.NumWant, int(n))
 	// Room for the whole answer up front: the loops then write each peer
 	// in place, field by field; building a Peer and appending it costs a

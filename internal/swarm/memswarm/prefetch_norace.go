@@ -2,7 +2,11 @@
 
 package memswarm
 
-import "github.com/starling-tracker/starling/internal/swarm"
+import (
+	"unsafe"
+
+	"github.com/starling-tracker/starling/internal/swarm"
+)
 
 // prefetchRecords bounds the records of a chunk segment one announce
 // warms: find scans up to linearMax of them.
@@ -18,6 +22,7 @@ func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 		views [prefetchBatch]*prefetchView
 		slots [prefetchBatch]uint64
 		segs  [prefetchBatch]seg
+		lee   [prefetchBatch]uint32
 		pos   [prefetchBatch]int
 		sink  uint64
 	)
@@ -44,6 +49,7 @@ func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 			} else {
 				segs[k] = t.p6
 			}
+			lee[k] = t.leechers
 			// A 60-byte record spans at most two lines: its first byte
 			// and its last field load both (shard.get compares the hash,
 			// pick reads the counts).
@@ -70,19 +76,66 @@ func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 			sink += x
 		}
 	}
-	// A big swarm's record of the peer, found through its index slot.
+	// A big swarm's record of the peer, found through its index slot, and
+	// the peers its answer will hold.
 	for k := range hints {
-		if segs[k].cls != bigClass || pos[k] < 0 {
+		if segs[k].cls != bigClass {
 			continue
 		}
 		sh := s.shard(&hints[k].InfoHash)
 		if hints[k].Addr.Addr().Is4() {
-			sink += warmBig(sh.p4.pview.Load(), segs[k], pos[k])
+			v := sh.p4.pview.Load()
+			sink += warmBig(v, segs[k], pos[k]) + warmSample(v, segs[k], &hints[k], lee[k])
 		} else {
-			sink += warmBig(sh.p6.pview.Load(), segs[k], pos[k])
+			v := sh.p6.pview.Load()
+			sink += warmBig(v, segs[k], pos[k]) + warmSample(v, segs[k], &hints[k], lee[k])
 		}
 	}
 	return sink
+}
+
+// warmWant bounds the peers of one answer warmSample loads.
+const warmWant = 64
+
+// warmSample loads the hot copies that pick will walk for the announce of
+// h in its big segment sg (see pickRuns and pickHot), from the start its
+// Sample gives: one entry per cache line. leechers is the torrent's count,
+// the length of a seeder's sample.
+func warmSample[A addr](v *slabView[A], sg seg, h *swarm.Hint, leechers uint32) uint64 {
+	if v == nil || h.Sample == 0 || uint(sg.off) >= uint(len(v.big)) {
+		return 0
+	}
+	n := uint64(sg.n)
+	if h.Seeder {
+		n = uint64(min(leechers, sg.n))
+	}
+	want := uint64(h.NumWant)
+	if h.NumWant <= 0 || want > warmWant {
+		want = warmWant
+	}
+	m := min(want+8, n) // as pickRuns reads
+	if m == 0 {
+		return 0
+	}
+	hot := v.big[sg.off].hot
+	i := (h.Sample & 0xffffffff) * n >> 32
+	step := uint64(64 / unsafe.Sizeof(hotPeer[A]{}))
+	var sink uint64
+	for j := uint64(0); ; j += step {
+		j = min(j, m-1) // the last entry's line too
+		p := i + j
+		if p >= n {
+			p -= n
+		}
+		if b := p >> blockShift; b < uint64(len(hot)) {
+			if blk := hot[b]; p&blockMask < uint64(len(blk)) {
+				sink += uint64(blk[p&blockMask].port)
+			}
+		}
+		if j == m-1 {
+			return sink
+		}
+	}
 }
 
 // warmSeg loads the first records of a chunk segment, or the peer's index
@@ -127,19 +180,26 @@ func warmSeg[A addr](v *slabView[A], sg seg, ip *A, port uint16) (sink uint64, p
 	return sink, -1
 }
 
-// warmBig loads record pos of a big segment.
+// warmBig loads record pos of a big segment and its hot copy (update
+// writes both).
 func warmBig[A addr](v *slabView[A], sg seg, pos int) uint64 {
 	if v == nil || pos < 0 || uint(sg.off) >= uint(len(v.big)) {
 		return 0
 	}
-	blocks := v.big[sg.off].blocks
-	if c := pos >> blockShift; c < len(blocks) {
-		if ps := blocks[c]; pos&blockMask < len(ps) {
+	var sink uint64
+	b := &v.big[sg.off]
+	if c := pos >> blockShift; c < len(b.blocks) {
+		if ps := b.blocks[c]; pos&blockMask < len(ps) {
 			p := &ps[pos&blockMask]
-			return uint64(p.port) + uint64(p.left)
+			sink += uint64(p.port) + uint64(p.left)
 		}
 	}
-	return 0
+	if c := pos >> blockShift; c < len(b.hot) {
+		if hs := b.hot[c]; pos&blockMask < len(hs) {
+			sink += uint64(hs[pos&blockMask].port)
+		}
+	}
+	return sink
 }
 
 // probeSlots is how many slots from its home probeTag looks at: with

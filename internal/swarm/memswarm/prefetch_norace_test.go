@@ -33,7 +33,8 @@ func TestPrefetchDuringChanges(t *testing.T) {
 		for r := 0; !stop.Load(); r++ {
 			for k := range hints {
 				i := (r*64 + k) * 7919
-				hints[k] = swarm.Hint{InfoHash: swarmtest.Hash(i % torrents), Addr: addrOf6or4(i)}
+				hints[k] = swarm.Hint{InfoHash: swarmtest.Hash(i % torrents), Addr: addrOf6or4(i), Seeder: i%2 == 0,
+					NumWant: int32(i%200) - 100, Sample: uint64(i) * 0x9e3779b97f4a7c15}
 			}
 			s.Prefetch(hints)
 		}
