@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Compares two builds of Starling's UDP tracker by their CPU per response,
+# both running at once: A and B share core 0, each with its own generator
+# on core 1 (half the load each). On a shared VM whose speed drifts by
+# 20-30 % from minute to minute, runs one after the other cannot resolve a
+# 5 % change; two servers measured over the same seconds drift together,
+# so their difference can. Each round swaps which build gets which port.
+#
+#   go build -o /tmp/a ./cmd/starling   # (the old commit, e.g. from git archive)
+#   go build -o /tmp/b ./cmd/starling
+#   flock /tmp/starling-bench.lock internal/loadgen/udpload/bench/bench-udp-ab.sh /tmp/a /tmp/b skewed
+#
+# Prints, per round, each build's answers per second and server user and
+# system µs per response, then B's user time minus A's. ROUNDS (4),
+# WARMUP (3s), DURATION (8s), PORT (16969, and the next one) as in
+# bench-udp.sh. The generator is A's binary.
+set -euo pipefail
+. "$(dirname "$0")/tracker-toml.sh"
+A=${1:?usage: bench-udp-ab.sh build-A build-B [uniform|skewed]}
+B=${2:?usage: bench-udp-ab.sh build-A build-B [uniform|skewed]}
+PROFILE=${3:-skewed}
+ROUNDS=${ROUNDS:-4}
+WARMUP=${WARMUP:-3s}
+DURATION=${DURATION:-8s}
+SERVER_CPUS=${SERVER_CPUS:-0}
+CLIENT_CPUS=${CLIENT_CPUS:-1}
+PORT=${PORT:-16969}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# figures BUILD: "rate user system" of that build's run in this round.
+figures() {
+	local out=$work/$1.out
+	local rate user
+	rate=$(sed -n 's/^responses received: *[0-9]* (\([0-9]*\)\/s)$/\1/p' "$out")
+	user=$(grep -m1 '^  user / system:' "$out" | awk '{print $4, $6}')
+	echo "$rate $user"
+}
+
+for ((r = 1; r <= ROUNDS; r++)); do
+	# Odd rounds give A the first port, even rounds B.
+	if ((r % 2)); then order=(A B); else order=(B A); fi
+	pids=()
+	for k in 0 1; do
+		name=${order[$k]}
+		bin=${!name}
+		mkdir -p "$work/$name"
+		tracker_toml "$work/$name" $((PORT + k)) 1
+		STARLING_CONFIG_TOML_PATH="$work/$name/tracker.toml" taskset -c "$SERVER_CPUS" "$bin" serve 2>"$work/$name.log" &
+		pids+=($!)
+	done
+	sleep 0.5
+	gens=()
+	for k in 0 1; do
+		name=${order[$k]}
+		taskset -c "$CLIENT_CPUS" "$A" bench udp --addr "127.0.0.1:$((PORT + k))" --profile "$PROFILE" --numwant 30 \
+			--warmup "$WARMUP" --duration "$DURATION" --sockets 4 --source-ips 4 \
+			--server-pid "${pids[$k]}" >"$work/$name.out" 2>/dev/null &
+		gens+=($!)
+	done
+	wait "${gens[@]}"
+	kill "${pids[@]}"
+	wait "${pids[@]}" 2>/dev/null || true
+	pids=()
+	read -r ra ua sa <<<"$(figures A)"
+	read -r rb ub sb <<<"$(figures B)"
+	echo "round $r ($PROFILE): A $ra/s, user $ua + system $sa µs; B $rb/s, user $ub + system $sb µs; B-A user $(awk -v a="$ua" -v b="$ub" 'BEGIN { printf "%+.2f", b - a }') µs"
+done
