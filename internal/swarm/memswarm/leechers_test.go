@@ -94,7 +94,7 @@ func TestLeechersFirstThroughChanges(t *testing.T) {
 
 // TestSampleStart: an announce that carries its sample's randomness
 // (swarm.Announce.Sample, as the UDP tracker passes after Prefetch) is
-// answered from the start that randomness gives, the one warmSample
+// answered from the start that randomness gives, the one listBig
 // loads, for a leecher over all peers and for a seeder over the leechers,
 // with and without ids; 0 still lets the store draw.
 func TestSampleStart(t *testing.T) {

@@ -13,97 +13,198 @@ import (
 const prefetchRecords = linearMax
 
 // prefetch warms the caches for up to prefetchBatch announces (see
-// Prefetch for why its unlocked reads are safe).
+// Prefetch for why its unlocked reads are safe), in four steps, each over
+// the whole batch: the index slots, the torrent records, the swarms'
+// segments (a chunk segment's records, a big swarm's index slot of the
+// peer), and in big swarms the peer's record and the peers its answer
+// will hold. Each step first lists the cache lines to load (from what the
+// step before loaded, now in the cache) and then loads them in a loop of a
+// few instructions (lineList): the processor then has dozens of those
+// loads in flight at once. Loading each line where its address is worked
+// out put a hundred instructions between two loads, so only three or four
+// misses overlapped and the pass waited for the rest one by one.
 //
 // Bounds are compared as unsigned: on 32-bit platforms a racy read of a
 // 64-bit slot can be torn, and int of a large uint32 would be negative.
 func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 	var (
 		views [prefetchBatch]*prefetchView
-		slots [prefetchBatch]uint64
+		hv    [prefetchBatch]uint64
 		segs  [prefetchBatch]seg
 		lee   [prefetchBatch]uint32
-		pos   [prefetchBatch]int
-		sink  uint64
+		parts [prefetchBatch][]uint64 // a big swarm's index part of the peer
+		tags  [prefetchBatch]uint32
+		lines lineList
 	)
 	// The index slots.
 	for k := range hints {
 		h := &hints[k].InfoHash
 		v := s.shard(h).view.Load()
+		if v == nil || len(v.slots) == 0 {
+			continue
+		}
 		views[k] = v
+		hv[k] = hashInfo(h, v.seed)
+		lines.add(unsafe.Pointer(&v.slots[int(hv[k])&(len(v.slots)-1)]))
+	}
+	lines.load()
+	// The torrent records.
+	var tpos [prefetchBatch]uint32
+	for k := range hints {
+		v := views[k]
 		if v == nil {
 			continue
 		}
-		slots[k] = probeTag(v.slots, hashInfo(h, v.seed))
-	}
-	// The torrent records, and the segment of the announcing peer's family.
-	for k := range hints {
-		v, e := views[k], slots[k]
-		if v == nil || e == 0 {
-			continue
-		}
-		if i := uint32(e) - 1; uint(i) < uint(len(v.torrents)) {
+		e := probeTag(v.slots, hv[k])
+		if i := uint32(e) - 1; e != 0 && uint(i) < uint(len(v.torrents)) {
+			tpos[k] = i + 1
+			// A 60-byte record spans at most two lines: its first and last
+			// bytes load both.
 			t := &v.torrents[i]
-			if hints[k].Addr.Addr().Is4() {
-				segs[k] = t.p4
-			} else {
-				segs[k] = t.p6
-			}
-			lee[k] = t.leechers
-			// A 60-byte record spans at most two lines: its first byte
-			// and its last field load both (shard.get compares the hash,
-			// pick reads the counts).
-			sink += uint64(t.hash[0]) + uint64(t.completed)
+			lines.add(unsafe.Pointer(t))
+			lines.add(unsafe.Pointer(&t.completed))
 		}
 	}
+	lines.load()
 	// The segments: a chunk segment's first records, or a big swarm's
 	// index slot of the peer.
 	for k := range hints {
-		if segs[k].cls == noClass {
+		if tpos[k] == 0 {
 			continue
 		}
+		t := &views[k].torrents[tpos[k]-1]
 		sh := s.shard(&hints[k].InfoHash)
 		a := hints[k].Addr
 		if ip := a.Addr(); ip.Is4() {
+			segs[k], lee[k] = t.p4, t.leechers
 			ip4 := ip.As4()
-			var x uint64
-			x, pos[k] = warmSeg(sh.p4.pview.Load(), segs[k], &ip4, a.Port())
-			sink += x
+			parts[k], tags[k] = listSeg(&lines, sh.p4.pview.Load(), segs[k], &ip4, a.Port())
 		} else {
+			segs[k], lee[k] = t.p6, t.leechers
 			ip16 := ip.As16()
-			var x uint64
-			x, pos[k] = warmSeg(sh.p6.pview.Load(), segs[k], &ip16, a.Port())
-			sink += x
+			parts[k], tags[k] = listSeg(&lines, sh.p6.pview.Load(), segs[k], &ip16, a.Port())
 		}
 	}
+	lines.load()
 	// A big swarm's record of the peer, found through its index slot, and
 	// the peers its answer will hold.
 	for k := range hints {
 		if segs[k].cls != bigClass {
 			continue
 		}
+		pos := -1
+		if len(parts[k]) > 0 {
+			if e := probeTag(parts[k], uint64(tags[k])); e != 0 {
+				pos = int(uint32(e) - 1)
+			}
+		}
 		sh := s.shard(&hints[k].InfoHash)
 		if hints[k].Addr.Addr().Is4() {
-			v := sh.p4.pview.Load()
-			sink += warmBig(v, segs[k], pos[k]) + warmSample(v, segs[k], &hints[k], lee[k])
+			listBig(&lines, sh.p4.pview.Load(), segs[k], pos, &hints[k], lee[k])
 		} else {
-			v := sh.p6.pview.Load()
-			sink += warmBig(v, segs[k], pos[k]) + warmSample(v, segs[k], &hints[k], lee[k])
+			listBig(&lines, sh.p6.pview.Load(), segs[k], pos, &hints[k], lee[k])
 		}
 	}
-	return sink
+	lines.load()
+	return lines.sink
 }
 
-// warmWant bounds the peers of one answer warmSample loads.
+// lineList is the cache lines one step of prefetch loads. A full list is
+// loaded at once, so a step of any size needs no more room.
+type lineList struct {
+	p    [512]unsafe.Pointer
+	n    int
+	sink uint64
+}
+
+func (l *lineList) add(p unsafe.Pointer) {
+	if l.n == len(l.p) {
+		l.load()
+	}
+	l.p[l.n] = p
+	l.n++
+}
+
+// addSpan lists every line of the size bytes from p on.
+func (l *lineList) addSpan(p unsafe.Pointer, size uintptr) {
+	for off := uintptr(0); off < size; off += 64 {
+		l.add(unsafe.Add(p, off))
+	}
+	l.add(unsafe.Add(p, size-1)) // the last line, when p is not aligned
+}
+
+// load reads one byte of each listed line; the loop is a handful of
+// instructions, so many of its loads are in flight at once.
+func (l *lineList) load() {
+	var x uint64
+	for _, p := range l.p[:l.n] {
+		x += uint64(*(*byte)(p))
+	}
+	l.sink += x
+	l.n = 0
+}
+
+// listSeg lists the first records of a chunk segment, or, in a big
+// segment, the index slot of the peer, and then returns the peer's index
+// part and hash tag for listBig.
+func listSeg[A addr](l *lineList, v *slabView[A], sg seg, ip *A, port uint16) ([]uint64, uint32) {
+	if v == nil {
+		return nil, 0
+	}
+	if sg.cls == bigClass {
+		if uint(sg.off) >= uint(len(v.big)) {
+			return nil, 0
+		}
+		x := &v.big[sg.off].idx
+		tag := uint32(hashPeer(ip, port, v.seed))
+		k := int(tag >> x.shift)
+		if k >= len(x.dir) || uint(x.dir[k]) >= uint(len(x.parts)) {
+			return nil, 0
+		}
+		s := x.parts[x.dir[k]]
+		if len(s) == 0 {
+			return nil, 0
+		}
+		l.add(unsafe.Pointer(&s[int(tag)&(len(s)-1)]))
+		return s, tag
+	}
+	if sg.cls == noClass {
+		return nil, 0
+	}
+	c, o := int(sg.off>>chunkShift), int(sg.off&(chunkLen-1))
+	if c >= len(v.chunks) || v.chunks[c] == nil {
+		return nil, 0
+	}
+	ps := v.chunks[c]
+	if n := min(o+int(min(sg.n, prefetchRecords)), len(ps)) - o; n > 0 {
+		l.addSpan(unsafe.Pointer(&ps[o]), uintptr(n)*unsafe.Sizeof(ps[0]))
+	}
+	return nil, 0
+}
+
+// warmWant bounds the peers of one answer listBig loads.
 const warmWant = 64
 
-// warmSample loads the hot copies that pick will walk for the announce of
-// h in its big segment sg (see pickRuns and pickHot), from the start its
-// Sample gives: one entry per cache line. leechers is the torrent's count,
-// the length of a seeder's sample.
-func warmSample[A addr](v *slabView[A], sg seg, h *swarm.Hint, leechers uint32) uint64 {
-	if v == nil || h.Sample == 0 || uint(sg.off) >= uint(len(v.big)) {
-		return 0
+// listBig lists, in the big segment sg, record pos (the announcing peer,
+// -1 for a new one) and its hot copy, and the hot copies that pick will
+// walk for the announce of h (see pickRuns and pickHot), from the start
+// its Sample gives: one entry per cache line. leechers is the torrent's
+// count, the length of a seeder's sample.
+func listBig[A addr](l *lineList, v *slabView[A], sg seg, pos int, h *swarm.Hint, leechers uint32) {
+	if v == nil || uint(sg.off) >= uint(len(v.big)) {
+		return
+	}
+	b := &v.big[sg.off]
+	if pos >= 0 {
+		if c := pos >> blockShift; c < len(b.blocks) && c < len(b.hot) {
+			if ps, hs := b.blocks[c], b.hot[c]; pos&blockMask < len(ps) && pos&blockMask < len(hs) {
+				l.addSpan(unsafe.Pointer(&ps[pos&blockMask]), unsafe.Sizeof(ps[0]))
+				l.add(unsafe.Pointer(&hs[pos&blockMask]))
+			}
+		}
+	}
+	if h.Sample == 0 {
+		return
 	}
 	n := uint64(sg.n)
 	if h.Seeder {
@@ -115,91 +216,25 @@ func warmSample[A addr](v *slabView[A], sg seg, h *swarm.Hint, leechers uint32) 
 	}
 	m := min(want+8, n) // as pickRuns reads
 	if m == 0 {
-		return 0
+		return
 	}
-	hot := v.big[sg.off].hot
 	i := (h.Sample & 0xffffffff) * n >> 32
 	step := uint64(64 / unsafe.Sizeof(hotPeer[A]{}))
-	var sink uint64
 	for j := uint64(0); ; j += step {
 		j = min(j, m-1) // the last entry's line too
 		p := i + j
 		if p >= n {
 			p -= n
 		}
-		if b := p >> blockShift; b < uint64(len(hot)) {
-			if blk := hot[b]; p&blockMask < uint64(len(blk)) {
-				sink += uint64(blk[p&blockMask].port)
+		if c := p >> blockShift; c < uint64(len(b.hot)) {
+			if hs := b.hot[c]; p&blockMask < uint64(len(hs)) {
+				l.add(unsafe.Pointer(&hs[p&blockMask]))
 			}
 		}
 		if j == m-1 {
-			return sink
+			return
 		}
 	}
-}
-
-// warmSeg loads the first records of a chunk segment, or the peer's index
-// slot in a big segment and returns the position the slot names (-1 when
-// there is none to load).
-func warmSeg[A addr](v *slabView[A], sg seg, ip *A, port uint16) (sink uint64, pos int) {
-	if v == nil {
-		return 0, -1
-	}
-	if sg.cls == bigClass {
-		if uint(sg.off) >= uint(len(v.big)) {
-			return 0, -1
-		}
-		x := &v.big[sg.off].idx
-		tag := uint32(hashPeer(ip, port, v.seed))
-		k := int(tag >> x.shift)
-		if k >= len(x.dir) || uint(x.dir[k]) >= uint(len(x.parts)) {
-			return 0, -1
-		}
-		s := x.parts[x.dir[k]]
-		if len(s) == 0 {
-			return 0, -1
-		}
-		e := probeTag(s, uint64(tag))
-		if e == 0 {
-			// A new peer (or one further along the probe run): its slots
-			// are now loaded, there is no record to load.
-			return uint64(len(s)), -1
-		}
-		return e, int(uint32(e) - 1)
-	}
-	c, o := int(sg.off>>chunkShift), int(sg.off&(chunkLen-1))
-	if c >= len(v.chunks) || v.chunks[c] == nil {
-		return 0, -1
-	}
-	ps := v.chunks[c]
-	end := min(o+int(min(sg.n, prefetchRecords)), len(ps))
-	for i := o; i < end; i++ {
-		// A record's first and last bytes that find and pick read.
-		sink += uint64(ps[i].port) + uint64(ps[i].id[len(ps[i].id)-1])
-	}
-	return sink, -1
-}
-
-// warmBig loads record pos of a big segment and its hot copy (update
-// writes both).
-func warmBig[A addr](v *slabView[A], sg seg, pos int) uint64 {
-	if v == nil || pos < 0 || uint(sg.off) >= uint(len(v.big)) {
-		return 0
-	}
-	var sink uint64
-	b := &v.big[sg.off]
-	if c := pos >> blockShift; c < len(b.blocks) {
-		if ps := b.blocks[c]; pos&blockMask < len(ps) {
-			p := &ps[pos&blockMask]
-			sink += uint64(p.port) + uint64(p.left)
-		}
-	}
-	if c := pos >> blockShift; c < len(b.hot) {
-		if hs := b.hot[c]; pos&blockMask < len(hs) {
-			sink += uint64(hs[pos&blockMask].port)
-		}
-	}
-	return sink
 }
 
 // probeSlots is how many slots from its home probeTag looks at: with
