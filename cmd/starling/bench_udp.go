@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +25,9 @@ func newBenchUDPCmd() *cobra.Command {
 scrapes in flight over --torrents torrents and --peers peers, picking torrents uniformly or with
 Zipf-skewed popularity (--skew). After --warmup it measures for --duration and prints requests sent,
 responses received (per kind), errors and responses per second. Progress goes to stderr every second.
+With --requests N the measured window ends instead once N requests were sent in it and each was
+answered or timed out (exactly N without a warm-up; with one, the few sent while the window opens
+count too).
 Run it against "starling bench udp-echo" to measure the network stack's ceiling on the same machine.
 
 With --burst N (Linux, needs --server-pid) it measures the server's drain rate instead: it pauses
@@ -51,6 +55,9 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 					cfg.Skew = skew
 				}
 			}
+			if cfg.Requests > 0 && !cmd.Flags().Changed("duration") {
+				cfg.Duration = time.Hour // the count ends the run; this bounds a stuck one
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			fmt.Fprintf(cmd.ErrOrStderr(), "load: %s, %d torrents, %d peers, skew %g, numwant %d, scrape share %g, %d sockets over %d source IPs, window %d\n",
@@ -70,7 +77,8 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "tracker address host:port")
 	f.StringVar(&profile, "profile", "uniform", "population preset: uniform (10,000 torrents, 200,000 peers) or skewed (1,000,000 torrents, 2,000,000 peers, skew 1.3)")
 	f.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "time before measuring")
-	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time")
+	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time (the longest, with --requests)")
+	f.Uint64Var(&cfg.Requests, "requests", 0, "end the measured window after this many requests and their answers (default: --duration alone; with --requests and no --duration, up to an hour)")
 	f.IntVar(&cfg.Torrents, "torrents", cfg.Torrents, "number of torrents")
 	f.IntVar(&cfg.Peers, "peers", cfg.Peers, "number of peers")
 	f.Int32Var(&cfg.NumWant, "numwant", cfg.NumWant, "num_want of every announce (-1: tracker default)")

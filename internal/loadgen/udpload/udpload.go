@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -44,6 +45,10 @@ type Config struct {
 	Addr string
 	// Warmup runs before counting starts; Duration is the measured time.
 	Warmup, Duration time.Duration
+	// Requests, when not 0, ends the measured window as soon as at least
+	// that many requests were sent in it and each was answered or timed
+	// out (exactly that many without a warm-up); Duration still bounds it.
+	Requests uint64
 	// Torrents and Peers size the simulated population.
 	Torrents, Peers int
 	// NumWant is sent in every announce.
@@ -199,9 +204,16 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	// bounded population, as real clients do, instead of inventing a new
 	// peer with every request.
 	pop := newPopulation(&cfg)
+	// budget is how many more requests the sockets may send: unbounded
+	// until the measured window of a run with Requests starts.
+	budget := new(atomic.Int64)
+	budget.Store(math.MaxInt64)
+	if cfg.Requests > 0 && cfg.Warmup <= 0 {
+		budget.Store(int64(min(cfg.Requests, math.MaxInt64)))
+	}
 	clients := make([]*client, cfg.Sockets)
 	for i := range clients {
-		c, err := newClient(&cfg, i, target, pop)
+		c, err := newClient(&cfg, i, target, pop, budget)
 		if err != nil {
 			for _, c := range clients[:i] {
 				c.conn.Close()
@@ -256,6 +268,13 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	endAt := measureAt.Add(cfg.Duration)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	// With Requests, the window's counts are looked at every 10 ms.
+	var poll <-chan time.Time
+	if cfg.Requests > 0 {
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		poll = t.C
+	}
 	var base Counts
 	var baseCPU, baseUser, baseLoad, baseLoadUser time.Duration
 	var baseAt time.Time
@@ -268,6 +287,22 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	prev, prevAt := Counts{}, start
 	var res Result
 	var runErr error
+	// finish takes the measured window's figures at now.
+	finish := func(now time.Time) {
+		c := total()
+		res.Counts = c.sub(base)
+		res.Elapsed = now.Sub(baseAt)
+		if cfg.ServerPID != 0 {
+			cpu, user, err := processCPU(cfg.ServerPID)
+			if err != nil {
+				runErr = err
+			}
+			res.ServerCPU, res.ServerUserCPU = cpu-baseCPU, user-baseUser
+		}
+		if load, user, err := processCPU(os.Getpid()); err == nil {
+			res.LoadCPU, res.LoadUserCPU = load-baseLoad, user-baseLoadUser
+		}
+	}
 loop:
 	for {
 		wait := time.Until(endAt)
@@ -298,26 +333,27 @@ loop:
 				phase, now.Sub(start).Seconds(), float64(d.Sent)/secs, float64(d.Received)/secs,
 				float64(d.Announces)/secs, float64(d.Scrapes)/secs, cur.Errors, cur.Lost)
 			prev, prevAt = cur, now
+		case now := <-poll:
+			timer.Stop()
+			t := total()
+			if w := t.sub(base); measuring && w.Sent >= cfg.Requests && w.Received+w.Lost >= w.Sent {
+				finish(now)
+				break loop
+			}
 		case now := <-timer.C:
 			if !measuring {
 				measuring = true
 				base, baseAt = total(), now
 				baseCPU, baseUser, _ = processCPU(cfg.ServerPID)
 				baseLoad, baseLoadUser, _ = processCPU(os.Getpid())
+				if cfg.Requests > 0 {
+					// After the snapshot: requests sent in between count in
+					// the window, so it holds at least Requests.
+					budget.Store(int64(min(cfg.Requests, math.MaxInt64)))
+				}
 				continue
 			}
-			res.Counts = func() Counts { c := total(); return c.sub(base) }()
-			res.Elapsed = now.Sub(baseAt)
-			if cfg.ServerPID != 0 {
-				cpu, user, err := processCPU(cfg.ServerPID)
-				if err != nil {
-					runErr = err
-				}
-				res.ServerCPU, res.ServerUserCPU = cpu-baseCPU, user-baseUser
-			}
-			if load, user, err := processCPU(os.Getpid()); err == nil {
-				res.LoadCPU, res.LoadUserCPU = load-baseLoad, user-baseLoadUser
-			}
+			finish(now)
 			break loop
 		}
 	}
@@ -416,6 +452,7 @@ type client struct {
 	txid      uint32
 	tx, rx    []batch.Message
 	errSample atomic.Value
+	budget    *atomic.Int64 // shared by the sockets of a run (see Run)
 }
 
 // population is the simulated peers: peerTorrent[p] is peer p's torrent.
@@ -444,7 +481,7 @@ func torrentPicker(cfg *Config, rng *rand.Rand) func() uint64 {
 	return func() uint64 { return rng.Uint64N(n) }
 }
 
-func newClient(cfg *Config, i int, target *net.UDPAddr, pop *population) (*client, error) {
+func newClient(cfg *Config, i int, target *net.UDPAddr, pop *population, budget *atomic.Int64) (*client, error) {
 	var local *net.UDPAddr
 	if t4 := target.IP.To4(); t4 != nil && t4.IsLoopback() {
 		local = &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%cfg.SourceIPs))}
@@ -460,7 +497,7 @@ func newClient(cfg *Config, i int, target *net.UDPAddr, pop *population) (*clien
 		conn.Close()
 		return nil, err
 	}
-	c := &client{cfg: cfg, conn: conn, bc: bc, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))), pop: pop, index: i}
+	c := &client{cfg: cfg, conn: conn, bc: bc, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))), pop: pop, index: i, budget: budget}
 	c.torrent = torrentPicker(cfg, c.rng)
 	c.tx = make([]batch.Message, batchSize)
 	c.rx = make([]batch.Message, batchSize)
@@ -582,17 +619,23 @@ func (c *client) run(ctx context.Context) error {
 		// it is nearly empty), so every sendmmsg carries many datagrams;
 		// topping up one at a time would cost a system call per request.
 		if k := min(batchSize, c.cfg.Window-inflight); k >= min(batchSize, c.cfg.Window) || inflight == 0 {
+			// A run with a request count sends no more than its budget.
+			if left := c.budget.Add(-int64(k)); left < 0 {
+				k = max(k+int(max(left, -int64(k))), 0)
+			}
 			for i := 0; i < k; i++ {
 				c.fill(&c.tx[i])
 			}
-			n, err := c.bc.Send(c.tx[:k])
-			inflight += n
-			c.st.sent.Add(uint64(n))
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
+			if k > 0 {
+				n, err := c.bc.Send(c.tx[:k])
+				inflight += n
+				c.st.sent.Add(uint64(n))
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return fmt.Errorf("send: %w", err)
 				}
-				return fmt.Errorf("send: %w", err)
 			}
 		}
 		_ = c.conn.SetReadDeadline(time.Now().Add(c.cfg.Timeout))

@@ -194,6 +194,39 @@ func TestEchoReplySize(t *testing.T) {
 	}
 }
 
+// TestRunRequests: a run with a request count ends when that many were
+// sent and answered, long before its duration: exactly the count without a
+// warm-up. With one, the window holds at least the count (and at most a
+// window per socket more, sent while it opened) and also the answers to
+// the requests in flight when it opened.
+func TestRunRequests(t *testing.T) {
+	srv, _ := startTracker(t, tracker.DefaultConfig())
+	for _, tc := range []struct {
+		warmup   time.Duration
+		requests uint64
+	}{{0, 5000}, {0, 1}, {200 * time.Millisecond, 3000}} {
+		cfg := shortRun(srv.Addr().String())
+		cfg.Warmup, cfg.Duration, cfg.Requests = tc.warmup, time.Minute, tc.requests
+		res, err := udpload.Run(context.Background(), cfg, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		most, early := tc.requests, uint64(0)
+		if tc.warmup > 0 {
+			most += uint64(cfg.Sockets * cfg.Window)
+			early = uint64(cfg.Sockets * cfg.Window)
+		}
+		if res.Sent < tc.requests || res.Sent > most || res.Received < res.Sent || res.Received > res.Sent+early ||
+			res.Announces != res.Received || res.Lost != 0 {
+			t.Fatalf("warm-up %v, %d requests: sent %d (want %d..%d), received %d, announces %d, lost %d",
+				tc.warmup, tc.requests, res.Sent, tc.requests, most, res.Received, res.Announces, res.Lost)
+		}
+		if res.Elapsed >= cfg.Duration {
+			t.Fatalf("%d requests: the window lasted its whole duration (%v)", tc.requests, res.Elapsed)
+		}
+	}
+}
+
 func TestRunWithoutTracker(t *testing.T) {
 	// A port with nothing behind it: the run must end with an error, not hang.
 	srv, _ := startTracker(t, tracker.DefaultConfig())
