@@ -354,3 +354,22 @@ func BenchmarkBatch(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWriteAnnounce encodes an answer of 30 IPv4 and one of 30 IPv6
+// peers, what every UDP announce of the benchmark profiles ends with.
+func BenchmarkWriteAnnounce(b *testing.B) {
+	var r bittorrent.AnnounceResponse
+	for i := range 30 {
+		r.Peers4 = append(r.Peers4, bittorrent.Peer{Addr: v4Peer(i)})
+		r.Peers6 = append(r.Peers6, bittorrent.Peer{Addr: v6Peer(i)})
+	}
+	out := make([]byte, maxPayload4)
+	txid := []byte{1, 2, 3, 4}
+	for _, fam := range []bittorrent.Family{bittorrent.IPv4, bittorrent.IPv6} {
+		b.Run(map[bittorrent.Family]string{bittorrent.IPv4: "v4", bittorrent.IPv6: "v6"}[fam], func(b *testing.B) {
+			for b.Loop() {
+				writeAnnounce(out, txid, &r, fam)
+			}
+		})
+	}
+}
