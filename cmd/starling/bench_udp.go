@@ -25,9 +25,9 @@ func newBenchUDPCmd() *cobra.Command {
 scrapes in flight over --torrents torrents and --peers peers, picking torrents uniformly or with
 Zipf-skewed popularity (--skew). After --warmup it measures for --duration and prints requests sent,
 responses received (per kind), errors and responses per second. Progress goes to stderr every second.
-With --requests N the measured window ends instead once N requests were sent in it and each was
-answered or timed out (exactly N without a warm-up; with one, the few sent while the window opens
-count too).
+With --requests N the measured window ends instead once N requests were sent in it and as many
+answers (or timeouts) came back: exactly N requests without a warm-up; with one, up to one batch
+per socket more, and the answers to requests sent before the window count in it.
 Run it against "starling bench udp-echo" to measure the network stack's ceiling on the same machine.
 
 With --burst N (Linux, needs --server-pid) it measures the server's drain rate instead: it pauses
@@ -54,6 +54,9 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 				if cmd.Flags().Changed("skew") {
 					cfg.Skew = skew
 				}
+			}
+			if cfg.Requests > 0 && cfg.Burst > 0 {
+				return fmt.Errorf("bench udp: --requests bounds a load run, --burst measures bursts: use one of them")
 			}
 			if cfg.Requests > 0 && !cmd.Flags().Changed("duration") {
 				cfg.Duration = time.Hour // the count ends the run; this bounds a stuck one
@@ -119,7 +122,7 @@ func newBenchUDPEchoCmd() *cobra.Command {
 	var sockets, reply int
 	cmd := &cobra.Command{
 		Use:   "udp-echo",
-		Short: "Answer every UDP datagram with a fixed 20-byte reply (the network ceiling for bench udp)",
+		Short: "Answer every UDP datagram with a fixed reply, 20 bytes by default (the network ceiling for bench udp)",
 		Long: `Serve a minimal UDP "tracker" that answers every datagram with a fixed reply (16 bytes to a
 connect, 20 bytes, an empty announce answer, to anything else), with the same batched sockets as the
 UDP tracker. "starling bench udp" against it measures what the network stack alone allows.

@@ -371,6 +371,7 @@ func (w *worker) answer(ctx context.Context, n int) int {
 			out++
 		}
 	}
+	w.h.sample = 0
 	return out
 }
 

@@ -46,8 +46,10 @@ type Config struct {
 	// Warmup runs before counting starts; Duration is the measured time.
 	Warmup, Duration time.Duration
 	// Requests, when not 0, ends the measured window as soon as at least
-	// that many requests were sent in it and each was answered or timed
-	// out (exactly that many without a warm-up); Duration still bounds it.
+	// that many requests were sent in it and as many answers or timeouts
+	// came back: exactly that many without a warm-up; with one, up to a
+	// batch per socket more, and answers to requests sent before the
+	// window count in it. Duration still bounds it.
 	Requests uint64
 	// Torrents and Peers size the simulated population.
 	Torrents, Peers int
@@ -343,12 +345,16 @@ loop:
 		case now := <-timer.C:
 			if !measuring {
 				measuring = true
+				if cfg.Requests > 0 {
+					budget.Store(0)
+				}
 				base, baseAt = total(), now
 				baseCPU, baseUser, _ = processCPU(cfg.ServerPID)
 				baseLoad, baseLoadUser, _ = processCPU(os.Getpid())
 				if cfg.Requests > 0 {
-					// After the snapshot: requests sent in between count in
-					// the window, so it holds at least Requests.
+					// Sending stops for the snapshot, so only batches that a
+					// socket took before it (at most one each) add to the
+					// window's Requests.
 					budget.Store(int64(min(cfg.Requests, math.MaxInt64)))
 				}
 				continue

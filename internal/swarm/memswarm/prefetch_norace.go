@@ -31,9 +31,11 @@ func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 		views [prefetchBatch]*prefetchView
 		hv    [prefetchBatch]uint64
 		segs  [prefetchBatch]seg
-		lee   [prefetchBatch]uint32
+		lee   [prefetchBatch]uint32   // the torrent's leechers; 0 when it has both families
 		parts [prefetchBatch][]uint64 // a big swarm's index part of the peer
 		tags  [prefetchBatch]uint32
+		sv4   [prefetchBatch]*slabView[[4]byte] // the slab view step 3 used, for step 4
+		sv6   [prefetchBatch]*slabView[[16]byte]
 		lines lineList
 	)
 	// The index slots.
@@ -75,14 +77,21 @@ func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 		t := &views[k].torrents[tpos[k]-1]
 		sh := s.shard(&hints[k].InfoHash)
 		a := hints[k].Addr
+		// A seeder's sample is the family's leechers (bigSeg.leechers,
+		// not readable here); the torrent's count is that only when the
+		// torrent has one family.
+		p4, p6 := t.p4, t.p6
+		if p4.n == 0 || p6.n == 0 {
+			lee[k] = t.leechers
+		}
 		if ip := a.Addr(); ip.Is4() {
-			segs[k], lee[k] = t.p4, t.leechers
+			segs[k], sv4[k] = p4, sh.p4.pview.Load()
 			ip4 := ip.As4()
-			parts[k], tags[k] = listSeg(&lines, sh.p4.pview.Load(), segs[k], &ip4, a.Port())
+			parts[k], tags[k] = listSeg(&lines, sv4[k], segs[k], &ip4, a.Port())
 		} else {
-			segs[k], lee[k] = t.p6, t.leechers
+			segs[k], sv6[k] = p6, sh.p6.pview.Load()
 			ip16 := ip.As16()
-			parts[k], tags[k] = listSeg(&lines, sh.p6.pview.Load(), segs[k], &ip16, a.Port())
+			parts[k], tags[k] = listSeg(&lines, sv6[k], segs[k], &ip16, a.Port())
 		}
 	}
 	lines.load()
@@ -98,11 +107,10 @@ func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 				pos = int(uint32(e) - 1)
 			}
 		}
-		sh := s.shard(&hints[k].InfoHash)
 		if hints[k].Addr.Addr().Is4() {
-			listBig(&lines, sh.p4.pview.Load(), segs[k], pos, &hints[k], lee[k])
+			listBig(&lines, sv4[k], segs[k], pos, &hints[k], lee[k])
 		} else {
-			listBig(&lines, sh.p6.pview.Load(), segs[k], pos, &hints[k], lee[k])
+			listBig(&lines, sv6[k], segs[k], pos, &hints[k], lee[k])
 		}
 	}
 	lines.load()
@@ -157,8 +165,8 @@ func listSeg[A addr](l *lineList, v *slabView[A], sg seg, ip *A, port uint16) ([
 		}
 		x := &v.big[sg.off].idx
 		tag := uint32(hashPeer(ip, port, v.seed))
-		k := int(tag >> x.shift)
-		if k >= len(x.dir) || uint(x.dir[k]) >= uint(len(x.parts)) {
+		k := uint(tag >> x.shift)
+		if k >= uint(len(x.dir)) || uint(x.dir[k]) >= uint(len(x.parts)) {
 			return nil, 0
 		}
 		s := x.parts[x.dir[k]]
@@ -182,14 +190,16 @@ func listSeg[A addr](l *lineList, v *slabView[A], sg seg, ip *A, port uint16) ([
 	return nil, 0
 }
 
-// warmWant bounds the peers of one answer listBig loads.
-const warmWant = 64
+// warmWant bounds the peers of one answer listBig loads: the tracker's
+// default max_peers_per_announce (a num_want of 0 or less gets that many).
+const warmWant = 74
 
 // listBig lists, in the big segment sg, record pos (the announcing peer,
 // -1 for a new one) and its hot copy, and the hot copies that pick will
 // walk for the announce of h (see pickRuns and pickHot), from the start
-// its Sample gives: one entry per cache line. leechers is the torrent's
-// count, the length of a seeder's sample.
+// its Sample gives: one entry per cache line. leechers is the length of a
+// seeder's sample; 0 when unknown, and then a seeder's sample is not
+// loaded.
 func listBig[A addr](l *lineList, v *slabView[A], sg seg, pos int, h *swarm.Hint, leechers uint32) {
 	if v == nil || uint(sg.off) >= uint(len(v.big)) {
 		return
@@ -208,7 +218,7 @@ func listBig[A addr](l *lineList, v *slabView[A], sg seg, pos int, h *swarm.Hint
 	}
 	n := uint64(sg.n)
 	if h.Seeder {
-		n = uint64(min(leechers, sg.n))
+		n = uint64(min(leechers, sg.n)) // 0 (nothing to load) when unknown
 	}
 	want := uint64(h.NumWant)
 	if h.NumWant <= 0 || want > warmWant {

@@ -39,8 +39,10 @@ figures() {
 	local out=$work/$1.out
 	local rate user
 	rate=$(sed -n 's/^responses received: *[0-9]* (\([0-9]*\)\/s)$/\1/p' "$out")
-	user=$(grep -m1 '^  user / system:' "$out" | awk '{print $4, $6}')
-	echo "$rate $user"
+	# The user / system line right after "server CPU" (the generator's
+	# own follows "generator CPU").
+	user=$(awk '/^server CPU/ { s = 1; next } s && /user \/ system/ { print $4, $6; exit }' "$out")
+	echo "${rate:-0} ${user:-? ?}"
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -64,11 +66,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
 			--server-pid "${pids[$k]}" >"$work/$name.out" 2>/dev/null &
 		gens+=($!)
 	done
-	wait "${gens[@]}"
-	kill "${pids[@]}"
+	for g in "${gens[@]}"; do wait "$g" || echo "a generator failed; see its output above" >&2; done
+	kill "${pids[@]}" 2>/dev/null || true
 	wait "${pids[@]}" 2>/dev/null || true
 	pids=()
 	read -r ra ua sa <<<"$(figures A)"
 	read -r rb ub sb <<<"$(figures B)"
-	echo "round $r ($PROFILE): A $ra/s, user $ua + system $sa µs; B $rb/s, user $ub + system $sb µs; B-A user $(awk -v a="$ua" -v b="$ub" 'BEGIN { printf "%+.2f", b - a }') µs"
+	echo "round $r ($PROFILE): A $ra/s, user $ua + system $sa µs; B $rb/s, user $ub + system $sb µs; B-A user $(awk -v a="$ua" -v b="$ub" 'BEGIN { if (a == "?" || b == "?") print "?"; else printf "%+.2f", b - a }') µs"
 done

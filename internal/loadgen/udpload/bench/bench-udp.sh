@@ -114,13 +114,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	fi
 	for profile in $PROFILES; do
 		st=$(rate "r$r-starling-$profile")
-		line+="; $profile: starling $st ($(cpu "r$r-starling-$profile")), $(awk -v a="$st" -v b="$echo_rate" 'BEGIN { printf "%.1f", 100 * a / b }') % of echo"
+		line+="; $profile: starling $st ($(cpu "r$r-starling-$profile")), $(awk -v a="$st" -v b="$echo_rate" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else printf "?" }') % of echo"
 		if ((SIZED_ECHO > 0)); then
-			line+=" ($(awk -v a="$st" -v b="$sized_rate" 'BEGIN { printf "%.1f", 100 * a / b }') % of the $SIZED_ECHO-byte echo)"
+			line+=" ($(awk -v a="$st" -v b="$sized_rate" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else printf "?" }') % of the $SIZED_ECHO-byte echo)"
 		fi
 		if [[ -n $OPENTRACKER ]]; then
 			ot=$(rate "r$r-opentracker-$profile")
-			line+=", opentracker $ot ($(cpu "r$r-opentracker-$profile")), ×$(awk -v a="$st" -v b="$ot" 'BEGIN { printf "%.2f", a / b }')"
+			line+=", opentracker $ot ($(cpu "r$r-opentracker-$profile")), ×$(awk -v a="$st" -v b="$ot" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "?" }')"
 		fi
 	done
 	echo "$line"
