@@ -61,7 +61,8 @@ type bigSeg[A addr] struct {
 	leechers uint32
 }
 
-// hotPeer is a big swarm's peer as an answer without peer ids needs it.
+// hotPeer is a peer as an answer without peer ids and a lookup need it:
+// big segments and slab chunks keep one beside each record.
 type hotPeer[A addr] struct {
 	ip     A
 	port   uint16

@@ -9,11 +9,12 @@ import (
 
 // Prefetch (swarm.Prefetcher) loads what a batch of announces will read,
 // one step for the whole batch before the next: the torrent index slots,
-// then the torrent records, then the start of each swarm's segment (or,
-// in a big swarm, the announcing peer's index slot and record). The loads
-// of different announces do not depend on each other, so their cache
-// misses overlap, where Announce, one at a time under the shard lock,
-// waits for each miss before it knows the next address.
+// then the torrent records, then the start of each swarm's segment (the
+// hot copies of a chunk segment's first peers, or, in a big swarm, the
+// announcing peer's index slot), then the announcing peer's record. The
+// loads of different announces do not depend on each other, so their
+// cache misses overlap, where Announce, one at a time under the shard
+// lock, waits for each miss before it knows the next address.
 //
 // It reads without the lock, through views published whenever the arrays
 // they describe are reallocated (prefetchView, slabView). The arrays'
@@ -57,10 +58,11 @@ func (sh *shard) publishView() {
 	})
 }
 
-// slabView is a slab's chunks and big segments as of their last change:
-// copies of the slices, never modified once published.
+// slabView is a slab's chunks, their hot copies and big segments as of
+// their last change: copies of the slices, never modified once published.
 type slabView[A addr] struct {
 	chunks [][]peer[A]
+	hot    [][]hotPeer[A]
 	big    []bigSeg[A]
 	seed   uint64
 }
@@ -71,5 +73,5 @@ func (s *slab[A]) publish() {
 	if s.pview == nil {
 		return // a bare slab of a test
 	}
-	s.pview.Store(&slabView[A]{chunks: slices.Clone(s.chunks), big: slices.Clone(s.big), seed: s.seed})
+	s.pview.Store(&slabView[A]{chunks: slices.Clone(s.chunks), hot: slices.Clone(s.hot), big: slices.Clone(s.big), seed: s.seed})
 }

@@ -8,21 +8,23 @@ import (
 	"github.com/starling-tracker/starling/internal/swarm"
 )
 
-// prefetchRecords bounds the records of a chunk segment one announce
-// warms: find scans up to linearMax of them.
+// prefetchRecords bounds the hot copies of a chunk segment one announce
+// warms: findHot scans up to linearMax of them.
 const prefetchRecords = linearMax
 
 // prefetch warms the caches for up to prefetchBatch announces (see
 // Prefetch for why its unlocked reads are safe), in four steps, each over
 // the whole batch: the index slots, the torrent records, the swarms'
-// segments (a chunk segment's records, a big swarm's index slot of the
-// peer), and in big swarms the peer's record and the peers its answer
-// will hold. Each step first lists the cache lines to load (from what the
-// step before loaded, now in the cache) and then loads them in a loop of a
-// few instructions (lineList): the processor then has dozens of those
-// loads in flight at once. Loading each line where its address is worked
-// out put a hundred instructions between two loads, so only three or four
-// misses overlapped and the pass waited for the rest one by one.
+// segments (the hot copies of a chunk segment's first peers, a big
+// swarm's index slot of the peer), and the peer's record (found in the
+// hot copies of a chunk segment, or through the index slot of a big
+// swarm, where the peers its answer will hold are loaded too). Each step
+// first lists the cache lines to load (from what the step before loaded,
+// now in the cache) and then loads them in a loop of a few instructions
+// (lineList): the processor then has dozens of those loads in flight at
+// once. Loading each line where its address is worked out put a hundred
+// instructions between two loads, so only three or four misses overlapped
+// and the pass waited for the rest one by one.
 //
 // Bounds are compared as unsigned: on 32-bit platforms a racy read of a
 // 64-bit slot can be torn, and int of a large uint32 would be negative.
@@ -68,8 +70,8 @@ func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 		}
 	}
 	lines.load()
-	// The segments: a chunk segment's first records, or a big swarm's
-	// index slot of the peer.
+	// The segments: the hot copies of a chunk segment's first peers, or a
+	// big swarm's index slot of the peer.
 	for k := range hints {
 		if tpos[k] == 0 {
 			continue
@@ -95,10 +97,19 @@ func (s *Store) prefetch(hints []swarm.Hint) uint64 {
 		}
 	}
 	lines.load()
-	// A big swarm's record of the peer, found through its index slot, and
-	// the peers its answer will hold.
+	// The peer's record, which update writes: in a chunk segment found
+	// among the hot copies step 3 loaded; in a big swarm through its index
+	// slot, with the peers its answer will hold.
 	for k := range hints {
 		if segs[k].cls != bigClass {
+			a := hints[k].Addr
+			if ip := a.Addr(); ip.Is4() {
+				ip4 := ip.As4()
+				listChunkPeer(&lines, sv4[k], segs[k], &ip4, a.Port())
+			} else {
+				ip16 := ip.As16()
+				listChunkPeer(&lines, sv6[k], segs[k], &ip16, a.Port())
+			}
 			continue
 		}
 		pos := -1
@@ -152,9 +163,10 @@ func (l *lineList) load() {
 	l.n = 0
 }
 
-// listSeg lists the first records of a chunk segment, or, in a big
-// segment, the index slot of the peer, and then returns the peer's index
-// part and hash tag for listBig.
+// listSeg lists the hot copies of a chunk segment's first peers (what
+// findHot scans and an answer without ids reads), or, in a big segment, the
+// index slot of the peer, and then returns the peer's index part and hash
+// tag for listBig.
 func listSeg[A addr](l *lineList, v *slabView[A], sg seg, ip *A, port uint16) ([]uint64, uint32) {
 	if v == nil {
 		return nil, 0
@@ -179,15 +191,49 @@ func listSeg[A addr](l *lineList, v *slabView[A], sg seg, ip *A, port uint16) ([
 	if sg.cls == noClass {
 		return nil, 0
 	}
-	c, o := int(sg.off>>chunkShift), int(sg.off&(chunkLen-1))
-	if c >= len(v.chunks) || v.chunks[c] == nil {
-		return nil, 0
-	}
-	ps := v.chunks[c]
-	if n := min(o+int(min(sg.n, prefetchRecords)), len(ps)) - o; n > 0 {
-		l.addSpan(unsafe.Pointer(&ps[o]), uintptr(n)*unsafe.Sizeof(ps[0]))
+	if hs := chunkHot(v, sg); len(hs) > 0 {
+		l.addSpan(unsafe.Pointer(&hs[0]), uintptr(len(hs))*unsafe.Sizeof(hs[0]))
 	}
 	return nil, 0
+}
+
+// chunkHot is the hot copies of the first min(n, prefetchRecords) peers
+// of the chunk segment sg in v, cut to the chunk's bounds (empty when sg
+// is not a chunk segment or its chunk is not in v).
+func chunkHot[A addr](v *slabView[A], sg seg) []hotPeer[A] {
+	if v == nil || sg.cls == noClass || sg.cls == bigClass {
+		return nil
+	}
+	c, o := uint(sg.off>>chunkShift), uint(sg.off&(chunkLen-1))
+	if c >= uint(len(v.hot)) {
+		return nil
+	}
+	hs := v.hot[c]
+	if o >= uint(len(hs)) {
+		return nil
+	}
+	return hs[o : o+min(uint(min(sg.n, prefetchRecords)), uint(len(hs))-o)]
+}
+
+// listChunkPeer lists the record of the peer (ip, port) in the chunk
+// segment sg, looked up in the hot copies listSeg loaded (a peer past the
+// first prefetchRecords, or not stored yet, is not listed).
+func listChunkPeer[A addr](l *lineList, v *slabView[A], sg seg, ip *A, port uint16) {
+	hs := chunkHot(v, sg)
+	if len(hs) == 0 {
+		return
+	}
+	j, ok := findHot(hs, ip, port)
+	if !ok {
+		return
+	}
+	c, q := uint(sg.off>>chunkShift), uint(sg.off&(chunkLen-1))+uint(j)
+	if c >= uint(len(v.chunks)) {
+		return
+	}
+	if ps := v.chunks[c]; q < uint(len(ps)) {
+		l.addSpan(unsafe.Pointer(&ps[q]), unsafe.Sizeof(ps[0]))
+	}
 }
 
 // warmWant bounds the peers of one answer listBig loads: the tracker's

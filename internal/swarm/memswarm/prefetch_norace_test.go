@@ -5,10 +5,12 @@ package memswarm
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/swarm"
@@ -74,4 +76,66 @@ func addrOf6or4(i int) netip.AddrPort {
 		return swarmtest.Addr6(i, 6881)
 	}
 	return swarmtest.Addr4(i, 6881)
+}
+
+// TestPrefetchChunkLines checks the lines prefetch lists for chunk
+// segments: the hot copies of the first prefetchRecords peers, then the
+// announcing peer's record when it is among them, and nothing for a peer
+// that is not (new, or further on in a larger segment).
+func TestPrefetchChunkLines(t *testing.T) {
+	s := NewSharded(swarm.Options{}, 0)
+	sizes := []int{1, 7, 20, prefetchRecords, prefetchRecords + 1, 200}
+	for tor, n := range sizes {
+		for i := range n {
+			a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100)
+			swarmtest.Do(t, s, a)
+			a.Addr = swarmtest.Addr6(i, 6881)
+			swarmtest.Do(t, s, a)
+		}
+	}
+	checkInvariants(t, s)
+	sh := &s.shards[0]
+	for tor, n := range sizes {
+		h := swarmtest.Hash(tor)
+		tr, _ := sh.get(&h)
+		checkChunkLines(t, &sh.p4, sh.p4.pview.Load(), tr.p4, n, func(i int) [4]byte { return swarmtest.Addr4(i, 6881).Addr().As4() })
+		checkChunkLines(t, &sh.p6, sh.p6.pview.Load(), tr.p6, n, func(i int) [16]byte { return swarmtest.Addr6(i, 6881).Addr().As16() })
+	}
+}
+
+func checkChunkLines[A addr](t *testing.T, sl *slab[A], v *slabView[A], sg seg, n int, ip func(int) A) {
+	t.Helper()
+	if sg.cls == noClass || sg.cls == bigClass || int(sg.n) != n {
+		t.Fatalf("segment of class %d with %d peers, want a chunk segment of %d", sg.cls, sg.n, n)
+	}
+	listed := func(l *lineList) []unsafe.Pointer { return slices.Clone(l.p[:l.n]) }
+	hs := sl.hotView(sg)
+	for i := -1; i < n; i++ {
+		var l lineList
+		addr := ip(n + 1000) // not stored
+		if i >= 0 {
+			addr = ip(i)
+		}
+		listSeg(&l, v, sg, &addr, 6881)
+		m := min(n, prefetchRecords)
+		first, last := unsafe.Pointer(&hs[0]), unsafe.Add(unsafe.Pointer(&hs[m-1]), unsafe.Sizeof(hs[0])-1)
+		got := listed(&l)
+		if got[0] != first || got[len(got)-1] != last {
+			t.Fatalf("%d peers: listSeg listed %v, want %p to %p", n, got, first, last)
+		}
+		l.load()
+		listChunkPeer(&l, v, sg, &addr, 6881)
+		got = listed(&l)
+		// The peers are stored in address order: peer i is at position i.
+		if i < 0 || i >= prefetchRecords {
+			if len(got) != 0 {
+				t.Fatalf("%d peers: peer %d (not among the first %d): listed %v", n, i, prefetchRecords, got)
+			}
+			continue
+		}
+		p := sl.at(sg, i)
+		if len(got) < 2 || got[0] != unsafe.Pointer(p) || got[len(got)-1] != unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(*p)-1) {
+			t.Fatalf("%d peers: peer %d at %p: listed %v", n, i, p, got)
+		}
+	}
 }

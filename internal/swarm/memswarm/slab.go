@@ -45,36 +45,51 @@ func (p *peer[A]) less(ip *A, port uint16) bool {
 	return p.port < port
 }
 
-// linearMax is the largest segment find scans instead of bisecting. On
+// less is peer.less of the hot copy.
+func (h *hotPeer[A]) less(ip *A, port uint16) bool {
+	for i := 0; i < len(*ip); i++ {
+		if h.ip[i] != (*ip)[i] {
+			return h.ip[i] < (*ip)[i]
+		}
+	}
+	return h.port < port
+}
+
+// linearMax is the largest segment findHot scans instead of bisecting. On
 // 10,000 torrents of 20 peers (records not in the cache) a re-announce
 // without peers handed out took 370–430 ns with the binary search and
 // 200–240 ns with the scan; at 150 peers the scan loses (270 vs 380 ns).
+// Those were scans of the records; the scan of the hot copies reads a
+// seventh of the lines, and the crossover was not measured again.
 const linearMax = 64
 
-// find returns the position of (ip, port) in ps, or where it would be
-// inserted to keep ps sorted.
-func find[A addr](ps []peer[A], ip *A, port uint16) (int, bool) {
-	if len(ps) <= linearMax {
+// findHot returns the position of (ip, port) in hs, the hot copies of a
+// chunk segment (in the records' order, sorted by address), or where it
+// would be inserted to keep them sorted. Reading the hot copies instead
+// of the records looks at 8 bytes per IPv4 peer instead of 56: 20 peers
+// are 3 cache lines instead of 18.
+func findHot[A addr](hs []hotPeer[A], ip *A, port uint16) (int, bool) {
+	if len(hs) <= linearMax {
 		// A scan: its loads do not wait for each other's comparisons,
 		// so the segment streams in from memory, where each step of a
 		// binary search waits for the previous one's cache miss.
-		for i := range ps {
-			if !ps[i].less(ip, port) {
-				return i, ps[i].ip == *ip && ps[i].port == port
+		for i := range hs {
+			if !hs[i].less(ip, port) {
+				return i, hs[i].ip == *ip && hs[i].port == port
 			}
 		}
-		return len(ps), false
+		return len(hs), false
 	}
-	lo, hi := 0, len(ps)
+	lo, hi := 0, len(hs)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if ps[m].less(ip, port) {
+		if hs[m].less(ip, port) {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	return lo, lo < len(ps) && ps[lo].ip == *ip && ps[lo].port == port
+	return lo, lo < len(hs) && hs[lo].ip == *ip && hs[lo].port == port
 }
 
 // Slab geometry. Peers of small swarms live in fixed-size chunks of
@@ -138,6 +153,12 @@ type seg struct {
 // chunk-sized copy under the shard lock (tens of microseconds).
 type slab[A addr] struct {
 	chunks [][]peer[A]
+	// hot[c] mirrors chunks[c] slot for slot with what an answer without
+	// peer ids and a lookup read (see hotPeer): allocated and dropped
+	// with the chunk, written wherever a chunk record's address, port or
+	// left is, so a chunk segment's lookup, its answer without ids and
+	// Prefetch read 8 bytes per IPv4 peer instead of 56.
+	hot [][]hotPeer[A]
 	// live[c] is the number of slots of chunk c held by live segments.
 	live []uint32
 	// next and end bound the bump region, inside one chunk.
@@ -182,12 +203,33 @@ func (s *slab[A]) view(sg seg) []peer[A] {
 	return s.chunks[c][o : o+sg.n : o+classSize[sg.cls]]
 }
 
+// hotView is the hot copies of the segment's peers, in the same
+// positions as view's records; a big segment must be of one block.
+func (s *slab[A]) hotView(sg seg) []hotPeer[A] {
+	switch sg.cls {
+	case noClass:
+		return nil
+	case bigClass:
+		return s.big[sg.off].hot[0][:sg.n]
+	}
+	c, o := sg.off>>chunkShift, sg.off&(chunkLen-1)
+	return s.hot[c][o : o+sg.n : o+classSize[sg.cls]]
+}
+
 // at is the record at position i of the segment.
 func (s *slab[A]) at(sg seg, i int) *peer[A] {
 	if sg.cls == bigClass {
 		return s.big[sg.off].at(uint32(i))
 	}
 	return &s.chunks[sg.off>>chunkShift][int(sg.off&(chunkLen-1))+i]
+}
+
+// hotAt is the hot copy of the record at position i of the segment.
+func (s *slab[A]) hotAt(sg seg, i int) *hotPeer[A] {
+	if sg.cls == bigClass {
+		return s.big[sg.off].hotAt(uint32(i))
+	}
+	return &s.hot[sg.off>>chunkShift][int(sg.off&(chunkLen-1))+i]
 }
 
 // span is the segment's records from position i on that are contiguous in
@@ -242,6 +284,7 @@ func (s *slab[A]) refill() {
 		s.spare = s.spare[:n-1]
 		if s.chunks[c] == nil {
 			s.chunks[c] = make([]peer[A], chunkLen)
+			s.hot[c] = make([]hotPeer[A], chunkLen)
 			s.capSlots += chunkLen
 			s.publish()
 		}
@@ -250,6 +293,7 @@ func (s *slab[A]) refill() {
 	}
 	c := uint32(len(s.chunks))
 	s.chunks = append(s.chunks, make([]peer[A], chunkLen))
+	s.hot = append(s.hot, make([]hotPeer[A], chunkLen))
 	s.publish()
 	s.live = append(s.live, 0)
 	s.capSlots += chunkLen
@@ -309,6 +353,7 @@ func (s *slab[A]) compact(bump uint32) {
 		off := s.next
 		s.next += size
 		copy(s.chunks[off>>chunkShift][off&(chunkLen-1):], s.view(*sg))
+		copy(s.hot[off>>chunkShift][off&(chunkLen-1):], s.hotView(*sg))
 		s.live[off>>chunkShift] += size
 		s.live[sg.off>>chunkShift] -= size
 		sg.off = off
@@ -368,7 +413,7 @@ func (s *slab[A]) reclaim() {
 			continue
 		}
 		if kept {
-			s.chunks[c] = nil
+			s.chunks[c], s.hot[c] = nil, nil
 			s.capSlots -= chunkLen
 			s.publish()
 		}
@@ -427,14 +472,22 @@ func (s *slab[A]) move(sg *seg, want uint32) {
 		s.big[nw.off].reindex(nw.n, s.seed)
 		s.publish()
 	case nw.cls != noClass:
-		copy(s.view(nw), s.view(old))
+		ps := s.view(nw)
+		copy(ps, s.view(old))
 		if old.cls == bigClass {
-			slices.SortFunc(s.view(nw), func(a, b peer[A]) int {
+			slices.SortFunc(ps, func(a, b peer[A]) int {
 				if a.less(&b.ip, b.port) {
 					return -1
 				}
 				return 1 // two peers never share an address
 			})
+			// The hot copies follow the records into their new order.
+			hs := s.hotView(nw)
+			for i := range ps {
+				hs[i] = hotOf(&ps[i])
+			}
+		} else {
+			copy(s.hotView(nw), s.hotView(old))
 		}
 	}
 	s.release(old)
@@ -448,7 +501,7 @@ func (s *slab[A]) find(sg seg, ip *A, port uint16) (int, bool) {
 		_, _, i := s.big[sg.off].lookup(hashPeer(ip, port, s.seed), ip, port)
 		return i, i >= 0
 	}
-	return find(s.view(sg), ip, port)
+	return findHot(s.hotView(sg), ip, port)
 }
 
 // insert puts p at position i of the segment (at the end of a bigSeg),
@@ -480,6 +533,9 @@ func (s *slab[A]) insert(sg *seg, i int, p *peer[A]) int {
 	ps := s.view(*sg)
 	copy(ps[i+1:], ps[i:len(ps)-1])
 	ps[i] = *p
+	hs := s.hotView(*sg)
+	copy(hs[i+1:], hs[i:len(hs)-1])
+	hs[i] = hotOf(p)
 	return i
 }
 
@@ -496,6 +552,8 @@ func (s *slab[A]) remove(sg *seg, i int) {
 	}
 	ps := s.view(*sg)
 	copy(ps[i:], ps[i+1:])
+	hs := s.hotView(*sg)
+	copy(hs[i:], hs[i+1:])
 	sg.n--
 	s.shrink(sg)
 }

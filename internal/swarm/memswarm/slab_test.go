@@ -30,8 +30,10 @@ func TestClasses(t *testing.T) {
 
 // checkInvariants checks every shard's bookkeeping against a recount:
 // segments inside their chunk and disjoint from each other and from the
-// free lists, per-chunk live counts, peers sorted and unique, torrent,
-// shard and index counts.
+// free lists, per-chunk live counts, peers sorted and unique, hot copies
+// equal to their records (chunk and big segments), chunks and hot chunks
+// allocated together and published together, torrent, shard and index
+// counts.
 func checkInvariants(t *testing.T, s *Store) {
 	t.Helper()
 	for k := range s.shards {
@@ -87,6 +89,11 @@ func countSeg[A addr](t *testing.T, sl *slab[A], sg seg, se, le *uint32) {
 	}
 	for i := range int(sg.n) {
 		p := sl.at(sg, i)
+		if sg.cls != bigClass {
+			if h := sl.hotView(sg)[i]; h != hotOf(p) || *sl.hotAt(sg, i) != h {
+				t.Fatalf("chunk segment at %d: hot copy %d of %d is %+v, record %+v", sg.off, i, sg.n, h, hotOf(p))
+			}
+		}
 		if sg.cls != bigClass && i > 0 && !sl.at(sg, i-1).less(&p.ip, p.port) {
 			t.Fatalf("peers out of order or duplicated at %d", i)
 		}
@@ -190,6 +197,28 @@ func checkBig[A addr](t *testing.T, sl *slab[A], sg seg) {
 
 func checkSlab[A addr](t *testing.T, sl *slab[A], ts []torrent, segOf func(*torrent) seg) {
 	t.Helper()
+	if len(sl.hot) != len(sl.chunks) {
+		t.Fatalf("%d chunks, %d hot chunks", len(sl.chunks), len(sl.hot))
+	}
+	for c := range sl.chunks {
+		if (sl.chunks[c] == nil) != (sl.hot[c] == nil) || sl.chunks[c] != nil && (len(sl.chunks[c]) != chunkLen || len(sl.hot[c]) != chunkLen) {
+			t.Fatalf("chunk %d holds %d records (nil %v), %d hot copies (nil %v)", c,
+				len(sl.chunks[c]), sl.chunks[c] == nil, len(sl.hot[c]), sl.hot[c] == nil)
+		}
+	}
+	if sl.pview != nil {
+		// Prefetch reads the chunks and hot copies of the published view.
+		v := sl.pview.Load()
+		if v == nil && len(sl.chunks) > 0 || v != nil && (len(v.chunks) != len(sl.chunks) || len(v.hot) != len(sl.hot)) {
+			t.Fatalf("published view does not hold the slab's %d chunks", len(sl.chunks))
+		}
+		for c := range sl.chunks {
+			if (sl.chunks[c] == nil) != (v.chunks[c] == nil) || (sl.hot[c] == nil) != (v.hot[c] == nil) ||
+				sl.chunks[c] != nil && (&sl.chunks[c][0] != &v.chunks[c][0] || &sl.hot[c][0] != &v.hot[c][0]) {
+				t.Fatalf("published view holds other memory for chunk %d", c)
+			}
+		}
+	}
 	owner := make([][]int8, len(sl.chunks)) // 1 live, 2 free, per slot
 	for c := range sl.chunks {
 		if sl.chunks[c] != nil {
