@@ -55,6 +55,12 @@ func (h *hotPeer[A]) less(ip *A, port uint16) bool {
 	return h.port < port
 }
 
+// key4 is an IPv4 address and a port as one integer that sorts as less
+// does (only for 4-byte addresses).
+func key4[A addr](ip *A, port uint16) uint64 {
+	return uint64((*ip)[0])<<40 | uint64((*ip)[1])<<32 | uint64((*ip)[2])<<24 | uint64((*ip)[3])<<16 | uint64(port)
+}
+
 // linearMax is the largest segment findHot scans instead of bisecting. On
 // 10,000 torrents of 20 peers (records not in the cache) a re-announce
 // without peers handed out took 370–430 ns with the binary search and
@@ -73,6 +79,17 @@ func findHot[A addr](hs []hotPeer[A], ip *A, port uint16) (int, bool) {
 		// A scan: its loads do not wait for each other's comparisons,
 		// so the segment streams in from memory, where each step of a
 		// binary search waits for the previous one's cache miss.
+		if len(*ip) == 4 {
+			// IPv4 compares (address, port) as one integer, not byte
+			// by byte: a branch per entry instead of up to five.
+			k := key4(ip, port)
+			for i := range hs {
+				if e := key4(&hs[i].ip, hs[i].port); e >= k {
+					return i, e == k
+				}
+			}
+			return len(hs), false
+		}
 		for i := range hs {
 			if !hs[i].less(ip, port) {
 				return i, hs[i].ip == *ip && hs[i].port == port
