@@ -36,6 +36,11 @@ type Batcher struct {
 
 	mu      sync.Mutex
 	pending map[bittorrent.InfoHash]uint32
+	// flushing is the size of the batch being written, under mu, so that
+	// Pending counts it in the same critical section as pending: read
+	// apart, a failed write moving the batch back into pending between
+	// the two reads was counted in neither.
+	flushing int
 
 	// Owned by the flushing side, under flushMu: the map swapped out (kept
 	// to be reused, so steady state allocates nothing) and the slice handed
@@ -80,15 +85,13 @@ func (b *Batcher) Completed(h bittorrent.InfoHash, count uint32) {
 	b.mu.Unlock()
 }
 
-// Pending is the number of torrents whose latest count is not yet written.
+// Pending is the number of torrents whose latest count is not yet written
+// (a torrent counted in a batch being written and again with a newer count
+// counts twice). It does not wait for a write in progress.
 func (b *Batcher) Pending() int {
 	b.mu.Lock()
-	n := len(b.pending)
-	b.mu.Unlock()
-	b.flushMu.Lock()
-	n += len(b.batch) // a batch being written, or one that failed
-	b.flushMu.Unlock()
-	return n
+	defer b.mu.Unlock()
+	return len(b.pending) + b.flushing
 }
 
 func (b *Batcher) run() {
@@ -118,6 +121,7 @@ func (b *Batcher) Flush(ctx context.Context) error {
 		return nil
 	}
 	b.pending, b.batch = b.batch, b.pending
+	b.flushing = len(b.batch)
 	b.mu.Unlock()
 
 	b.buf = b.buf[:0]
@@ -125,17 +129,18 @@ func (b *Batcher) Flush(ctx context.Context) error {
 		b.buf = append(b.buf, swarm.CompletedCount{InfoHash: h, Completed: c})
 	}
 	err := b.saver.SaveCompleted(ctx, b.buf)
+	b.mu.Lock()
 	if err != nil {
 		// Put the batch back under whatever arrived since: a count in pending
 		// is newer than the one in the batch.
-		b.mu.Lock()
 		for h, c := range b.batch {
 			if _, newer := b.pending[h]; !newer {
 				b.pending[h] = c
 			}
 		}
-		b.mu.Unlock()
 	}
+	b.flushing = 0
+	b.mu.Unlock()
 	clear(b.batch)
 	return err
 }
