@@ -315,16 +315,29 @@ func openPostgres(raw string, log *slog.Logger) (*DB, error) {
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return nil, fmt.Errorf("open database %s: [core.database] path must be a URL like postgresql://user:password@host:5432/database", name)
 	}
-	cfg, err := pgx.ParseConfig(raw)
-	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", name, err)
-	}
-	if !u.Query().Has("connect_timeout") {
-		cfg.ConnectTimeout = connectTimeout
-	}
 	pass, _ := u.User.Password()
 	if pass == "" {
 		pass = u.Query().Get("password")
+	}
+	// pgx takes a URL only by a lowercase scheme; url.Parse took any case,
+	// and pgx read "postgRes://…" as key=value settings, quoting the whole
+	// string, password included, in its error. (A fuzzer's find.)
+	scheme, rest, _ := strings.Cut(raw, "://")
+	if scheme != u.Scheme {
+		raw = u.Scheme + "://" + rest
+	}
+	cfg, err := pgx.ParseConfig(raw)
+	if err != nil {
+		// pgx redacts the password of a URL it quotes; do it again for any
+		// text it might quote otherwise.
+		msg := strings.ReplaceAll(err.Error(), raw, name)
+		if pass != "" {
+			msg = strings.ReplaceAll(msg, pass, "xxxxx")
+		}
+		return nil, fmt.Errorf("open database %s: %w", name, scrubbed{msg: msg, err: err})
+	}
+	if !u.Query().Has("connect_timeout") {
+		cfg.ConnectTimeout = connectTimeout
 	}
 	conn := stdlib.OpenDB(*cfg)
 	pool(conn)

@@ -113,3 +113,19 @@ func credentialCount(text, p string) int {
 	}
 	return n
 }
+
+// TestOpenPostgresAnyCaseScheme: a PostgreSQL URL whose scheme is not in
+// lowercase (which url.Parse and DriverOf take) is read as a URL too, not
+// handed to pgx's key=value parser, whose error quoted the password.
+func TestOpenPostgresAnyCaseScheme(t *testing.T) {
+	for _, raw := range []string{"PostgreSQL://u:s3cretpw@h:5432/db", "postgRes://u:s3cretpw@h/db"} {
+		db, err := openPostgres(raw, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if strings.Contains(db.String(), "s3cretpw") {
+			t.Fatalf("%s is named %q", raw, db.String())
+		}
+		db.sql.Close()
+	}
+}
