@@ -559,21 +559,28 @@ type panickyPrefetch struct{ *tracker.Tracker }
 
 func (panickyPrefetch) Prefetch([]swarm.Hint) { panic("prefetch boom") }
 
+// newTestWorker is a worker of e's server on a socket of its own, for
+// tests that hand it batches directly.
+func newTestWorker(t *testing.T, e *testEnv) *worker {
+	t.Helper()
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uc.Close() })
+	bc, err := batch.NewConn(uc, batchSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.srv.newWorker(bc)
+}
+
 // TestPrefetchPanicDisablesIt: a panic in the store's lock-free prefetch
 // pass is counted and logged, the worker stops prefetching, and the batch
 // is still answered.
 func TestPrefetchPanicDisablesIt(t *testing.T) {
 	e := startEnv(t, envOpts{})
-	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
-	bc, err := batch.NewConn(uc, batchSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := e.srv.newWorker(bc)
+	w := newTestWorker(t, e)
 	w.prefetch = panickyPrefetch{e.tr}
 	for i := range 2 {
 		m := &w.rx[i]
@@ -614,16 +621,7 @@ func (r *sampleRecorder) Announce(ctx context.Context, req *bittorrent.AnnounceR
 // prefetched, carries none and lets the store draw.
 func TestWorkerPassesSamples(t *testing.T) {
 	e := startEnv(t, envOpts{})
-	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
-	bc, err := batch.NewConn(uc, batchSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := e.srv.newWorker(bc)
+	w := newTestWorker(t, e)
 	rec := &sampleRecorder{Tracker: e.tr}
 	w.prefetch, w.h.tracker = rec, rec
 	src := netip.MustParseAddrPort("127.0.0.1:40000")
