@@ -157,16 +157,16 @@ type AnnounceRequest struct {
 	// Key is the peer key from the URL path (HTTP), when HasKey.
 	Key    Key
 	HasKey bool
-	// NoPeerIDs says the transport's answer carries no peer ids (UDP,
-	// compact HTTP): the tracker may hand out peers with a zero ID.
-	NoPeerIDs bool
+	// Compact asks for the peers in compact form (UDP, compact HTTP), in
+	// AnnounceResponse.Compact4 and Compact6, without peer ids.
+	Compact bool
 	// Sample, when not 0, is the randomness the swarm store draws the
 	// sample of peers from (swarm.Announce.Sample); never from the client.
 	Sample uint64
 }
 
-// AnnounceResponse is filled by the tracker. Peers4 and Peers6 are appended
-// to, so a transport can keep one response per worker and reuse its buffers.
+// AnnounceResponse is filled by the tracker. The peer lists are appended to,
+// so a transport can keep one response per worker and reuse its buffers.
 type AnnounceResponse struct {
 	Interval    uint32
 	MinInterval uint32
@@ -174,11 +174,17 @@ type AnnounceResponse struct {
 	Leechers    uint32 // "incomplete"
 	Peers4      []Peer
 	Peers6      []Peer
+	// Compact4 and Compact6 hold the peers instead of Peers4 and Peers6
+	// when the request asked for a compact answer (AnnounceRequest.Compact):
+	// 6 bytes per IPv4 peer and 18 per IPv6 peer, the address and then the
+	// port, big-endian, as BEP 23 and BEP 7 put them on the wire.
+	Compact4 []byte
+	Compact6 []byte
 }
 
 // Reset empties the response, keeping its buffers.
 func (r *AnnounceResponse) Reset() {
-	*r = AnnounceResponse{Peers4: r.Peers4[:0], Peers6: r.Peers6[:0]}
+	*r = AnnounceResponse{Peers4: r.Peers4[:0], Peers6: r.Peers6[:0], Compact4: r.Compact4[:0], Compact6: r.Compact6[:0]}
 }
 
 // ScrapeRequest asks for the counts of one or more torrents.

@@ -186,7 +186,7 @@ func (h *Handler) announce(ctx context.Context, s *scratch, r *rawRequest, key [
 	}
 	req.Addr = netip.AddrPortFrom(ip, port)
 	req.Families = bittorrent.BothFamilies
-	req.NoPeerIDs = compact
+	req.Compact = compact
 	resp := &s.aresp
 	resp.Reset()
 	if err := h.tracker.Announce(ctx, req, resp); err != nil {
@@ -379,21 +379,12 @@ func appendAnnounce(b []byte, resp *bittorrent.AnnounceResponse, compact bool) [
 	b = bencode.AppendUint(b, uint64(resp.MinInterval))
 	b = append(b, keyPeers...)
 	if compact {
-		b = bencode.AppendStringHeader(b, 6*len(resp.Peers4))
-		for i := range resp.Peers4 {
-			p := &resp.Peers4[i]
-			a := p.Addr.Addr().As4()
-			b = append(b, a[:]...)
-			b = append(b, byte(p.Addr.Port()>>8), byte(p.Addr.Port()))
-		}
+		// The tracker asked the store for compact lists (Compact).
+		b = bencode.AppendStringHeader(b, len(resp.Compact4))
+		b = append(b, resp.Compact4...)
 		b = append(b, keyPeers6...)
-		b = bencode.AppendStringHeader(b, 18*len(resp.Peers6))
-		for i := range resp.Peers6 {
-			p := &resp.Peers6[i]
-			a := p.Addr.Addr().As16()
-			b = append(b, a[:]...)
-			b = append(b, byte(p.Addr.Port()>>8), byte(p.Addr.Port()))
-		}
+		b = bencode.AppendStringHeader(b, len(resp.Compact6))
+		b = append(b, resp.Compact6...)
 	} else {
 		b = append(b, bencode.ListStart)
 		for i := range resp.Peers4 {

@@ -32,9 +32,10 @@ type Announce struct {
 	NumWant int
 	// Families are the peer lists wanted; with both, up to NumWant in total.
 	Families bittorrent.Family
-	// NoPeerIDs says the answer will not carry peer ids (UDP, compact
-	// HTTP), so the store may leave Peer.ID zero.
-	NoPeerIDs bool
+	// Compact asks for the peers in compact form, as the answer carries
+	// them (UDP, compact HTTP): in resp.Compact4 and resp.Compact6, with
+	// resp.Peers4 and resp.Peers6 left as they were.
+	Compact bool
 	// Sample, when not 0, is the randomness to draw the sample of peers
 	// from, as given to a Prefetcher in the announce's Hint, so it could
 	// load the sample's peers ahead; 0 lets the store draw its own.
@@ -69,7 +70,8 @@ type Result struct {
 //     SetCompleted) and is removed only by Sweep, never by an announce.
 type Store interface {
 	// Announce applies a and appends the chosen peers to resp.Peers4 and
-	// resp.Peers6, setting resp.Seeders and resp.Leechers.
+	// resp.Peers6 (resp.Compact4 and resp.Compact6 when a.Compact),
+	// setting resp.Seeders and resp.Leechers.
 	Announce(ctx context.Context, a *Announce, resp *bittorrent.AnnounceResponse) (Result, error)
 	// Scrape appends one entry per hash to out, in order, zeros for unknown.
 	Scrape(ctx context.Context, hashes []bittorrent.InfoHash, out []bittorrent.SwarmStats) ([]bittorrent.SwarmStats, error)

@@ -141,7 +141,7 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 		Now:        now,
 		NumWant:    want,
 		Families:   fam,
-		NoPeerIDs:  req.NoPeerIDs,
+		Compact:    req.Compact,
 		Sample:     req.Sample,
 	}
 	resp.Interval = t.cfg.Interval

@@ -164,32 +164,21 @@ func writeAnnounce(out []byte, txid []byte, r *bittorrent.AnnounceResponse, fam 
 	binary.BigEndian.PutUint32(out[12:16], r.Leechers)
 	binary.BigEndian.PutUint32(out[16:20], r.Seeders)
 	n := announceHdrLen
-	// By index, not by value, and the address as one array store: ranging
-	// over the peers copied each 56-byte Peer to the stack and back, and
-	// the copy of the address went through memmove. BenchmarkWriteAnnounce:
-	// 30 IPv4 peers 161-225 -> 34-46 ns, 30 IPv6 peers 314-339 -> 190 ns.
+	c := r.Compact4
+	if fam != bittorrent.IPv4 {
+		c = r.Compact6
+	}
+	// Whole entries only, as many as fit.
+	size := compactLen(fam)
+	return n + copy(out[n:], c[:min(len(c), max(len(out)-n, 0))/size*size])
+}
+
+// compactLen is the size of a peer of fam in an announce response.
+func compactLen(fam bittorrent.Family) int {
 	if fam == bittorrent.IPv4 {
-		ps := r.Peers4[:min(len(r.Peers4), max(len(out)-n, 0)/6)]
-		for i := range ps {
-			ap := &ps[i].Addr
-			a := ap.Addr().As4() // IPv4 and IPv4-mapped addresses alike
-			e := out[n : n+6 : n+6]
-			*(*[4]byte)(e) = a
-			binary.BigEndian.PutUint16(e[4:], ap.Port())
-			n += 6
-		}
-		return n
+		return 6
 	}
-	ps := r.Peers6[:min(len(r.Peers6), max(len(out)-n, 0)/18)]
-	for i := range ps {
-		ap := &ps[i].Addr
-		a := ap.Addr().As16()
-		e := out[n : n+18 : n+18]
-		*(*[16]byte)(e) = a
-		binary.BigEndian.PutUint16(e[16:], ap.Port())
-		n += 18
-	}
-	return n
+	return 18
 }
 
 // writeScrape writes a scrape response, one entry per file in order.

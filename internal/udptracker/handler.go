@@ -56,6 +56,8 @@ func newHandler(t Tracker, c *cookies, l *limiter, clk Clock, stripe *metrics.St
 	h := &handler{tracker: t, cookies: c, limiter: l, clock: clk, stripe: stripe, log: log}
 	h.aresp.Peers4 = make([]bittorrent.Peer, 0, maxPeers4)
 	h.aresp.Peers6 = make([]bittorrent.Peer, 0, maxPeers4)
+	h.aresp.Compact4 = make([]byte, 0, 6*maxPeers4)
+	h.aresp.Compact6 = make([]byte, 0, 18*maxPeers6)
 	h.sresp.Files = make([]bittorrent.SwarmStats, 0, maxScrapeHashes)
 	return h
 }
@@ -149,7 +151,7 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 		Event:      udpEvent[f.event],
 		NumWant:    want,
 		Families:   fam,
-		NoPeerIDs:  true,
+		Compact:    true,
 		Sample:     h.sample,
 	}
 	h.aresp.Reset()

@@ -1,6 +1,7 @@
 package udptracker
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"net/netip"
@@ -355,20 +356,50 @@ func BenchmarkBatch(b *testing.B) {
 	}
 }
 
+// compactResponse is an answer of n IPv4 and n IPv6 peers in compact form.
+func compactResponse(n int) *bittorrent.AnnounceResponse {
+	var r bittorrent.AnnounceResponse
+	for i := range n {
+		a4, a6 := v4Peer(i), v6Peer(i)
+		r.Compact4 = binary.BigEndian.AppendUint16(append(r.Compact4, a4.Addr().AsSlice()...), a4.Port())
+		r.Compact6 = binary.BigEndian.AppendUint16(append(r.Compact6, a6.Addr().AsSlice()...), a6.Port())
+	}
+	return &r
+}
+
+// TestWriteAnnounceWholePeers: an answer holds the client's family's
+// peers, as many whole ones as fit the buffer.
+func TestWriteAnnounceWholePeers(t *testing.T) {
+	r := compactResponse(5)
+	txid := []byte{1, 2, 3, 4}
+	for _, tc := range []struct {
+		fam       bittorrent.Family
+		room      int // bytes of out past the header
+		wantPeers int
+	}{
+		{bittorrent.IPv4, 1000, 5}, {bittorrent.IPv4, 30, 5}, {bittorrent.IPv4, 29, 4}, {bittorrent.IPv4, 5, 0}, {bittorrent.IPv4, 0, 0},
+		{bittorrent.IPv6, 1000, 5}, {bittorrent.IPv6, 90, 5}, {bittorrent.IPv6, 89, 4}, {bittorrent.IPv6, 17, 0},
+	} {
+		out := make([]byte, announceHdrLen+tc.room)
+		size := map[bittorrent.Family]int{bittorrent.IPv4: 6, bittorrent.IPv6: 18}[tc.fam]
+		want := map[bittorrent.Family][]byte{bittorrent.IPv4: r.Compact4, bittorrent.IPv6: r.Compact6}[tc.fam][:size*tc.wantPeers]
+		n := writeAnnounce(out, txid, r, tc.fam)
+		if n != announceHdrLen+len(want) || !bytes.Equal(out[announceHdrLen:n], want) {
+			t.Errorf("family %d, %d bytes of room: wrote %d bytes of peers %x, want %x", tc.fam, tc.room, n-announceHdrLen, out[announceHdrLen:n], want)
+		}
+	}
+}
+
 // BenchmarkWriteAnnounce encodes an answer of 30 IPv4 and one of 30 IPv6
 // peers, what every UDP announce of the benchmark profiles ends with.
 func BenchmarkWriteAnnounce(b *testing.B) {
-	var r bittorrent.AnnounceResponse
-	for i := range 30 {
-		r.Peers4 = append(r.Peers4, bittorrent.Peer{Addr: v4Peer(i)})
-		r.Peers6 = append(r.Peers6, bittorrent.Peer{Addr: v6Peer(i)})
-	}
+	r := compactResponse(30)
 	out := make([]byte, maxPayload4)
 	txid := []byte{1, 2, 3, 4}
 	for _, fam := range []bittorrent.Family{bittorrent.IPv4, bittorrent.IPv6} {
 		b.Run(map[bittorrent.Family]string{bittorrent.IPv4: "v4", bittorrent.IPv6: "v6"}[fam], func(b *testing.B) {
 			for b.Loop() {
-				writeAnnounce(out, txid, &r, fam)
+				writeAnnounce(out, txid, r, fam)
 			}
 		})
 	}

@@ -44,7 +44,7 @@ func TestBlocks(t *testing.T) {
 			announce := func(i int, ev bittorrent.Event) bittorrent.AnnounceResponse {
 				a := swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100)
 				a.Event, a.Left = ev, int64(i%3)
-				a.NoPeerIDs = i%2 == 0
+				a.Compact = i%2 == 0
 				_, resp := swarmtest.Do(t, s, a)
 				return resp
 			}
@@ -55,8 +55,8 @@ func TestBlocks(t *testing.T) {
 			const top = 3*blockLen + 1
 			for n := 1; n <= top; n++ {
 				resp := announce(n, bittorrent.EventStarted)
-				if want := min(74, n-1); n%3 != 0 && len(resp.Peers4) != want {
-					t.Fatalf("at %d peers: %d handed out, want %d", n, len(resp.Peers4), want)
+				if want, v4 := min(74, n-1), peers4(&resp); n%3 != 0 && len(v4) != want {
+					t.Fatalf("at %d peers: %d handed out, want %d", n, len(v4), want)
 				}
 				if blocks, ok := edges[n]; ok {
 					checkInvariants(t, s)

@@ -47,14 +47,14 @@ func FuzzOps(f *testing.F) {
 			a.Event = bittorrent.Event(op & 3)
 			a.NumWant = int(nb & 15)
 			a.Left = int64(nb >> 4 & 1)
-			a.NoPeerIDs = nb&0x20 != 0
+			a.Compact = nb&0x20 != 0
 			a.Families = bittorrent.Family(1 + tb>>3%3)
 			resp.Reset()
 			res, err := s.Announce(ctx, &a, &resp)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := len(resp.Peers4) + len(resp.Peers6); n > a.NumWant {
+			if n := len(resp.Peers4) + len(resp.Peers6) + len(resp.Compact4)/6 + len(resp.Compact6)/18; n > a.NumWant {
 				t.Fatalf("%d peers for numwant %d", n, a.NumWant)
 			}
 			checkAnswer(t, s, &a, &resp)
@@ -100,7 +100,7 @@ func FuzzBigOps(f *testing.F) {
 			}
 			a := swarmtest.Announce(swarmtest.Hash(int(op>>3&1)), swarmtest.PeerID(0), netip.AddrPort{}, now)
 			a.Left = int64(nb & 1)
-			a.NoPeerIDs = op&0x10 != 0
+			a.Compact = op&0x10 != 0
 			a.NumWant = 30
 			// As the UDP tracker passes it after Prefetch; 0: the store draws.
 			a.Sample = uint64(op>>5) * 0x9e3779b97f4a7c15
@@ -123,7 +123,8 @@ func FuzzBigOps(f *testing.F) {
 					// Every answer costs a listing of the swarm.
 					checkAnswer(t, s, &a, &resp)
 				} else {
-					for _, p := range append(resp.Peers4, resp.Peers6...) {
+					v4, v6 := swarmtest.Peers(&resp)
+					for _, p := range append(v4, v6...) {
 						if p.Addr == a.Addr {
 							t.Fatalf("%v was handed itself", a.Addr)
 						}
@@ -145,7 +146,9 @@ func checkAnswer(t *testing.T, s *Store, a *swarm.Announce, resp *bittorrent.Ann
 	for _, p := range tr.Peers {
 		stored[p.Addr] = p
 	}
-	for _, p := range append(resp.Peers4, resp.Peers6...) {
+	swarmtest.CheckForm(t, a, resp)
+	v4, v6 := swarmtest.Peers(resp)
+	for _, p := range append(v4, v6...) {
 		q, ok := stored[p.Addr]
 		switch {
 		case p.Addr == a.Addr:
@@ -154,7 +157,7 @@ func checkAnswer(t *testing.T, s *Store, a *swarm.Announce, resp *bittorrent.Ann
 			t.Fatalf("%v handed out, not stored", p.Addr)
 		case a.Left == 0 && q.Left == 0:
 			t.Fatalf("seeder %v handed to a seeder", p.Addr)
-		case p.ID != q.ID && (!a.NoPeerIDs || p.ID != bittorrent.PeerID{}):
+		case p.ID != q.ID && (!a.Compact || p.ID != bittorrent.PeerID{}):
 			t.Fatalf("%v handed out with id %x, stored %x", p.Addr, p.ID, q.ID)
 		}
 	}

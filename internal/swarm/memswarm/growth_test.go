@@ -37,7 +37,7 @@ func TestGrowth2M(t *testing.T) {
 		ctx := context.Background()
 		h := swarmtest.Hash(1)
 		a := swarmtest.Announce(h, swarmtest.PeerID(0), swarmtest.Addr4(0, 1), 1_700_000_000)
-		a.NumWant, a.NoPeerIDs = 30, true
+		a.NumWant, a.Compact = 30, true
 		var resp bittorrent.AnnounceResponse
 		var worst []slow // the 8 slowest, slowest first
 		over1ms := 0

@@ -10,12 +10,13 @@ import (
 	"github.com/starling-tracker/starling/internal/swarm/swarmtest"
 )
 
-// TestPickHotSameAsRecords: an answer without peer ids of a swarm of at
-// most maxSeg peers, read from the hot copies, holds the same peers in
-// the same order as the answer with ids, read from the records, for the
-// same sample: chunk segments of both families and sizes up to maxSeg,
-// a big segment shrunk below maxSeg, and a seeder's sample of the few
-// leechers of a big swarm.
+// TestPickHotSameAsRecords: a compact answer of a swarm of at most maxSeg
+// peers, read from the hot copies, holds the same peers in the same order
+// as the answer with ids, read from the records, for the same sample:
+// chunk segments of both families and sizes up to maxSeg, a big segment
+// shrunk below maxSeg, a seeder's sample of the few leechers of a big
+// swarm, and a swarm of both families past maxSeg, whose compact answer
+// is the records' walk converted.
 func TestPickHotSameAsRecords(t *testing.T) {
 	s := NewSharded(swarm.Options{}, 0)
 	type member struct {
@@ -62,6 +63,15 @@ func TestPickHotSameAsRecords(t *testing.T) {
 	for i := range 7 {
 		join(few, swarmtest.Addr4(10_000+i, 9), 1)
 	}
+	// Both families, more than maxSeg peers in all.
+	mixed := few + 1
+	for i := range maxSeg + maxSeg/2 {
+		addr := swarmtest.Addr4(i, 11)
+		if i%3 == 0 {
+			addr = swarmtest.Addr6(i, 11)
+		}
+		join(mixed, addr, int64(i%2))
+	}
 	checkInvariants(t, s)
 	sh := &s.shards[0]
 	if sg := sh.torrents[big].p4; sg.cls != bigClass || sg.n > maxSeg {
@@ -86,16 +96,12 @@ func TestPickHotSameAsRecords(t *testing.T) {
 						a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(j), m.addr, 100)
 						a.Left, a.NumWant, a.Families, a.Sample = m.left, want, fam, sample
 						_, withIDs := swarmtest.Do(t, s, a)
-						a.NoPeerIDs = true
-						_, noIDs := swarmtest.Do(t, s, a)
-						if !slices.Equal(addrs(withIDs.Peers4), addrs(noIDs.Peers4)) || !slices.Equal(addrs(withIDs.Peers6), addrs(noIDs.Peers6)) {
-							t.Fatalf("torrent %d, peer %v (left %d), families %d, num_want %d, sample %#x: with ids %v %v, without %v %v",
-								tor, m.addr, m.left, fam, want, sample, withIDs.Peers4, withIDs.Peers6, noIDs.Peers4, noIDs.Peers6)
-						}
-						for _, p := range append(noIDs.Peers4, noIDs.Peers6...) {
-							if p.ID != (bittorrent.PeerID{}) {
-								t.Fatalf("%v handed out with id %x in an answer without ids", p.Addr, p.ID)
-							}
+						a.Compact = true
+						_, compact := swarmtest.Do(t, s, a)
+						c4, c6 := swarmtest.Peers(&compact)
+						if !slices.Equal(addrs(withIDs.Peers4), addrs(c4)) || !slices.Equal(addrs(withIDs.Peers6), addrs(c6)) {
+							t.Fatalf("torrent %d, peer %v (left %d), families %d, num_want %d, sample %#x: with ids %v %v, compact %v %v",
+								tor, m.addr, m.left, fam, want, sample, withIDs.Peers4, withIDs.Peers6, c4, c6)
 						}
 						if len(withIDs.Peers4)+len(withIDs.Peers6) > 0 {
 							compared++

@@ -16,7 +16,7 @@ import (
 // of the whole swarm that skipped seeders handed out the leecher after the
 // long run of seeders 9,899 times in 10,000, another one 9 times.
 func TestSeederSampleOfFewLeechers(t *testing.T) {
-	for _, noIDs := range []bool{false, true} {
+	for _, compact := range []bool{false, true} {
 		s := New(swarm.Options{})
 		h := swarmtest.Hash(1)
 		join := func(i int, left int64) {
@@ -36,21 +36,22 @@ func TestSeederSampleOfFewLeechers(t *testing.T) {
 		for r := range rounds {
 			i := 11 + r%10_000
 			a := swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 101)
-			a.Left, a.NumWant, a.Families, a.NoPeerIDs = 0, 1, bittorrent.IPv4, noIDs
+			a.Left, a.NumWant, a.Families, a.Compact = 0, 1, bittorrent.IPv4, compact
 			_, resp := swarmtest.Do(t, s, a)
-			if len(resp.Peers4) != 1 {
-				t.Fatalf("seeder got %d peers, want 1", len(resp.Peers4))
+			v4 := peers4(&resp)
+			if len(v4) != 1 {
+				t.Fatalf("seeder got %d peers, want 1", len(v4))
 			}
-			got[resp.Peers4[0].Addr]++
+			got[v4[0].Addr]++
 		}
 		// 1,000 expected each; a binomial's deviation is about 30.
 		for _, i := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10_011} {
 			if c := got[swarmtest.Addr4(i, 6881)]; c < 800 || c > 1200 {
-				t.Errorf("noIDs=%v: leecher %d handed out %d times in %d, want about %d", noIDs, i, c, rounds, rounds/11)
+				t.Errorf("compact=%v: leecher %d handed out %d times in %d, want about %d", compact, i, c, rounds, rounds/11)
 			}
 		}
 		if len(got) != 11 {
-			t.Errorf("noIDs=%v: %d different peers handed to seeders, want the 11 leechers", noIDs, len(got))
+			t.Errorf("compact=%v: %d different peers handed to seeders, want the 11 leechers", compact, len(got))
 		}
 	}
 }
@@ -98,7 +99,7 @@ func TestLeechersFirstThroughChanges(t *testing.T) {
 // loads, for a leecher over all peers and for a seeder over the leechers,
 // with and without ids; 0 still lets the store draw.
 func TestSampleStart(t *testing.T) {
-	for _, noIDs := range []bool{false, true} {
+	for _, compact := range []bool{false, true} {
 		s := NewSharded(swarm.Options{}, 0)
 		h := swarmtest.Hash(1)
 		const n = 1000 // 600 leechers then 400 seeders
@@ -130,7 +131,7 @@ func TestSampleStart(t *testing.T) {
 			// start is counted in are those after its own update.
 			id := 5000 + int(tc.sample%97)
 			a := swarmtest.Announce(h, swarmtest.PeerID(id), swarmtest.Addr4(id, 6881), 100)
-			a.NumWant, a.NoPeerIDs, a.Sample, a.Families = 5, noIDs, tc.sample, bittorrent.IPv4
+			a.NumWant, a.Compact, a.Sample, a.Families = 5, compact, tc.sample, bittorrent.IPv4
 			if tc.seeder {
 				a.Left = 0
 			}
@@ -145,9 +146,9 @@ func TestSampleStart(t *testing.T) {
 			}
 			p := b.at(i)
 			want := netip.AddrPortFrom(netip.AddrFrom4(p.ip), p.port)
-			if len(resp.Peers4) != 5 || resp.Peers4[0].Addr != want {
-				t.Fatalf("noIDs %v, sample %#x, seeder %v: answer starts %v, want %v (position %d of %d)",
-					noIDs, tc.sample, tc.seeder, resp.Peers4, want, i, m)
+			if v4 := peers4(&resp); len(v4) != 5 || v4[0].Addr != want {
+				t.Fatalf("compact %v, sample %#x, seeder %v: answer starts %v, want %v (position %d of %d)",
+					compact, tc.sample, tc.seeder, v4, want, i, m)
 			}
 			// Leave again, so the next case sees the same swarm.
 			a.Event, a.Sample = bittorrent.EventStopped, 0
@@ -157,12 +158,12 @@ func TestSampleStart(t *testing.T) {
 		firsts := map[netip.AddrPort]bool{}
 		for range 200 {
 			a := swarmtest.Announce(h, swarmtest.PeerID(0), swarmtest.Addr4(0, 6881), 100)
-			a.NumWant, a.NoPeerIDs = 1, noIDs
+			a.NumWant, a.Compact = 1, compact
 			_, resp := swarmtest.Do(t, s, a)
-			firsts[resp.Peers4[0].Addr] = true
+			firsts[peers4(&resp)[0].Addr] = true
 		}
 		if len(firsts) < 100 {
-			t.Fatalf("noIDs %v: 200 announces without a sample started at only %d peers", noIDs, len(firsts))
+			t.Fatalf("compact %v: 200 announces without a sample started at only %d peers", compact, len(firsts))
 		}
 	}
 }

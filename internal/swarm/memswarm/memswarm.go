@@ -7,6 +7,7 @@ package memswarm
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/swarm"
@@ -281,12 +283,23 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 	want := min(a.NumWant, int(n))
 	// Room for the whole answer up front: the loops then write each peer
 	// in place, field by field; building a Peer and appending it costs a
-	// store-forwarding stall per peer (half the time of an announce).
-	if s4.n > 0 {
-		resp.Peers4 = slices.Grow(resp.Peers4, want)
-	}
-	if s6.n > 0 {
-		resp.Peers6 = slices.Grow(resp.Peers6, want)
+	// store-forwarding stall per peer (half the time of an announce). A
+	// compact answer is written as the transport sends it, 6 or 18 bytes
+	// per peer, instead of 56-byte Peers that it would convert.
+	if a.Compact {
+		if s4.n > 0 {
+			resp.Compact4 = slices.Grow(resp.Compact4, compactLen4*want)
+		}
+		if s6.n > 0 {
+			resp.Compact6 = slices.Grow(resp.Compact6, compactLen6*want)
+		}
+	} else {
+		if s4.n > 0 {
+			resp.Peers4 = slices.Grow(resp.Peers4, want)
+		}
+		if s6.n > 0 {
+			resp.Peers6 = slices.Grow(resp.Peers6, want)
+		}
 	}
 	// A swarm larger than a chunk segment is walked from the random start
 	// in order: its records are in no address order (arrival order, with
@@ -296,7 +309,7 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 	// in the skewed UDP profile, where most announces hit swarms of
 	// hundreds of thousands of peers.
 	if n > maxSeg {
-		sh.pickRuns(t, s4, s6, i, self, want, seeder, a.NoPeerIDs, resp)
+		sh.pickRuns(t, s4, s6, i, self, want, seeder, a.Compact, resp)
 		return
 	}
 	// At most maxSeg peers: each family is one run (see bigSeg). When the
@@ -314,7 +327,7 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 			}
 		}
 	}
-	if a.NoPeerIDs {
+	if a.Compact {
 		pickHotSmall(sh.p4.hotView(s4), sh.p6.hotView(s6), i, stride, self, want, seeder, resp)
 		return
 	}
@@ -349,47 +362,100 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 	}
 }
 
-// pickHotSmall is pick's walk over at most maxSeg peers for an answer
-// without peer ids: the same permutation of the union of h4 and h6 (from
-// position i by stride), the same peers, read from the hot copies (a
-// swarm of 20 IPv4 peers is 3 cache lines of them, 18 of records).
+// pickHotSmall is pick's walk over at most maxSeg peers for a compact
+// answer: the same permutation of the union of h4 and h6 (from position i
+// by stride), the same peers, read from the hot copies (a swarm of 20 IPv4
+// peers is 3 cache lines of them, 18 of records), written to resp's
+// compact lists, which pick made room in.
 func pickHotSmall(h4 []hotPeer[[4]byte], h6 []hotPeer[[16]byte], i, stride, self uint64, want int, seeder bool, resp *bittorrent.AnnounceResponse) {
+	switch {
+	case len(h6) == 0:
+		resp.Compact4 = walkHot(h4, resp.Compact4, i, stride, self, want, seeder)
+		return
+	case len(h4) == 0:
+		resp.Compact6 = walkHot(h6, resp.Compact6, i, stride, self, want, seeder)
+		return
+	}
 	n4 := uint64(len(h4))
 	n := n4 + uint64(len(h6))
+	c4, c6 := resp.Compact4, resp.Compact6
+	k4, k6 := len(c4), len(c6)
+	c4, c6 = c4[:cap(c4)], c6[:cap(c6)]
+	sf := b2i(seeder)
 	for range n {
-		if i != self {
-			if i < n4 {
-				if h := &h4[i]; !seeder || !h.seeder {
-					k := len(resp.Peers4)
-					resp.Peers4 = resp.Peers4[:k+1]
-					d := &resp.Peers4[k]
-					d.ID = bittorrent.PeerID{}
-					d.Addr = netip.AddrPortFrom(netip.AddrFrom4(h.ip), h.port)
-					if want--; want == 0 {
-						return
-					}
-				}
-			} else if h := &h6[i-n4]; !seeder || !h.seeder {
-				k := len(resp.Peers6)
-				resp.Peers6 = resp.Peers6[:k+1]
-				d := &resp.Peers6[k]
-				d.ID = bittorrent.PeerID{}
-				d.Addr = netip.AddrPortFrom(netip.AddrFrom16(h.ip), h.port)
-				if want--; want == 0 {
-					return
-				}
-			}
+		if i < n4 {
+			h := &h4[i]
+			putCompact(c4, k4, h)
+			t := b2i(i != self) &^ (sf & b2i(h.seeder))
+			k4 += compactLen4 * t
+			want -= t
+		} else {
+			h := &h6[i-n4]
+			putCompact(c6, k6, h)
+			t := b2i(i != self) &^ (sf & b2i(h.seeder))
+			k6 += compactLen6 * t
+			want -= t
+		}
+		if want == 0 {
+			break
 		}
 		if i += stride; i >= n {
 			i -= n
 		}
 	}
+	resp.Compact4, resp.Compact6 = c4[:k4], c6[:k6]
+}
+
+// walkHot is pickHotSmall's walk over one family's peers hs, appending
+// to c, which has room for want of them. Each peer is written at the end
+// of c and kept by moving the end past it or not: the seeder filter costs
+// no branch, where branching on it mispredicted for half the peers of a
+// seeder's answer.
+func walkHot[A addr](hs []hotPeer[A], c []byte, i, stride, self uint64, want int, seeder bool) []byte {
+	n := uint64(len(hs))
+	k := len(c)
+	c = c[:cap(c)]
+	sf := b2i(seeder)
+	for range n {
+		h := &hs[i]
+		putCompact(c, k, h)
+		t := b2i(i != self) &^ (sf & b2i(h.seeder))
+		k += (len(h.ip) + 2) * t
+		if want -= t; want == 0 {
+			break
+		}
+		if i += stride; i >= n {
+			i -= n
+		}
+	}
+	return c[:k]
+}
+
+// b2i is 1 for true and 0 for false, without a branch.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// compactLen4 and compactLen6 are the sizes of a compact peer.
+const (
+	compactLen4 = 6
+	compactLen6 = 18
+)
+
+// putCompact writes h's address and port in compact form at c[k:].
+func putCompact[A addr](c []byte, k int, h *hotPeer[A]) {
+	e := c[k : k+len(h.ip)+2 : k+len(h.ip)+2]
+	*(*A)(unsafe.Pointer(&e[0])) = h.ip
+	binary.BigEndian.PutUint16(e[len(h.ip):], h.port)
 }
 
 // pickRuns is pick's walk over more than maxSeg peers: in order from
 // position i of the union, run by run (a chunk segment, or a big
 // segment's block), wrapping at its end.
-func (sh *shard) pickRuns(t *torrent, s4, s6 seg, i, self uint64, want int, seeder, noIDs bool, resp *bittorrent.AnnounceResponse) {
+func (sh *shard) pickRuns(t *torrent, s4, s6 seg, i, self uint64, want int, seeder, compact bool, resp *bittorrent.AnnounceResponse) {
 	n4 := uint64(s4.n)
 	n := n4 + uint64(s6.n)
 	// Records to read for want peers: more when only leechers are wanted
@@ -400,15 +466,24 @@ func (sh *shard) pickRuns(t *torrent, s4, s6 seg, i, self uint64, want int, seed
 	}
 	m = min(m, n)
 	// Without ids, one family in a big segment: walk its hot copy.
-	if noIDs && s6.n == 0 && s4.cls == bigClass {
-		pickHot(sh, &sh.p4.big[s4.off], n, i, m, self, want, seeder, &resp.Peers4)
+	if compact && s6.n == 0 && s4.cls == bigClass {
+		pickHot(sh, &sh.p4.big[s4.off], n, i, m, self, want, seeder, &resp.Compact4)
 		return
 	}
-	if noIDs && n4 == 0 && s6.cls == bigClass {
-		pickHot(sh, &sh.p6.big[s6.off], n, i, m, self, want, seeder, &resp.Peers6)
+	if compact && n4 == 0 && s6.cls == bigClass {
+		pickHot(sh, &sh.p6.big[s6.off], n, i, m, self, want, seeder, &resp.Compact6)
 		return
 	}
 	sh.sink += touch(&sh.p4, s4, &sh.p6, s6, i, m)
+	if compact {
+		// Both families, one of them past maxSeg (compact HTTP): the walk
+		// over the records below hands out Peers, moved to the compact
+		// lists at the end.
+		k4, k6 := len(resp.Peers4), len(resp.Peers6)
+		resp.Peers4 = slices.Grow(resp.Peers4, want)
+		resp.Peers6 = slices.Grow(resp.Peers6, want)
+		defer compactPeers(resp, k4, k6)
+	}
 	for left := n; left > 0; {
 		var k uint64
 		if i < n4 {
@@ -447,9 +522,11 @@ func takeRun[A addr](run []peer[A], i, self, left uint64, want int, seeder bool,
 }
 
 // pickHot is pick's walk over a big swarm's hot copy (see bigSeg), from
-// position i of its n peers on, for an answer without peer ids. The first
-// m entries of the walk are loaded first, as touch does for records.
-func pickHot[A addr](sh *shard, b *bigSeg[A], n, i, m, self uint64, want int, seeder bool, out *[]bittorrent.Peer) {
+// position i of its n peers on, for a compact answer appended to out,
+// which pick made room in. The first m entries of the walk are loaded
+// first, as touch does for records. A peer is written and then kept or
+// not, without a branch, as in walkHot.
+func pickHot[A addr](sh *shard, b *bigSeg[A], n, i, m, self uint64, want int, seeder bool, out *[]byte) {
 	var x uint64
 	for j := i; m > 0; {
 		run := b.hotSpan(uint32(j), uint32(n))
@@ -463,19 +540,23 @@ func pickHot[A addr](sh *shard, b *bigSeg[A], n, i, m, self uint64, want int, se
 		}
 	}
 	sh.sink += x
+	c := *out
+	k := len(c)
+	c = c[:cap(c)]
+	var ip A
+	size := len(ip) + 2
+	sf := b2i(seeder)
+walk:
 	for left := n; left > 0; {
 		run := b.hotSpan(uint32(i), uint32(n))
 		run = run[:min(uint64(len(run)), left)]
-		for k := range run {
-			if h := &run[k]; i+uint64(k) != self && (!seeder || !h.seeder) {
-				j := len(*out)
-				*out = (*out)[:j+1]
-				d := &(*out)[j]
-				d.ID = bittorrent.PeerID{}
-				d.Addr = netip.AddrPortFrom(addrOf(&h.ip), h.port)
-				if want--; want == 0 {
-					return
-				}
+		for j := range run {
+			h := &run[j]
+			putCompact(c, k, h)
+			t := b2i(i+uint64(j) != self) &^ (sf & b2i(h.seeder))
+			k += size * t
+			if want -= t; want == 0 {
+				break walk
 			}
 		}
 		left -= uint64(len(run))
@@ -483,6 +564,23 @@ func pickHot[A addr](sh *shard, b *bigSeg[A], n, i, m, self uint64, want int, se
 			i = 0
 		}
 	}
+	*out = c[:k]
+}
+
+// compactPeers moves the peers of resp from Peers4[k4:] and Peers6[k6:] to
+// its compact lists.
+func compactPeers(resp *bittorrent.AnnounceResponse, k4, k6 int) {
+	for i := range resp.Peers4[k4:] {
+		a := &resp.Peers4[k4+i].Addr
+		ip := a.Addr().As4()
+		resp.Compact4 = binary.BigEndian.AppendUint16(append(resp.Compact4, ip[:]...), a.Port())
+	}
+	for i := range resp.Peers6[k6:] {
+		a := &resp.Peers6[k6+i].Addr
+		ip := a.Addr().As16()
+		resp.Compact6 = binary.BigEndian.AppendUint16(append(resp.Compact6, ip[:]...), a.Port())
+	}
+	resp.Peers4, resp.Peers6 = resp.Peers4[:k4], resp.Peers6[:k6]
 }
 
 // addrOf is a record's address as a netip.Addr.

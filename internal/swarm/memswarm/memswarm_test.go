@@ -152,3 +152,9 @@ func TestAddressEdges(t *testing.T) {
 		})
 	}
 }
+
+// peers4 is the IPv4 peers of resp, from its Peers or its compact list.
+func peers4(resp *bittorrent.AnnounceResponse) []bittorrent.Peer {
+	v4, _ := swarmtest.Peers(resp)
+	return v4
+}

@@ -51,7 +51,7 @@ func TestPrefetchDuringChanges(t *testing.T) {
 				tor = i % 3
 			}
 			a := swarm.Announce{InfoHash: swarmtest.Hash(tor), Addr: addrOf6or4(i), Left: int64(i % 2),
-				Now: round * 10, NumWant: 30, Families: bittorrent.BothFamilies, NoPeerIDs: i%3 == 0}
+				Now: round * 10, NumWant: 30, Families: bittorrent.BothFamilies, Compact: i%3 == 0}
 			resp.Reset()
 			if _, err := s.Announce(context.Background(), &a, &resp); err != nil {
 				t.Fatal(err)

@@ -62,14 +62,15 @@ func checkAnswer(t testing.TB, resp *bittorrent.AnnounceResponse, self netip.Add
 		}
 		seen[a] = true
 	}
-	for _, p := range resp.Peers4 {
+	v4, v6 := Peers(resp)
+	for _, p := range v4 {
 		if !p.Addr.Addr().Is4() {
-			t.Errorf("Peers4 holds %v", p.Addr)
+			t.Errorf("the IPv4 peers hold %v", p.Addr)
 		}
 	}
-	for _, p := range resp.Peers6 {
+	for _, p := range v6 {
 		if !p.Addr.Addr().Is6() || p.Addr.Addr().Is4In6() {
-			t.Errorf("Peers6 holds %v", p.Addr)
+			t.Errorf("the IPv6 peers hold %v", p.Addr)
 		}
 	}
 }
@@ -393,7 +394,7 @@ func testLargeSwarmNoIDs(t *testing.T, newStore NewStore, fam bittorrent.Family)
 	seeder := map[netip.AddrPort]bool{} // the live peers and their state
 	announce := func(i int, now int64, left int64, ev bittorrent.Event, want int) bittorrent.AnnounceResponse {
 		a := Announce(h1, PeerID(i), addr(i), now)
-		a.Left, a.Event, a.NumWant, a.Families, a.NoPeerIDs = left, ev, want, fam, true
+		a.Left, a.Event, a.NumWant, a.Families, a.Compact = left, ev, want, fam, true
 		_, resp := Do(t, s, a)
 		if ev == bittorrent.EventStopped {
 			delete(seeder, addr(i))

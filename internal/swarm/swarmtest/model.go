@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"sync"
 	"testing"
 
@@ -167,7 +166,8 @@ func testModel(t *testing.T, newStore NewStore) {
 						t.Fatalf("op %d: %+v: counts %d/%d, want %d/%d", op, a, resp.Seeders, resp.Leechers, st.Seeders, st.Leechers)
 					}
 					checkAnswer(t, &resp, a.Addr)
-					got := append(slices.Clone(resp.Peers4), resp.Peers6...)
+					v4, v6 := Peers(&resp)
+					got := append(v4, v6...)
 					if want := min(a.NumWant, len(eligible)); len(got) != want {
 						t.Fatalf("op %d: %+v: %d peers, want %d of %v", op, a, len(got), want, eligible)
 					}

@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -70,7 +71,37 @@ func Do(tb testing.TB, s swarm.Store, a swarm.Announce) (swarm.Result, bittorren
 	if err != nil {
 		tb.Fatalf("announce %v from %v: %v", a.Event, a.Addr, err)
 	}
+	CheckForm(tb, &a, &resp)
 	return res, resp
+}
+
+// CheckForm checks that resp holds its peers in the form a asked for:
+// whole compact entries and no Peers when a.Compact, else the reverse.
+func CheckForm(tb testing.TB, a *swarm.Announce, resp *bittorrent.AnnounceResponse) {
+	tb.Helper()
+	switch {
+	case a.Compact && len(resp.Peers4)+len(resp.Peers6) > 0:
+		tb.Fatalf("compact announce from %v answered with %d+%d Peers", a.Addr, len(resp.Peers4), len(resp.Peers6))
+	case !a.Compact && len(resp.Compact4)+len(resp.Compact6) > 0:
+		tb.Fatalf("announce from %v with ids answered with %d+%d compact bytes", a.Addr, len(resp.Compact4), len(resp.Compact6))
+	case len(resp.Compact4)%6 != 0 || len(resp.Compact6)%18 != 0:
+		tb.Fatalf("announce from %v: compact lists of %d and %d bytes", a.Addr, len(resp.Compact4), len(resp.Compact6))
+	}
+}
+
+// Peers returns the peers resp hands out by family: its Peers, then the
+// entries of its compact lists as Peers without ids. An incomplete compact
+// entry at the end is left out (CheckForm reports it).
+func Peers(resp *bittorrent.AnnounceResponse) (v4, v6 []bittorrent.Peer) {
+	v4 = slices.Clone(resp.Peers4)
+	for c := resp.Compact4; len(c) >= 6; c = c[6:] {
+		v4 = append(v4, bittorrent.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte(c[:4])), binary.BigEndian.Uint16(c[4:6]))})
+	}
+	v6 = slices.Clone(resp.Peers6)
+	for c := resp.Compact6; len(c) >= 18; c = c[18:] {
+		v6 = append(v6, bittorrent.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom16([16]byte(c[:16])), binary.BigEndian.Uint16(c[16:18]))})
+	}
+	return v4, v6
 }
 
 func scrape1(tb testing.TB, s swarm.Store, h bittorrent.InfoHash) bittorrent.SwarmStats {
@@ -106,10 +137,8 @@ func sweep(tb testing.TB, s swarm.Store, cutoff int64) swarm.SweepResult {
 // addrs lists the addresses of an answer, both families.
 func addrs(resp *bittorrent.AnnounceResponse) []netip.AddrPort {
 	var out []netip.AddrPort
-	for _, p := range resp.Peers4 {
-		out = append(out, p.Addr)
-	}
-	for _, p := range resp.Peers6 {
+	v4, v6 := Peers(resp)
+	for _, p := range append(v4, v6...) {
 		out = append(out, p.Addr)
 	}
 	return out
