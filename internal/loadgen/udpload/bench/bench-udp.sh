@@ -6,17 +6,20 @@
 #   flock /tmp/starling-bench.lock internal/loadgen/udpload/bench/bench-udp.sh /tmp/starling
 #
 # The server is pinned to core 0 and the load generator to core 1. Each run
-# is 2 s of warm-up and 10 s measured, numwant 30.
+# is 2 s of warm-up and 10 s measured, numwant 30. A round runs udp-echo,
+# then each profile followed by udp-echo again (echo, uniform, echo,
+# skewed, echo), and compares each Starling run with the mean of the two
+# echo runs around it: the host's speed drifts by 10-20 % within a minute.
 #
 # With OPENTRACKER=/path/to/opentracker set, each profile is also run against
-# that binary right after Starling's run of it, under the same conditions
-# (same cores, port, generator flags and --server-pid accounting); see
-# OPENTRACKER.md beside this script for how to build it. OPENTRACKER_ARGS
-# goes before its own listen flags (e.g. "-f udp-workers.conf").
+# that binary after them, under the same conditions (same cores, port,
+# generator flags and --server-pid accounting); see OPENTRACKER.md beside
+# this script for how to build it. OPENTRACKER_ARGS goes before its own
+# listen flags (e.g. "-f udp-workers.conf").
 #
-# SIZED_ECHO=200 (the default; 0 skips it) adds a second echo run whose
-# answers are that many bytes: 200 is the size of Starling's answers here
-# (30 IPv4 peers), so the two echo runs show what the answers' size alone
+# SIZED_ECHO=200 (the default; 0 skips it) ends a round with an echo run
+# whose answers are that many bytes: 200 is the size of Starling's answers
+# here (30 IPv4 peers), so the echo runs show what the answers' size alone
 # costs, and the rest of the gap is the tracker's work.
 #
 # ROUNDS=N repeats the whole sequence N times and ends with a table of
@@ -59,69 +62,88 @@ stop_server() {
 	kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
 }
 
-run_round() { # round number
-	echo "== round $1: udp-echo (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
-	taskset -c "$SERVER_CPUS" "$BIN" bench udp-echo --addr "127.0.0.1:$PORT" --sockets "$SERVER_SOCKETS" 2>/dev/null &
+echo_run() { # round, name of the run, reply size (0: the default 20 bytes)
+	local size_flag=()
+	((${3:-0} > 0)) && size_flag=(--reply-size "$3")
+	echo "== round $1: udp-echo${3:+, $3-byte answers} (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
+	taskset -c "$SERVER_CPUS" "$BIN" bench udp-echo --addr "127.0.0.1:$PORT" --sockets "$SERVER_SOCKETS" "${size_flag[@]}" 2>/dev/null &
 	server_pid=$!
-	load uniform "$server_pid" "r$1-echo"
+	load uniform "$server_pid" "r$1-$2"
 	stop_server
-	if ((SIZED_ECHO > 0)); then
-		echo "== round $1: udp-echo, $SIZED_ECHO-byte answers (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
-		taskset -c "$SERVER_CPUS" "$BIN" bench udp-echo --addr "127.0.0.1:$PORT" --sockets "$SERVER_SOCKETS" \
-			--reply-size "$SIZED_ECHO" 2>/dev/null &
-		server_pid=$!
-		load uniform "$server_pid" "r$1-echo-sized"
-		stop_server
-	fi
+}
 
+starling_run() { # round, profile
+	echo "== round $1: starling serve, profile $2 (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
+	tracker_toml "$work" "$PORT" "$SERVER_SOCKETS"
+	STARLING_CONFIG_TOML_PATH="$work/tracker.toml" taskset -c "$SERVER_CPUS" "$BIN" serve 2>"$work/serve.log" &
+	server_pid=$!
+	load "$2" "$server_pid" "r$1-starling-$2"
+	grep -v '^$' "$work/serve.log" | head -5 || true
+	echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server_pid/status) peak"
+	stop_server
+}
+
+opentracker_run() { # round, profile
+	echo "== round $1: opentracker, profile $2 (server on cpus $SERVER_CPUS; load on cpus $CLIENT_CPUS)"
+	# UDP only (no -p, so no TCP listener); as root it drops to nobody.
+	# shellcheck disable=SC2086 # OPENTRACKER_ARGS is a list of flags
+	taskset -c "$SERVER_CPUS" "$OPENTRACKER" $OPENTRACKER_ARGS -i 127.0.0.1 -P "$PORT" 2>"$work/opentracker.log" &
+	server_pid=$!
+	load "$2" "$server_pid" "r$1-opentracker-$2"
+	grep -v '^$' "$work/opentracker.log" | head -5 || true
+	echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server_pid/status) peak"
+	stop_server
+}
+
+# A round brackets each Starling run with echo runs, right before and
+# right after it (echo, profile 1, echo, profile 2, echo): the host's
+# speed drifts by 10-20 % over a minute, and a Starling run is compared
+# with the mean of the two echoes around it. opentracker and the sized
+# echo follow.
+run_round() { # round number
+	local k=0
+	echo_run "$1" echo0
 	for profile in $PROFILES; do
-		echo "== round $1: starling serve, profile $profile (server on cpus $SERVER_CPUS, $SERVER_SOCKETS sockets; load on cpus $CLIENT_CPUS)"
-		tracker_toml "$work" "$PORT" "$SERVER_SOCKETS"
-		STARLING_CONFIG_TOML_PATH="$work/tracker.toml" taskset -c "$SERVER_CPUS" "$BIN" serve 2>"$work/serve.log" &
-		server_pid=$!
-		load "$profile" "$server_pid" "r$1-starling-$profile"
-		grep -v '^$' "$work/serve.log" | head -5 || true
-		echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server_pid/status) peak"
-		stop_server
-
-		[[ -n $OPENTRACKER ]] || continue
-		echo "== round $1: opentracker, profile $profile (server on cpus $SERVER_CPUS; load on cpus $CLIENT_CPUS)"
-		# UDP only (no -p, so no TCP listener); as root it drops to nobody.
-		# shellcheck disable=SC2086 # OPENTRACKER_ARGS is a list of flags
-		taskset -c "$SERVER_CPUS" "$OPENTRACKER" $OPENTRACKER_ARGS -i 127.0.0.1 -P "$PORT" 2>"$work/opentracker.log" &
-		server_pid=$!
-		load "$profile" "$server_pid" "r$1-opentracker-$profile"
-		grep -v '^$' "$work/opentracker.log" | head -5 || true
-		echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server_pid/status) peak"
-		stop_server
+		starling_run "$1" "$profile"
+		k=$((k + 1))
+		echo_run "$1" "echo$k"
 	done
+	if [[ -n $OPENTRACKER ]]; then
+		for profile in $PROFILES; do
+			opentracker_run "$1" "$profile"
+		done
+	fi
+	if ((SIZED_ECHO > 0)); then
+		echo_run "$1" echo-sized "$SIZED_ECHO"
+	fi
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
 	run_round "$r"
 done
 
-# The summary: every round's figures, and Starling's against the echo and
-# opentracker of the same round.
+# The summary: every round's figures, and Starling's against the echoes
+# around it and opentracker of the same round.
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else printf "?" }'; }
 echo
 echo "== summary (answers/s; server µs per response in brackets)"
 for ((r = 1; r <= ROUNDS; r++)); do
-	echo_rate=$(rate "r$r-echo")
-	line="round $r: echo $echo_rate ($(cpu "r$r-echo"))"
-	if ((SIZED_ECHO > 0)); then
-		sized_rate=$(rate "r$r-echo-sized")
-		line+=", $SIZED_ECHO-byte echo $sized_rate ($(cpu "r$r-echo-sized"))"
-	fi
+	line="round $r: echo $(rate "r$r-echo0") ($(cpu "r$r-echo0"))"
+	k=0
 	for profile in $PROFILES; do
+		before=$(rate "r$r-echo$k")
+		k=$((k + 1))
+		after=$(rate "r$r-echo$k")
+		echoes=$(awk -v a="$before" -v b="$after" 'BEGIN { printf "%.0f", (a + b) / 2 }')
 		st=$(rate "r$r-starling-$profile")
-		line+="; $profile: starling $st ($(cpu "r$r-starling-$profile")), $(awk -v a="$st" -v b="$echo_rate" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else printf "?" }') % of echo"
-		if ((SIZED_ECHO > 0)); then
-			line+=" ($(awk -v a="$st" -v b="$sized_rate" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else printf "?" }') % of the $SIZED_ECHO-byte echo)"
-		fi
+		line+="; $profile: starling $st ($(cpu "r$r-starling-$profile")), $(pct "$st" "$echoes") % of the echoes around it ($before, $after)"
 		if [[ -n $OPENTRACKER ]]; then
 			ot=$(rate "r$r-opentracker-$profile")
 			line+=", opentracker $ot ($(cpu "r$r-opentracker-$profile")), ×$(awk -v a="$st" -v b="$ot" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "?" }')"
 		fi
 	done
+	if ((SIZED_ECHO > 0)); then
+		line+="; $SIZED_ECHO-byte echo $(rate "r$r-echo-sized") ($(cpu "r$r-echo-sized"))"
+	fi
 	echo "$line"
 done
