@@ -54,8 +54,7 @@ type handler struct {
 
 func newHandler(t Tracker, c *cookies, l *limiter, clk Clock, stripe *metrics.Stripe, log *slog.Logger) *handler {
 	h := &handler{tracker: t, cookies: c, limiter: l, clock: clk, stripe: stripe, log: log}
-	h.aresp.Peers4 = make([]bittorrent.Peer, 0, maxPeers4)
-	h.aresp.Peers6 = make([]bittorrent.Peer, 0, maxPeers4)
+	// Announces ask for compact answers only.
 	h.aresp.Compact4 = make([]byte, 0, 6*maxPeers4)
 	h.aresp.Compact6 = make([]byte, 0, 18*maxPeers6)
 	h.sresp.Files = make([]bittorrent.SwarmStats, 0, maxScrapeHashes)

@@ -378,7 +378,7 @@ func TestWriteAnnounceWholePeers(t *testing.T) {
 		wantPeers int
 	}{
 		{bittorrent.IPv4, 1000, 5}, {bittorrent.IPv4, 30, 5}, {bittorrent.IPv4, 29, 4}, {bittorrent.IPv4, 5, 0}, {bittorrent.IPv4, 0, 0},
-		{bittorrent.IPv6, 1000, 5}, {bittorrent.IPv6, 90, 5}, {bittorrent.IPv6, 89, 4}, {bittorrent.IPv6, 17, 0},
+		{bittorrent.IPv6, 1000, 5}, {bittorrent.IPv6, 90, 5}, {bittorrent.IPv6, 89, 4}, {bittorrent.IPv6, 17, 0}, {bittorrent.IPv6, 0, 0},
 	} {
 		out := make([]byte, announceHdrLen+tc.room)
 		size := map[bittorrent.Family]int{bittorrent.IPv4: 6, bittorrent.IPv6: 18}[tc.fam]

@@ -15,8 +15,8 @@ import (
 // as the answer with ids, read from the records, for the same sample:
 // chunk segments of both families and sizes up to maxSeg, a big segment
 // shrunk below maxSeg, a seeder's sample of the few leechers of a big
-// swarm, and a swarm of both families past maxSeg, whose compact answer
-// is the records' walk converted.
+// swarm, a big swarm of IPv6 peers, and a swarm of both families past
+// maxSeg, whose compact answer is the records' walk converted.
 func TestPickHotSameAsRecords(t *testing.T) {
 	s := NewSharded(swarm.Options{}, 0)
 	type member struct {
@@ -63,8 +63,13 @@ func TestPickHotSameAsRecords(t *testing.T) {
 	for i := range 7 {
 		join(few, swarmtest.Addr4(10_000+i, 9), 1)
 	}
+	// A big swarm of IPv6 peers alone.
+	big6 := few + 1
+	for i := range 2 * maxSeg {
+		join(big6, swarmtest.Addr6(i, 13), int64(i%2))
+	}
 	// Both families, more than maxSeg peers in all.
-	mixed := few + 1
+	mixed := big6 + 1
 	for i := range maxSeg + maxSeg/2 {
 		addr := swarmtest.Addr4(i, 11)
 		if i%3 == 0 {

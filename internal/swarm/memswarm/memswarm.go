@@ -169,11 +169,13 @@ func (s *Store) Announce(_ context.Context, a *swarm.Announce, resp *bittorrent.
 	keep := a.Event != bittorrent.EventStopped && port != 0 && ip.IsValid()
 	var res swarm.Result
 
+	// Deferred, so that a panic (which the transports recover from) does
+	// not leave the shard locked and every later announce to it waiting.
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	t, ok := sh.get(&a.InfoHash)
 	if !ok {
 		if !keep {
-			sh.mu.Unlock()
 			resp.Seeders, resp.Leechers = 0, 0
 			return res, nil
 		}
@@ -190,7 +192,6 @@ func (s *Store) Announce(_ context.Context, a *swarm.Announce, resp *bittorrent.
 	if a.NumWant > 0 {
 		sh.pick(t, a, self4, self6, resp)
 	}
-	sh.mu.Unlock()
 	return res, nil
 }
 
@@ -793,20 +794,27 @@ func (s *Store) Sweep(ctx context.Context, cutoff int64) (swarm.SweepResult, err
 			if err := ctx.Err(); err != nil {
 				return res, fmt.Errorf("sweep peers: %w", err)
 			}
-			sh.mu.Lock()
-			s.sweepStep(sh, &st, cutoff, &res)
-			done := st.i >= len(sh.torrents)
-			if done {
-				sh.p4.reclaim()
-				sh.p6.reclaim()
-			}
-			sh.mu.Unlock()
-			if done {
+			if done := s.sweepLocked(sh, &st, cutoff, &res); done {
 				break
 			}
 		}
 	}
 	return res, nil
+}
+
+// sweepLocked runs one sweepStep of sh under its lock, and gives the
+// slabs' free memory back once the shard is done; it reports whether it
+// is. The unlock is deferred, as in Announce.
+func (s *Store) sweepLocked(sh *shard, st *sweepState, cutoff int64, res *swarm.SweepResult) bool {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s.sweepStep(sh, st, cutoff, res)
+	done := st.i >= len(sh.torrents)
+	if done {
+		sh.p4.reclaim()
+		sh.p6.reclaim()
+	}
+	return done
 }
 
 // sweepState is where a shard's sweep resumes: torrent i and, inside a

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/swarm"
@@ -157,4 +158,35 @@ func TestAddressEdges(t *testing.T) {
 func peers4(resp *bittorrent.AnnounceResponse) []bittorrent.Peer {
 	v4, _ := swarmtest.Peers(resp)
 	return v4
+}
+
+// TestAnnouncePanicReleasesShard: a panic inside Announce (here a nil
+// response, written under the lock) must not leave the shard locked; the
+// transports recover from panics and go on serving, and every later
+// announce to that shard would wait for ever.
+func TestAnnouncePanicReleasesShard(t *testing.T) {
+	s := NewSharded(swarm.Options{}, 1)
+	a := swarmtest.Announce(swarmtest.Hash(1), swarmtest.PeerID(1), swarmtest.Addr4(1, 6881), 100)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("announce with a nil response did not panic")
+			}
+		}()
+		_, _ = s.Announce(context.Background(), &a, nil)
+	}()
+	done := make(chan error, 1)
+	go func() {
+		var resp bittorrent.AnnounceResponse
+		_, err := s.Announce(context.Background(), &a, &resp)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the next announce to the shard is still waiting for its lock")
+	}
 }
