@@ -468,11 +468,11 @@ func (sh *shard) pickRuns(t *torrent, s4, s6 seg, i, self uint64, want int, seed
 	m = min(m, n)
 	// Without ids, one family in a big segment: walk its hot copy.
 	if compact && s6.n == 0 && s4.cls == bigClass {
-		pickHot(sh, &sh.p4.big[s4.off], n, i, m, self, want, seeder, &resp.Compact4)
+		pickHot(sh, &sh.p4.big[s4.off], n, i, m, self, want, &resp.Compact4)
 		return
 	}
 	if compact && n4 == 0 && s6.cls == bigClass {
-		pickHot(sh, &sh.p6.big[s6.off], n, i, m, self, want, seeder, &resp.Compact6)
+		pickHot(sh, &sh.p6.big[s6.off], n, i, m, self, want, &resp.Compact6)
 		return
 	}
 	sh.sink += touch(&sh.p4, s4, &sh.p6, s6, i, m)
@@ -525,9 +525,11 @@ func takeRun[A addr](run []peer[A], i, self, left uint64, want int, seeder bool,
 // pickHot is pick's walk over a big swarm's hot copy (see bigSeg), from
 // position i of its n peers on, for a compact answer appended to out,
 // which pick made room in. The first m entries of the walk are loaded
-// first, as touch does for records. A peer is written and then kept or
-// not, without a branch, as in walkHot.
-func pickHot[A addr](sh *shard, b *bigSeg[A], n, i, m, self uint64, want int, seeder bool, out *[]byte) {
+// first, as touch does for records. Every peer of the walk but the
+// requester is handed out: a seeder's walk covers the leechers alone (n is
+// their count, see pick), and a leecher may be handed anyone. So the walk
+// copies runs of entries, with no test per peer.
+func pickHot[A addr](sh *shard, b *bigSeg[A], n, i, m, self uint64, want int, out *[]byte) {
 	var x uint64
 	for j := i; m > 0; {
 		run := b.hotSpan(uint32(j), uint32(n))
@@ -542,30 +544,36 @@ func pickHot[A addr](sh *shard, b *bigSeg[A], n, i, m, self uint64, want int, se
 	}
 	sh.sink += x
 	c := *out
-	k := len(c)
-	c = c[:cap(c)]
-	var ip A
-	size := len(ip) + 2
-	sf := b2i(seeder)
-walk:
-	for left := n; left > 0; {
+	for left := n; left > 0 && want > 0; {
 		run := b.hotSpan(uint32(i), uint32(n))
 		run = run[:min(uint64(len(run)), left)]
-		for j := range run {
-			h := &run[j]
-			putCompact(c, k, h)
-			t := b2i(i+uint64(j) != self) &^ (sf & b2i(h.seeder))
-			k += size * t
-			if want -= t; want == 0 {
-				break walk
-			}
+		if s := self - i; self >= i && s < uint64(len(run)) {
+			c, want = appendHot(c, run[:s], want)
+			c, want = appendHot(c, run[s+1:], want)
+		} else {
+			c, want = appendHot(c, run, want)
 		}
 		left -= uint64(len(run))
 		if i += uint64(len(run)); i == n {
 			i = 0
 		}
 	}
-	*out = c[:k]
+	*out = c
+}
+
+// appendHot appends up to want peers of run to c in compact form, within
+// the room pick made, and returns how many more are wanted.
+func appendHot[A addr](c []byte, run []hotPeer[A], want int) ([]byte, int) {
+	run = run[:min(len(run), want)]
+	var ip A
+	size := len(ip) + 2
+	k := len(c)
+	c = c[:k+size*len(run)]
+	for j := range run {
+		putCompact(c, k, &run[j])
+		k += size
+	}
+	return c, want - len(run)
 }
 
 // compactPeers moves the peers of resp from Peers4[k4:] and Peers6[k6:] to
