@@ -154,10 +154,12 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 		Sample:     h.sample,
 	}
 	h.aresp.Reset()
-	h.count(fam, metrics.UDP4Announces, metrics.UDP6Announces)
 	if err := h.tracker.Announce(ctx, &h.areq, &h.aresp); err != nil {
 		return h.trackerError(out, txid, src, "announce", err)
 	}
+	// Counted once answered, as Torrust counts: a refused announce (not
+	// whitelisted, say) is an error, not a handled announce.
+	h.count(fam, metrics.UDP4Announces, metrics.UDP6Announces)
 	return writeAnnounce(out, txid, &h.aresp, fam)
 }
 
@@ -176,10 +178,10 @@ func (h *handler) scrape(ctx context.Context, src netip.AddrPort, ip netip.Addr,
 	}
 	h.sreq = bittorrent.ScrapeRequest{InfoHashes: h.hashes[:n], Addr: netip.AddrPortFrom(ip, src.Port())}
 	h.sresp.Reset()
-	h.count(fam, metrics.UDP4Scrapes, metrics.UDP6Scrapes)
 	if err := h.tracker.Scrape(ctx, &h.sreq, &h.sresp); err != nil {
 		return h.trackerError(out, txid, src, "scrape", err)
 	}
+	h.count(fam, metrics.UDP4Scrapes, metrics.UDP6Scrapes)
 	return writeScrape(out, txid, h.sresp.Files)
 }
 

@@ -418,6 +418,14 @@ func TestTrackerRefusal(t *testing.T) {
 	if want := "tracker server error: The torrent: " + h.String() + ", is not whitelisted"; msg != want {
 		t.Fatalf("error %q, want %q", msg, want)
 	}
+	// Failed requests are not counted as handled (spec section 7), only as
+	// errors.
+	if n := e.counters.Value(metrics.UDP4Announces); n != 0 {
+		t.Fatalf("a refused announce counted as handled: udp4 announces %d", n)
+	}
+	if n := e.counters.Value(metrics.UDPErrors); n != 1 {
+		t.Fatalf("udp errors %d, want 1", n)
+	}
 }
 
 // faultyTracker fails or panics on demand.
