@@ -36,8 +36,9 @@ type Config struct {
 	// IdleTimeout bounds the wait for the next request on a keep-alive
 	// connection (default 60 s).
 	IdleTimeout time.Duration
-	// MaxHeaderBytes bounds the request line plus headers (default 16 KiB:
-	// a scrape of 74 percent-encoded hashes is about 5 KiB).
+	// MaxHeaderBytes bounds the request line plus headers (default 16 KiB,
+	// or what a scrape of MaxScrapeTorrents percent-encoded hashes needs
+	// when that is more: 74 of them are about 5 KiB).
 	MaxHeaderBytes int
 	// Latency, when set, observes the time from a parsed request to its
 	// encoded answer (metrics.HTTPAnnounce, metrics.HTTPScrape).
@@ -50,6 +51,9 @@ const (
 	DefaultWriteTimeout   = 5 * time.Second
 	DefaultIdleTimeout    = 60 * time.Second
 	DefaultMaxHeaderBytes = 16 << 10
+	// scrapeHashBytes is one hash of a scrape's query: "info_hash=", 20
+	// bytes percent-encoded, "&".
+	scrapeHashBytes = len("info_hash=") + 3*20 + 1
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -92,7 +96,9 @@ func New(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Logger) (*
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	if cfg.MaxHeaderBytes <= 0 {
-		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+		// An operator who raises max_scrape_torrents gets requests that
+		// long read, not refused with 431 before the cap can apply.
+		cfg.MaxHeaderBytes = max(DefaultMaxHeaderBytes, cfg.MaxScrapeTorrents*scrapeHashBytes+4<<10)
 	}
 	s := &Server{cfg: cfg, log: log, ready: make(chan struct{})}
 	if cfg.TLSCertPath != "" || cfg.TLSKeyPath != "" {

@@ -3,6 +3,7 @@ package httptracker
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -404,6 +405,33 @@ func TestScrape(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A tracker whose max_scrape_torrents is raised past what 16 KiB of
+// request line holds reads such scrapes whole, and still ignores the
+// hashes past the cap.
+func TestScrapeManyHashes(t *testing.T) {
+	r := newRules(t, tracker.DefaultConfig())
+	for _, tc := range []struct{ max, sent, want int }{
+		{1000, 1000, 1000},
+		{300, 320, 300},
+		{74, 200, 74},
+	} {
+		srv := startServer(t, "tcp4", Config{MaxScrapeTorrents: tc.max}, r, r.counters)
+		var q strings.Builder
+		for i := range tc.sent {
+			var h bittorrent.InfoHash
+			binary.BigEndian.PutUint32(h[:], uint32(i)+1)
+			q.WriteString("&info_hash=" + url.QueryEscape(string(h[:])))
+		}
+		status, _, body := get(t, newClient(t, nil), srv.URL()+"/scrape?"+q.String()[1:], nil)
+		if status != 200 {
+			t.Fatalf("max %d, %d hashes sent: status %d %q", tc.max, tc.sent, status, body)
+		}
+		if files := decode(t, body)["files"].(map[string]any); len(files) != tc.want {
+			t.Fatalf("max %d, %d hashes sent: %d answered, want %d", tc.max, tc.sent, len(files), tc.want)
+		}
+	}
 }
 
 func TestRoutes(t *testing.T) {
