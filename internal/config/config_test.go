@@ -237,7 +237,6 @@ func TestParseProblems(t *testing.T) {
 		{"negative", "[core.announce_policy]\ninterval = -1", "core.announce_policy.interval", "out of range"},
 		{"too big", "[core.tracker_policy]\nmax_peer_timeout = 4294967296", "core.tracker_policy.max_peer_timeout", "out of range"},
 		{"zero interval", "[core.announce_policy]\ninterval = 0\ninterval_min = 0", "core.announce_policy.interval", "at least 1 second"},
-		{"interval_min above interval", "[core.announce_policy]\ninterval = 60\ninterval_min = 120", "core.announce_policy.interval_min", "more than interval"},
 		{"max peers zero", "[core.announce_policy]\nmax_peers_per_announce = 0", "core.announce_policy.max_peers_per_announce", "between 1 and"},
 		{"max peers huge", "[core.announce_policy]\nmax_peers_per_announce = 100000", "core.announce_policy.max_peers_per_announce", "between 1 and"},
 		{"peer timeout zero", "[core.tracker_policy]\nmax_peer_timeout = 0", "core.tracker_policy.max_peer_timeout", "at least 1 second"},
@@ -313,8 +312,7 @@ threshold = "loud"
 private = false
 privat = true
 [core.announce_policy]
-interval = 60
-interval_min = 120
+max_peers_per_announce = 0
 [core.database]
 driver = "oracle"
 [core.net]
@@ -331,7 +329,7 @@ ssl_cert_path = "cert.pem"
 admin = ""
 `
 	want := []string{
-		"metadata.schema_version", "logging.threshold", "core.privat", "core.announce_policy.interval_min",
+		"metadata.schema_version", "logging.threshold", "core.privat", "core.announce_policy.max_peers_per_announce",
 		"core.database.driver", "core.net.external_ip", "core.private_mode", "udp_trackers[0].bind_address",
 		"http_trackers[0].max_scrape_torrents", "http_trackers[0].tls_config.ssl_key_path", "http_api.access_tokens.admin",
 	}

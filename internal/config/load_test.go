@@ -429,6 +429,43 @@ func TestDefaultTOMLLoadsBack(t *testing.T) {
 	}
 }
 
+// TestIntervalMinAboveInterval: Torrust starts when interval_min exceeds
+// interval (lowering interval alone does it, the defaults being 120 and
+// 120), so Starling starts too, keeps both values and warns.
+func TestIntervalMinAboveInterval(t *testing.T) {
+	for _, tt := range []struct {
+		name, toml   string
+		min, iv      config.Seconds
+		wantWarnings int
+	}{
+		{"interval lowered alone", "[core.announce_policy]\ninterval = 60\n", 120, 60, 1},
+		{"both set", "[core.announce_policy]\ninterval = 30\ninterval_min = 300\n", 300, 30, 1},
+		{"equal", "[core.announce_policy]\ninterval = 60\ninterval_min = 60\n", 60, 60, 0},
+		{"below", "[core.announce_policy]\ninterval = 1800\ninterval_min = 900\n", 900, 1800, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := workdir(t, map[string]string{"tracker.toml": tt.toml})
+			cfg, src, err := config.Load(config.LoadOptions{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ap := cfg.Core.AnnouncePolicy
+			if ap.Interval != tt.iv || ap.IntervalMin != tt.min {
+				t.Errorf("interval %d, interval_min %d; want %d, %d", ap.Interval, ap.IntervalMin, tt.iv, tt.min)
+			}
+			var got []string
+			for _, w := range src.Warnings {
+				if strings.Contains(w, "interval_min") {
+					got = append(got, w)
+				}
+			}
+			if len(got) != tt.wantWarnings {
+				t.Errorf("interval warnings %q, want %d", got, tt.wantWarnings)
+			}
+		})
+	}
+}
+
 func TestLoadEmptyFile(t *testing.T) {
 	// An empty tracker.toml is a file that says nothing: defaults, no
 	// listener, and no first run.

@@ -49,10 +49,6 @@ func (c *Config) validate() Problems {
 	if ap.IntervalMin == 0 {
 		add("core.announce_policy.interval_min", "must be at least 1 second (clients must not announce faster than this)")
 	}
-	if ap.Interval > 0 && ap.IntervalMin > ap.Interval {
-		add("core.announce_policy.interval_min", "%d is more than interval (%d); the minimum interval cannot exceed the interval", ap.IntervalMin, ap.Interval)
-		dep("core.announce_policy.interval")
-	}
 	if ap.MaxPeersPerAnnounce == 0 || ap.MaxPeersPerAnnounce > MaxPeersPerAnnounceLimit {
 		add("core.announce_policy.max_peers_per_announce", "must be between 1 and %d, got %d (74 is the usual value)", MaxPeersPerAnnounceLimit, ap.MaxPeersPerAnnounce)
 	}
@@ -195,6 +191,12 @@ func (c *Config) Warnings() []string {
 		for _, l := range labels {
 			ws = append(ws, fmt.Sprintf("http_api.access_tokens.%s is the example token published with Torrust; anyone can guess it: replace it with a long random token", quoteKeyIfNeeded(l)))
 		}
+	}
+	// Torrust starts with this (its defaults are 120 and 120, so lowering
+	// interval alone gives it), and a drop-in replacement must start where
+	// it does; the announce answers carry both values as set.
+	if ap := c.Core.AnnouncePolicy; ap.Interval > 0 && ap.IntervalMin > ap.Interval {
+		ws = append(ws, fmt.Sprintf("core.announce_policy.interval_min (%d) is more than interval (%d): clients are asked to announce every %d s but never more often than every %d s; set interval_min to at most interval", ap.IntervalMin, ap.Interval, ap.Interval, ap.IntervalMin))
 	}
 	if c.Core.Private && len(c.UDPTrackers) > 0 {
 		ws = append(ws, "core.private is true but [[udp_trackers]] are configured: UDP cannot carry peer keys (Torrust does not start UDP trackers in private mode)")
