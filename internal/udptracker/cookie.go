@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"sync"
 )
@@ -60,9 +61,7 @@ func (c *cookies) valid(id uint64, ip netip.Addr, now int64) bool {
 }
 
 func (c *cookies) mac(ip netip.Addr, exp uint32) uint32 {
-	var msg [20]byte
+	// The message is the 16-byte address and exp, big-endian, as bytes.
 	a := ip.As16()
-	copy(msg[:16], a[:])
-	binary.BigEndian.PutUint32(msg[16:], exp)
-	return uint32(sipHash24(c.k0, c.k1, msg[:]))
+	return uint32(sipHash20(c.k0, c.k1, binary.LittleEndian.Uint64(a[:8]), binary.LittleEndian.Uint64(a[8:]), bits.ReverseBytes32(exp)))
 }

@@ -34,6 +34,9 @@ type handler struct {
 	clock   Clock
 	stripe  *metrics.Stripe
 	log     *slog.Logger
+	// tally counts the requests handled since the last flush; the worker
+	// flushes it into stripe after each batch, before sending the answers.
+	tally metrics.Tally
 
 	// sample is the randomness the next announce draws its peers from
 	// (bittorrent.AnnounceRequest.Sample), set by the worker; 0 for none.
@@ -77,8 +80,12 @@ func (h *handler) handle(ctx context.Context, src netip.AddrPort, pkt []byte, tr
 	return h.serve(ctx, src, pkt, truncated, out)
 }
 
+// flush makes the counts of the requests handled so far visible in the
+// statistics.
+func (h *handler) flush() { h.tally.FlushTo(h.stripe) }
+
 func (h *handler) serve(ctx context.Context, src netip.AddrPort, pkt []byte, truncated bool, out []byte) int {
-	h.stripe.Inc(metrics.UDPRequests)
+	h.tally.Inc(metrics.UDPRequests)
 	if len(pkt) < headerLen {
 		// No transaction id to answer with: a client could not match an
 		// answer, and answering garbage would feed reflection attacks.
@@ -187,9 +194,9 @@ func (h *handler) scrape(ctx context.Context, src netip.AddrPort, ip netip.Addr,
 
 func (h *handler) count(fam bittorrent.Family, v4, v6 metrics.Counter) {
 	if fam == bittorrent.IPv4 {
-		h.stripe.Inc(v4)
+		h.tally.Inc(v4)
 	} else {
-		h.stripe.Inc(v6)
+		h.tally.Inc(v6)
 	}
 }
 
@@ -197,22 +204,22 @@ func (h *handler) count(fam bittorrent.Family, v4, v6 metrics.Counter) {
 // client IP's error budget.
 func (h *handler) refuse(out, txid []byte, ip netip.Addr, now int64, msg string) int {
 	if !h.limiter.allow(ip, now) {
-		h.stripe.Inc(metrics.UDPRateLimited)
+		h.tally.Inc(metrics.UDPRateLimited)
 		return 0
 	}
-	h.stripe.Inc(metrics.UDPErrors)
+	h.tally.Inc(metrics.UDPErrors)
 	return writeError(out, txid, msg)
 }
 
 func (h *handler) badConnectionID(out, txid []byte, ip netip.Addr, now int64) int {
-	h.stripe.Inc(metrics.UDPBadConnectionIDs)
+	h.tally.Inc(metrics.UDPBadConnectionIDs)
 	return h.refuse(out, txid, ip, now, msgBadConnectionID)
 }
 
 // trackerError sends a ClientError's text to the client; anything else is
 // logged and answered with a generic message.
 func (h *handler) trackerError(out, txid []byte, src netip.AddrPort, op string, err error) int {
-	h.stripe.Inc(metrics.UDPErrors)
+	h.tally.Inc(metrics.UDPErrors)
 	var ce *bittorrent.ClientError
 	if errors.As(err, &ce) {
 		putHeader(out, actionError, txid)

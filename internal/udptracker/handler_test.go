@@ -61,6 +61,7 @@ func (f *handlerFixture) cid() uint64 { return f.h.cookies.mint(f.src.Addr(), f.
 
 func (f *handlerFixture) do(pkt []byte) []byte {
 	n := f.h.handle(context.Background(), f.src, pkt, false, f.out)
+	f.h.flush()
 	return f.out[:n]
 }
 

@@ -372,6 +372,9 @@ func (w *worker) answer(ctx context.Context, n int) int {
 		}
 	}
 	w.h.sample = 0
+	// Counted before the answers leave, so a client that reads the
+	// statistics after its answer finds its request in them.
+	w.h.flush()
 	return out
 }
 
