@@ -1,6 +1,7 @@
 package udptracker
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
 )
@@ -42,8 +43,9 @@ func (l *limiter) allow(ip netip.Addr, now int64) bool {
 	if l.limit == 0 {
 		return true
 	}
+	// The address and four zero bytes: any keyed hash spreads the slots.
 	a := ip.As16()
-	slot := &l.slots[sipHash24(l.k0, l.k1, a[:])&(limiterSlots-1)]
+	slot := &l.slots[sipHash20(l.k0, l.k1, binary.LittleEndian.Uint64(a[:8]), binary.LittleEndian.Uint64(a[8:]), 0)&(limiterSlots-1)]
 	epoch := uint64(uint32(now / l.window))
 	for {
 		old := slot.Load()
