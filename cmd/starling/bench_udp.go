@@ -95,6 +95,7 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 	f.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up on in-flight requests after this long without an answer")
 	f.IntVar(&cfg.ServerPID, "server-pid", 0, "report this process's CPU time per response (Linux /proc)")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
+	f.BoolVar(&cfg.GSO, "gso", cfg.GSO, "send each batch of requests with UDP segmentation offload where the kernel has it (--gso=false: one datagram each)")
 	f.IntVar(&cfg.Burst, "burst", 0, "measure the drain rate of bursts of this many announces (needs --server-pid)")
 	f.IntVar(&cfg.Bursts, "bursts", 4, "bursts to run with --burst")
 	return cmd

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,14 +64,16 @@ func TestRunAgainstTracker(t *testing.T) {
 		name    string
 		scrapes float64
 		skew    float64
+		gso     bool
 	}{
-		{"announces uniform", 0, 0},
-		{"mix skewed", 0.3, 1.3},
+		{"announces uniform", 0, 0, true},
+		{"mix skewed", 0.3, 1.3, true},
+		{"mix skewed sendmmsg", 0.3, 1.3, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, counters := startTracker(t, tracker.DefaultConfig())
 			cfg := shortRun(srv.Addr().String())
-			cfg.ScrapeShare, cfg.Skew = tt.scrapes, tt.skew
+			cfg.ScrapeShare, cfg.Skew, cfg.GSO = tt.scrapes, tt.skew, tt.gso
 			var progress strings.Builder
 			res, err := udpload.Run(context.Background(), cfg, &progress)
 			if err != nil {
@@ -92,6 +95,10 @@ func TestRunAgainstTracker(t *testing.T) {
 			}
 			if !strings.Contains(res.String(), "responses received:") {
 				t.Fatalf("summary: %s", res)
+			}
+			// Linux has had UDP segmentation since 4.18.
+			if want := tt.gso && runtime.GOOS == "linux"; res.Segmented != want {
+				t.Fatalf("segmented %v, want %v:\n%s", res.Segmented, want, res)
 			}
 		})
 	}
