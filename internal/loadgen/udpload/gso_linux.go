@@ -83,6 +83,9 @@ func (g *gsoSender) Send(msgs []batch.Message) (int, error) {
 				segs++
 			}
 		}
+		if segs == 0 {
+			return sent, fmt.Errorf("gso: a %d-byte datagram does not fit one send", size)
+		}
 		if err := g.send(n, size, segs); err != nil {
 			return sent, err
 		}
