@@ -130,20 +130,23 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	// keeps the announce path free of a heap allocation per request.
 	a := announcePool.Get().(*swarm.Announce)
 	defer announcePool.Put(a)
-	*a = swarm.Announce{
-		InfoHash:   req.InfoHash,
-		PeerID:     req.PeerID,
-		Addr:       netip.AddrPortFrom(t.ClientIP(req.Addr.Addr()), req.Addr.Port()),
-		Uploaded:   req.Uploaded,
-		Downloaded: req.Downloaded,
-		Left:       req.Left,
-		Event:      req.Event,
-		Now:        now,
-		NumWant:    want,
-		Families:   fam,
-		Compact:    req.Compact,
-		Sample:     req.Sample,
-	}
+	// Every field, one by one (TestAnnounceSetsEveryField counts them): a
+	// composite literal of a struct with a pointer is built on the stack
+	// and copied over in 16-byte moves that straddle its narrower stores,
+	// which the processor cannot forward; it waits for each on the path of
+	// every announce.
+	a.InfoHash = req.InfoHash
+	a.PeerID = req.PeerID
+	a.Addr = netip.AddrPortFrom(t.ClientIP(req.Addr.Addr()), req.Addr.Port())
+	a.Uploaded = req.Uploaded
+	a.Downloaded = req.Downloaded
+	a.Left = req.Left
+	a.Event = req.Event
+	a.Now = now
+	a.NumWant = want
+	a.Families = fam
+	a.Compact = req.Compact
+	a.Sample = req.Sample
 	resp.Interval = t.cfg.Interval
 	resp.MinInterval = t.cfg.MinInterval
 	res, err := t.store.Announce(ctx, a, resp)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"reflect"
 	"testing"
 
 	"github.com/starling-tracker/starling/internal/access"
@@ -290,5 +291,14 @@ func TestMode(t *testing.T) {
 		if got := tr.Mode(); got != tt.want {
 			t.Errorf("Mode() = %q, want %q", got, tt.want)
 		}
+	}
+}
+
+// TestAnnounceSetsEveryField: Announce fills the pooled swarm.Announce
+// field by field, so a field added to it must be set there too, or a
+// value from an earlier request would leak into the next.
+func TestAnnounceSetsEveryField(t *testing.T) {
+	if n := reflect.TypeFor[swarm.Announce]().NumField(); n != 12 {
+		t.Fatalf("swarm.Announce has %d fields; Tracker.Announce sets 12: set the new ones there and update this count", n)
 	}
 }

@@ -147,19 +147,21 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 	if want <= 0 || want > limit {
 		want = limit
 	}
-	h.areq = bittorrent.AnnounceRequest{
-		InfoHash:   f.infoHash,
-		PeerID:     f.peerID,
-		Addr:       netip.AddrPortFrom(ip, f.port),
-		Uploaded:   f.uploaded,
-		Downloaded: f.downloaded,
-		Left:       f.left,
-		Event:      udpEvent[f.event],
-		NumWant:    want,
-		Families:   fam,
-		Compact:    true,
-		Sample:     h.sample,
-	}
+	// Field by field, as tracker.Announce explains. Key stays empty: UDP
+	// carries no peer key.
+	r := &h.areq
+	r.InfoHash = f.infoHash
+	r.PeerID = f.peerID
+	r.Addr = netip.AddrPortFrom(ip, f.port)
+	r.Uploaded = f.uploaded
+	r.Downloaded = f.downloaded
+	r.Left = f.left
+	r.Event = udpEvent[f.event]
+	r.NumWant = want
+	r.Families = fam
+	r.HasKey = false
+	r.Compact = true
+	r.Sample = h.sample
 	h.aresp.Reset()
 	if err := h.tracker.Announce(ctx, &h.areq, &h.aresp); err != nil {
 		return h.trackerError(out, txid, src, "announce", err)
