@@ -207,7 +207,7 @@ func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint
 		return -1
 	}
 	if !found {
-		i = sl.insert(sg, i, &peer[A]{ip: ip, port: port})
+		i = sl.insert(sg, i, &ip, port, a.Left == 0)
 		sh.count(t, a.Left == 0, 1)
 	} else if was := sl.at(*sg, i).seeder(); was != (a.Left == 0) {
 		sh.count(t, was, -1)
