@@ -168,9 +168,14 @@ func writeAnnounce(out []byte, txid []byte, r *bittorrent.AnnounceResponse, fam 
 	if fam != bittorrent.IPv4 {
 		c = r.Compact6
 	}
-	// Whole entries only, as many as fit.
+	// Whole entries only, as many as fit; the handler has the store write
+	// them in place, and then there is nothing to copy.
 	size := compactLen(fam)
-	return n + copy(out[n:], c[:min(len(c), max(len(out)-n, 0))/size*size])
+	k := min(len(c), max(len(out)-n, 0)) / size * size
+	if k > 0 && &c[0] == &out[n] {
+		return n + k
+	}
+	return n + copy(out[n:], c[:k])
 }
 
 // compactLen is the size of a peer of fam in an announce response.

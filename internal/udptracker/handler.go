@@ -43,6 +43,9 @@ type handler struct {
 	sample uint64
 	areq   bittorrent.AnnounceRequest
 	aresp  bittorrent.AnnounceResponse
+	// compact4 and compact6 hold the peers of the family an announce does
+	// not ask for (none); its own family's go straight into the answer.
+	compact4, compact6 []byte
 	fields announceFields
 	opts   announceOptions
 	hashes [maxScrapeHashes]bittorrent.InfoHash
@@ -58,8 +61,8 @@ type handler struct {
 func newHandler(t Tracker, c *cookies, l *limiter, clk Clock, stripe *metrics.Stripe, log *slog.Logger) *handler {
 	h := &handler{tracker: t, cookies: c, limiter: l, clock: clk, stripe: stripe, log: log}
 	// Announces ask for compact answers only.
-	h.aresp.Compact4 = make([]byte, 0, 6*maxPeers4)
-	h.aresp.Compact6 = make([]byte, 0, 18*maxPeers6)
+	h.compact4 = make([]byte, 0, 6*maxPeers4)
+	h.compact6 = make([]byte, 0, 18*maxPeers6)
 	h.sresp.Files = make([]bittorrent.SwarmStats, 0, maxScrapeHashes)
 	return h
 }
@@ -163,6 +166,17 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 	r.Compact = true
 	r.Sample = h.sample
 	h.aresp.Reset()
+	// The store writes the peers straight into out, after the header, where
+	// writeAnnounce then finds them: copying them there afterwards cost a
+	// copy and a wait for the narrow stores that wrote them to drain before
+	// they could be read back. The other family's list is the handler's own
+	// (UDP asks for one family; the store leaves the other empty).
+	body := out[announceHdrLen:announceHdrLen:max(len(out), announceHdrLen)]
+	if fam == bittorrent.IPv4 {
+		h.aresp.Compact4, h.aresp.Compact6 = body, h.compact6[:0]
+	} else {
+		h.aresp.Compact4, h.aresp.Compact6 = h.compact4[:0], body
+	}
 	if err := h.tracker.Announce(ctx, &h.areq, &h.aresp); err != nil {
 		return h.trackerError(out, txid, src, "announce", err)
 	}

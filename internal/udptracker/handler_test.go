@@ -479,6 +479,26 @@ func TestWriteAnnounceWholePeers(t *testing.T) {
 	}
 }
 
+// TestWriteAnnounceInPlace: peers the store wrote straight into the
+// answer stay as they are, header in front, cut to whole peers that fit.
+func TestWriteAnnounceInPlace(t *testing.T) {
+	r := compactResponse(5)
+	for _, tt := range []struct {
+		room, wantPeers int
+	}{{1000, 5}, {29, 4}} {
+		out := make([]byte, announceHdrLen+tt.room)
+		// The peers as the store writes them: in out, as many bytes as fit.
+		var resp bittorrent.AnnounceResponse
+		resp.Compact4 = out[announceHdrLen : announceHdrLen+min(len(r.Compact4), tt.room)]
+		copy(resp.Compact4, r.Compact4)
+		n := writeAnnounce(out, []byte{1, 2, 3, 4}, &resp, bittorrent.IPv4)
+		want := r.Compact4[:6*tt.wantPeers]
+		if n != announceHdrLen+len(want) || !bytes.Equal(out[announceHdrLen:n], want) || binary.BigEndian.Uint32(out[4:8]) != 0x01020304 {
+			t.Errorf("room %d: wrote %d bytes %x", tt.room, n, out[:n])
+		}
+	}
+}
+
 // BenchmarkWriteAnnounce encodes an answer of 30 IPv4 and one of 30 IPv6
 // peers, what every UDP announce of the benchmark profiles ends with.
 func BenchmarkWriteAnnounce(b *testing.B) {
