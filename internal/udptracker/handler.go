@@ -46,11 +46,11 @@ type handler struct {
 	// compact4 and compact6 hold the peers of the family an announce does
 	// not ask for (none); its own family's go straight into the answer.
 	compact4, compact6 []byte
-	fields announceFields
-	opts   announceOptions
-	hashes [maxScrapeHashes]bittorrent.InfoHash
-	sreq   bittorrent.ScrapeRequest
-	sresp  bittorrent.ScrapeResponse
+	fields             announceFields
+	opts               announceOptions
+	hashes             [maxScrapeHashes]bittorrent.InfoHash
+	sreq               bittorrent.ScrapeRequest
+	sresp              bittorrent.ScrapeResponse
 
 	// Internal errors are logged at most once per second per worker, so a
 	// failing store cannot flood the log; the rest are counted.
