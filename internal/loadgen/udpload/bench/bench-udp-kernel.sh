@@ -21,14 +21,7 @@ WARMUP=${WARMUP:-3s}
 DURATION=${DURATION:-8s}
 PORT=${PORT:-16969}
 TOP=${TOP:-20}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+bench_scratch
 
 tracker_toml "$work" $((PORT + 1)) 1
 taskset -c 0 "$BIN" bench udp-echo --addr "127.0.0.1:$PORT" --reply-size 200 2>/dev/null &

@@ -1,5 +1,5 @@
 # Sourced by the UDP benchmark scripts: the configuration they run
-# "starling serve" with.
+# "starling serve" with, and their scratch directory.
 
 # tracker_toml DIR PORT SOCKETS writes DIR/tracker.toml: a public tracker
 # with statistics on, logging errors only, its database in DIR, one UDP
@@ -25,4 +25,12 @@ sockets = $3
 [health_check_api]
 bind_address = "127.0.0.1:0"
 TOML
+}
+
+# bench_scratch sets work to a new scratch directory and pids to an empty
+# list, and on exit kills the processes in pids and removes work.
+bench_scratch() {
+	work=$(mktemp -d)
+	pids=()
+	trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 }
