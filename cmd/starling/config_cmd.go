@@ -33,7 +33,12 @@ func newConfigCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("read %s: %w", args[0], err)
 				}
-				if ps := config.Check(data); len(ps) > 0 {
+				cfg, err := config.Parse(data)
+				var ps config.Problems
+				if !errors.As(err, &ps) {
+					ps = cfg.FileProblems()
+				}
+				if len(ps) > 0 {
 					for _, p := range ps {
 						fmt.Fprintf(out, "%s: %s\n", args[0], p)
 					}
@@ -46,7 +51,7 @@ func newConfigCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, src, err := config.Load(config.LoadOptions{Env: os.Environ(), Dir: wd, ReadOnly: true})
+			cfg, src, err := config.Load(config.LoadOptions{Env: os.Environ(), Dir: wd, ReadOnly: true})
 			if err != nil {
 				var ps config.Problems
 				if errors.As(err, &ps) {
@@ -56,6 +61,12 @@ func newConfigCmd() *cobra.Command {
 					return exitError{1}
 				}
 				return err
+			}
+			if ps := cfg.FileProblems(); len(ps) > 0 {
+				for _, p := range ps {
+					fmt.Fprintln(out, p)
+				}
+				return exitError{1}
 			}
 			where := src.Kind.String()
 			if src.Path != "" {

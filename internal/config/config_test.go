@@ -3,6 +3,7 @@ package config_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -223,7 +224,10 @@ func TestParseProblems(t *testing.T) {
 		msg  string // and contain this
 	}{
 		{"unknown top-level key", "foo = 1", "foo", "unknown key"},
-		{"schema v1 key", `mode = "public"`, "mode", "schema 1"},
+		{"schema v1 key", `mode = "public"`, "mode", "schema 1 key: Starling reads schema 2.0.0, where it is [core] private and listed"},
+		{"schema v1 log level", `log_level = "info"`, "log_level", "where it is [logging] threshold"},
+		{"schema v1 database", `db_path = "x.db"`, "db_path", "where it is [core.database] path"},
+		{"schema v1 timeout", `max_peer_timeout = 900`, "max_peer_timeout", "where it is [core.tracker_policy] max_peer_timeout"},
 		{"unknown nested key", "[core.announce_policy]\nintervall = 10", "core.announce_policy.intervall", `did you mean "interval"`},
 		{"unknown section", "[core.nett]\nexternal_ip = \"1.2.3.4\"", "core.nett", `did you mean "net"`},
 		{"unknown key in list entry", "[[udp_trackers]]\nbind_adress = \"0.0.0.0:1\"", "udp_trackers[0].bind_adress", "unknown key"},
@@ -456,4 +460,43 @@ func TestEncodeWritesEveryKey(t *testing.T) {
 		}
 	}
 	walk(t, reflect.TypeFor[config.Config](), "")
+}
+
+func TestFileProblems(t *testing.T) {
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(cert, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.pem")
+	tests := []struct {
+		name string
+		toml string
+		want []string // keys with a problem
+	}{
+		{"no tls", "[[http_trackers]]\n[http_api]\n", nil},
+		{"both readable", fmt.Sprintf("[[http_trackers]]\n[http_trackers.tsl_config]\nssl_cert_path = %q\nssl_key_path = %q\n", cert, cert), nil},
+		{"tracker key missing", fmt.Sprintf("[[http_trackers]]\n[http_trackers.tsl_config]\nssl_cert_path = %q\nssl_key_path = %q\n", cert, missing),
+			[]string{"http_trackers[0].tls_config.ssl_key_path"}},
+		{"api both missing", fmt.Sprintf("[http_api]\n[http_api.tsl_config]\nssl_cert_path = %q\nssl_key_path = %q\n", missing, missing),
+			[]string{"http_api.tls_config.ssl_cert_path", "http_api.tls_config.ssl_key_path"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.Parse([]byte(tt.toml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range c.FileProblems() {
+				got = append(got, p.Key)
+				if !strings.Contains(p.Msg, "missing.pem") || !strings.Contains(p.Msg, "no such file") {
+					t.Errorf("%s: message %q should name the file and why", p.Key, p.Msg)
+				}
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("problems at %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

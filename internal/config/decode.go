@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/netip"
 	"reflect"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -506,18 +505,29 @@ func tomlType(v any) string {
 	}
 }
 
-// schemaV1Keys are top-level keys of Torrust's older schema; naming them
-// saves an operator a trip to the changelog.
-var schemaV1Keys = []string{
-	"log_level", "mode", "db_driver", "db_path", "announce_interval", "min_announce_interval",
-	"max_peer_timeout", "on_reverse_proxy", "external_ip", "tracker_usage_statistics",
-	"persistent_torrent_completed_stat", "inactive_peer_cleanup_interval", "remove_peerless_torrents",
+// schemaV1Keys maps top-level keys of Torrust's older schema to where
+// schema 2.0.0 keeps them; naming the place saves an operator a trip to
+// the changelog.
+var schemaV1Keys = map[string]string{
+	"log_level":                         "[logging] threshold",
+	"mode":                              "[core] private and listed (two booleans)",
+	"db_driver":                         "[core.database] driver",
+	"db_path":                           "[core.database] path",
+	"announce_interval":                 "[core.announce_policy] interval",
+	"min_announce_interval":             "[core.announce_policy] interval_min",
+	"max_peer_timeout":                  "[core.tracker_policy] max_peer_timeout",
+	"persistent_torrent_completed_stat": "[core.tracker_policy] persistent_torrent_completed_stat",
+	"remove_peerless_torrents":          "[core.tracker_policy] remove_peerless_torrents",
+	"on_reverse_proxy":                  "[core.net] on_reverse_proxy",
+	"external_ip":                       "[core.net] external_ip",
+	"tracker_usage_statistics":          "[core] tracker_usage_statistics",
+	"inactive_peer_cleanup_interval":    "[core] inactive_peer_cleanup_interval",
 }
 
 // hint suggests what an unknown key was meant to be.
 func hint(t reflect.Type, path, key string) string {
-	if path == "" && slices.Contains(schemaV1Keys, key) {
-		return "; this is a Torrust schema 1 key: Starling reads schema 2.0.0, where it lives under [core] (see the Torrust v3 upgrade notes)"
+	if to, ok := schemaV1Keys[key]; ok && path == "" {
+		return "; this is a Torrust schema 1 key: Starling reads schema 2.0.0, where it is " + to + " (see the Torrust v3 upgrade notes)"
 	}
 	best, bestD := "", 3
 	for _, f := range fieldsOf(t) {

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 )
@@ -202,4 +204,37 @@ func (c *Config) Warnings() []string {
 		ws = append(ws, "core.private is true but [[udp_trackers]] are configured: UDP cannot carry peer keys (Torrust does not start UDP trackers in private mode)")
 	}
 	return ws
+}
+
+// FileProblems reports the files the configuration names that cannot be
+// read: the TLS certificates and keys, which Torrust requires to exist.
+// Parse does not look at the file system (a configuration may be checked
+// on another machine than the one it runs on); `starling config check`
+// calls this too, so that it finds what would stop `serve`.
+func (c *Config) FileProblems() Problems {
+	var ps Problems
+	check := func(key, path string) {
+		if path == "" {
+			return
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			ps = append(ps, &Problem{Key: key, Msg: fmt.Sprintf("cannot read %q: %v", path, errors.Unwrap(err))})
+			return
+		}
+		f.Close()
+	}
+	tlsFiles := func(t *TLSConfig, key string) {
+		if t != nil {
+			check(key+".ssl_cert_path", t.SSLCertPath)
+			check(key+".ssl_key_path", t.SSLKeyPath)
+		}
+	}
+	for i, h := range c.HTTPTrackers {
+		tlsFiles(h.TLS, fmt.Sprintf("http_trackers[%d].tls_config", i))
+	}
+	if a := c.HTTPAPI; a != nil {
+		tlsFiles(a.TLS, "http_api.tls_config")
+	}
+	return ps
 }
