@@ -219,6 +219,12 @@ func parseAnnounce(q []byte, hasQuery bool, req *bittorrent.AnnounceRequest, e *
 			req.Event = bittorrent.EventStopped
 		case "completed":
 			req.Event = bittorrent.EventCompleted
+		case "", "paused":
+			// BEP 3: an empty event is no event. BEP 21: libtorrent
+			// (qBittorrent, Deluge) sends "paused" on the regular
+			// announces of a partial seed. Torrust refuses both, which
+			// drops those peers from their swarms; they are regular
+			// announces here.
 		default:
 			return 0, false, e.set(prefixAnnounce, errInvalid, "event", p.event)
 		}

@@ -43,6 +43,16 @@ func TestParseAnnounce(t *testing.T) {
 					t.Fatalf("got port %d event %v", port, req.Event)
 				}
 			}},
+		{name: "empty event is none (BEP 3)", query: minQuery + "&left=5&event=", check: func(t *testing.T, req *bittorrent.AnnounceRequest, port uint16, compact bool) {
+			if req.Event != bittorrent.EventNone || req.Left != 5 {
+				t.Fatalf("got %+v", req)
+			}
+		}},
+		{name: "paused event is none (BEP 21)", query: minQuery + "&left=5&event=paused", check: func(t *testing.T, req *bittorrent.AnnounceRequest, port uint16, compact bool) {
+			if req.Event != bittorrent.EventNone || req.Left != 5 {
+				t.Fatalf("got %+v", req)
+			}
+		}},
 		{name: "leading question mark", query: "?" + minQuery, check: func(t *testing.T, req *bittorrent.AnnounceRequest, port uint16, compact bool) {}},
 		{name: "port zero accepted", query: "info_hash=" + hash20 + "&peer_id=" + peer20 + "&port=0",
 			check: func(t *testing.T, req *bittorrent.AnnounceRequest, port uint16, compact bool) {
@@ -85,8 +95,8 @@ func TestParseAnnounce(t *testing.T) {
 			wantErr: "Cannot parse query params for announce request: param value overflow 9223372036854775808 for left"},
 		{name: "downloaded beyond u64", query: minQuery + "&downloaded=18446744073709551616",
 			wantErr: "Cannot parse query params for announce request: invalid param value 18446744073709551616 for downloaded"},
-		{name: "empty event", query: minQuery + "&event=", wantErr: "Cannot parse query params for announce request: invalid param value  for event"},
-		{name: "paused event", query: minQuery + "&event=paused", wantErr: "Cannot parse query params for announce request: invalid param value paused for event"},
+		{name: "unknown event", query: minQuery + "&event=bogus", wantErr: "Cannot parse query params for announce request: invalid param value bogus for event"},
+		{name: "event case matters", query: minQuery + "&event=Started", wantErr: "Cannot parse query params for announce request: invalid param value Started for event"},
 		{name: "bad compact", query: minQuery + "&compact=2", wantErr: "Cannot parse query params for announce request: invalid param value 2 for compact"},
 		{name: "bad numwant", query: minQuery + "&numwant=-5", wantErr: "Cannot parse query params for announce request: invalid param value -5 for numwant"},
 		{name: "info_hash checked before a bad port", query: "port=x&peer_id=" + peer20 + "&info_hash=abc",

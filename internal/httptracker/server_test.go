@@ -144,7 +144,7 @@ func TestFailures(t *testing.T) {
 			want: "Cannot parse query params for announce request: invalid param value aaaaaaaaaaaaaaaaaaaaa for info_hash in too many bytes for infohash: got 21 bytes, expected 20"},
 		{name: "missing peer_id", path: "/announce?info_hash=" + hash20 + "&port=1", want: "Cannot parse query params for announce request: missing param peer_id"},
 		{name: "missing port", path: "/announce?info_hash=" + hash20 + "&peer_id=-qB00000000000000001", want: "Cannot parse query params for announce request: missing param port"},
-		{name: "bad event", path: "/announce?" + minQuery + "&event=paused", want: "Cannot parse query params for announce request: invalid param value paused for event"},
+		{name: "bad event", path: "/announce?" + minQuery + "&event=pause", want: "Cannot parse query params for announce request: invalid param value pause for event"},
 		{name: "bad compact", path: "/announce?" + minQuery + "&compact=yes", want: "Cannot parse query params for announce request: invalid param value yes for compact"},
 		{name: "overflow", path: "/announce?" + minQuery + "&uploaded=9223372036854775808", want: "Cannot parse query params for announce request: param value overflow 9223372036854775808 for uploaded"},
 		{name: "bad key format in public mode", path: "/announce/short?" + minQuery, want: "Authentication error: Invalid format for authentication key param."},
@@ -736,5 +736,31 @@ func TestNetHTTPAdapter(t *testing.T) {
 				tt.check(t, decode(t, body))
 			}
 		})
+	}
+}
+
+// TestPausedAndEmptyEvents: libtorrent's partial seeds announce with
+// event=paused (BEP 21) and BEP 3 makes an empty event no event; both are
+// regular announces that keep the peer in the swarm and are answered with
+// peers.
+func TestPausedAndEmptyEvents(t *testing.T) {
+	r := newRules(t, tracker.DefaultConfig())
+	srv := startServer(t, "tcp4", Config{}, r, r.counters)
+	c := newClient(t, nil)
+	get(t, c, announceURL(srv.URL(), 1, "event=started"), nil)
+	for n, ev := range []string{"event=paused", "event="} {
+		_, _, body := get(t, c, announceURL(srv.URL(), 2+n, ev), nil)
+		m := decode(t, body)
+		if fr, ok := m["failure reason"]; ok {
+			t.Fatalf("%s: failure %q", ev, fr)
+		}
+		if peers, _ := m["peers"].([]any); len(peers) != 1+n {
+			t.Fatalf("%s: %d peers, want %d: %v", ev, len(peers), 1+n, m)
+		}
+	}
+	_, _, body := get(t, c, srv.URL()+"/scrape?info_hash="+url.QueryEscape(string(testHash[:])), nil)
+	f := decode(t, body)["files"].(map[string]any)[string(testHash[:])].(map[string]any)
+	if f["incomplete"] != int64(3) || f["complete"] != int64(0) {
+		t.Fatalf("scrape %v: want the 3 leechers", f)
 	}
 }
