@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,7 +127,7 @@ func New(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Logger) (*
 		NoDefaultDate:                 true,
 		NoDefaultContentType:          true,
 		CloseOnShutdown:               true,
-		Logger:                        fastLogger{log},
+		Logger:                        newFastLogger(log),
 	}
 	return s, nil
 }
@@ -154,11 +155,68 @@ func errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	ctx.SetConnectionClose()
 }
 
-// fastLogger routes fasthttp's own messages (accept errors and the like) to slog.
-type fastLogger struct{ log *slog.Logger }
+// fastLogger routes fasthttp's own messages to slog. A connection's
+// errors are the client's doing (a malformed or oversized request,
+// already answered with 400 or 431) and carry up to a whole request
+// buffer: they go to debug, cut short. Anything else (accept errors such
+// as running out of file descriptors) is the operator's business: warn,
+// at most one message a second, so that neither clients nor a failing
+// accept loop can flood the log.
+type fastLogger struct {
+	log   *slog.Logger
+	limit *logLimit
+}
+
+func newFastLogger(log *slog.Logger) fastLogger {
+	return fastLogger{log: log, limit: &logLimit{every: time.Second}}
+}
+
+// maxLoggedMessage bounds the text of one fasthttp message in the log.
+const maxLoggedMessage = 256
 
 func (l fastLogger) Printf(format string, args ...any) {
-	l.log.Warn("http tracker: " + fmt.Sprintf(format, args...))
+	level := slog.LevelWarn
+	if strings.HasPrefix(format, "error when serving connection") {
+		level = slog.LevelDebug
+	}
+	if !l.log.Enabled(context.Background(), level) {
+		return
+	}
+	suppressed, ok := l.limit.allow(time.Now())
+	if !ok {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > maxLoggedMessage {
+		msg = strings.ToValidUTF8(msg[:maxLoggedMessage], "") + "…"
+	}
+	attrs := []slog.Attr{}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Uint64("suppressed", suppressed))
+	}
+	l.log.LogAttrs(context.Background(), level, "http tracker: "+msg, attrs...)
+}
+
+// logLimit lets one message through per interval and counts the others.
+type logLimit struct {
+	every      time.Duration
+	mu         sync.Mutex
+	next       time.Time
+	suppressed uint64
+}
+
+// allow reports whether a message may be logged at now, and how many were
+// held back since the last one that was.
+func (l *logLimit) allow(now time.Time) (suppressed uint64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.next) {
+		l.suppressed++
+		return 0, false
+	}
+	l.next = now.Add(l.every)
+	suppressed, l.suppressed = l.suppressed, 0
+	return suppressed, true
 }
 
 // ListenAndServe opens cfg.BindAddress and serves it.

@@ -2,11 +2,13 @@ package httptracker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -762,5 +764,79 @@ func TestPausedAndEmptyEvents(t *testing.T) {
 	f := decode(t, body)["files"].(map[string]any)[string(testHash[:])].(map[string]any)
 	if f["incomplete"] != int64(3) || f["complete"] != int64(0) {
 		t.Fatalf("scrape %v: want the 3 leechers", f)
+	}
+}
+
+// lockedBuffer is a log destination the server's goroutines share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestMalformedRequestsDoNotFloodLog: fasthttp reports each malformed
+// request with its whole buffer; a client sending them must not be able
+// to write the log at its own pace, even at debug level.
+func TestMalformedRequestsDoNotFloodLog(t *testing.T) {
+	var logged lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := newRules(t, tracker.DefaultConfig())
+	srv, err := New(Config{}, r, r.counters, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	<-srv.Ready()
+	defer srv.Shutdown(context.Background())
+
+	const requests = 30
+	start := time.Now()
+	bad := "GET /announce?x=\x01" + strings.Repeat("A", 12<<10) + " HTTP/1.1\r\nHost: t\r\n\r\n"
+	for i := range requests {
+		conn, err := net.DialTimeout("tcp4", ln.Addr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte(bad)); err != nil {
+			t.Fatal(err)
+		}
+		status, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || !strings.HasPrefix(status, "HTTP/1.1 400") {
+			t.Fatalf("request %d: status %q, %v", i, status, err)
+		}
+	}
+	elapsed := time.Since(start)
+	time.Sleep(50 * time.Millisecond) // the last message, if any, is written after the answer
+	out := logged.String()
+	lines := strings.Count(out, "\n")
+	shown := out[:min(len(out), 2000)] // enough to see what was logged
+	if lines == 0 {
+		t.Fatal("nothing logged: the test no longer exercises fasthttp's messages")
+	}
+	if allowed := int(elapsed/time.Second) + 2; lines > allowed {
+		t.Errorf("%d lines logged in %v, want at most %d:\n%s", lines, elapsed, allowed, shown)
+	}
+	if per := len(out) / lines; per > maxLoggedMessage+300 {
+		t.Errorf("%d bytes per line, want the message cut to %d:\n%s", per, maxLoggedMessage, shown)
+	}
+	if strings.Contains(out, "level=WARN") {
+		t.Errorf("a client's malformed request logged as a warning:\n%s", shown)
 	}
 }
