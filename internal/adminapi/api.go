@@ -294,23 +294,32 @@ func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request, streamed *boo
 	return response{status: http.StatusOK}
 }
 
-// authenticate checks the access token: an Authorization header, when
-// present, must be "Bearer <token>" and wins over ?token=.
+// authenticate checks the access token: a "Bearer <token>" Authorization
+// header wins over ?token=. Another scheme's header (Basic credentials a
+// reverse proxy in front of the API forwards) is left to that proxy when
+// the query has a token, as Torrust v3, which reads only ?token=, does;
+// alone it is refused as Torrust's newer releases refuse it.
 func (a *API) authenticate(r *http.Request) (response, bool) {
 	var tok string
+	bearer, otherScheme := false, false
 	if h, ok := r.Header["Authorization"]; ok {
 		v := strings.TrimSpace(strings.Join(h, ","))
 		// The scheme name is case-insensitive (RFC 9110 §11.1).
-		if len(v) < len("Bearer ") || !strings.EqualFold(v[:len("Bearer ")], "Bearer ") {
-			return rejection("unknown token provided"), false
+		if scheme, rest, _ := strings.Cut(v, " "); strings.EqualFold(scheme, "Bearer") {
+			bearer, tok = true, strings.TrimSpace(rest)
+		} else {
+			otherScheme = true
 		}
-		tok = strings.TrimSpace(v[len("Bearer "):])
-	} else {
+	}
+	if !bearer {
 		v, present, err := single(parseQuery(r.URL.RawQuery), "token")
 		if err != nil {
 			return textResponse(http.StatusBadRequest, "Failed to deserialize query string: "+err.Error()), false
 		}
-		if !present {
+		switch {
+		case !present && otherScheme:
+			return rejection("unknown token provided"), false
+		case !present:
 			return rejection("unauthorized"), false
 		}
 		tok = v
