@@ -26,9 +26,10 @@ const (
 	// MAX_SCRAPE_TORRENTS); more are ignored.
 	maxScrapeHashes = 74
 
-	// recvBufLen is the receive buffer per datagram. It holds a scrape of
-	// 101 hashes, so a scrape of 75..101 is answered (first 74); a datagram
-	// that does not fit is refused as too long.
+	// recvBufLen is the receive buffer per datagram, more than Torrust's
+	// 1496 bytes: a longer datagram is cut to it, as Torrust cuts to its
+	// own, and a scrape of more than 74 hashes is answered for the first
+	// 74 either way.
 	recvBufLen = 2048
 
 	// The largest payloads that fit a 1500-byte packet: minus 20 (IPv4) or
@@ -49,13 +50,16 @@ const (
 	msgInvalidAction   = "bad request: Invalid action"
 	msgNoProtocolID    = "bad request: Protocol identifier missing"
 	msgShortPacket     = "bad request: invalid data"
-	msgTooLong         = "bad request: packet too long"
 	msgInvalidEvent    = "bad request: Invalid announce event"
 	msgFullScrape      = "bad request: Full scrapes are not allowed"
 	msgInvalidHashList = "bad request: Invalid info hash list"
 	msgInternal        = "tracker server error: internal error"
 	prefixClientError  = "tracker server error: "
 )
+
+// eventPaused is the event number libtorrent sends for a partial seed
+// (BEP 21); it is not in BEP 15.
+const eventPaused = 4
 
 // udpEvent maps BEP 15 event numbers (0 none, 1 completed, 2 started,
 // 3 stopped) to events.

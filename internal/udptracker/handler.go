@@ -103,10 +103,15 @@ func (h *handler) serve(ctx context.Context, src netip.AddrPort, pkt []byte, tru
 	}
 	txid := pkt[12:16]
 	now := h.clock.Now()
-	if truncated {
-		return h.refuse(out, txid, ip, now, msgTooLong)
+	action := binary.BigEndian.Uint32(pkt[8:12])
+	if truncated && action == actionScrape {
+		// Torrust reads datagrams into a fixed buffer and drops the
+		// rest; so does the receive buffer here. What is left of a
+		// scrape is its first whole hashes (more than the 74 answered),
+		// of an announce its body and the BEP 41 options that fit.
+		pkt = pkt[:headerLen+(len(pkt)-headerLen)/20*20]
 	}
-	switch binary.BigEndian.Uint32(pkt[8:12]) {
+	switch action {
 	case actionConnect:
 		if binary.BigEndian.Uint64(pkt[0:8]) != protocolID {
 			return h.refuse(out, txid, ip, now, msgNoProtocolID)
@@ -135,6 +140,13 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 	txid := pkt[12:16]
 	f := &h.fields
 	parseAnnounce(pkt, f)
+	if f.event == eventPaused {
+		// BEP 21: libtorrent (qBittorrent, Deluge) sends 4 on the
+		// regular announces of a partial seed. Torrust refuses it, which
+		// drops those peers from their swarms; as over HTTP, it is a
+		// regular announce here.
+		f.event = 0
+	}
 	if f.event >= uint32(len(udpEvent)) {
 		return h.refuse(out, txid, ip, h.clock.Now(), msgInvalidEvent)
 	}

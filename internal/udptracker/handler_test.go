@@ -171,11 +171,15 @@ func FuzzPacket(f *testing.F) {
 			if validID && len(data) >= 8 {
 				binary.BigEndian.PutUint64(data, fx.cid())
 			}
-			n := fx.h.handle(context.Background(), src, pkt, false, fx.out)
-			if fx.counters.Value(metrics.Panics) != 0 {
-				t.Fatalf("handler panicked on % x", data)
+			// As received whole, and as the start of a datagram the
+			// receive buffer cut.
+			for _, truncated := range []bool{false, true} {
+				n := fx.h.handle(context.Background(), src, pkt, truncated, fx.out)
+				if fx.counters.Value(metrics.Panics) != 0 {
+					t.Fatalf("handler panicked on % x (truncated %v)", data, truncated)
+				}
+				checkAnswer(t, src, pkt, fx.out[:n])
 			}
-			checkAnswer(t, src, pkt, fx.out[:n])
 		}
 		fx.src = netip.MustParseAddrPort("192.0.2.7:40000")
 	})

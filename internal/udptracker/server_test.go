@@ -120,11 +120,10 @@ func TestMalformedPackets(t *testing.T) {
 		{"connect without protocol id", func() []byte { b := connectPacket(0xabcd); b[0] = 1; return b }(), msgNoProtocolID},
 		{"truncated announce", ann(func(b []byte) []byte { return b[:97] }), msgShortPacket},
 		{"announce header only", ann(func(b []byte) []byte { return b[:16] }), msgShortPacket},
-		{"announce event 4", ann(func(b []byte) []byte { b[83] = 4; return b }), msgInvalidEvent},
+		{"announce event 5", ann(func(b []byte) []byte { b[83] = 5; return b }), msgInvalidEvent},
 		{"announce event 2^32-1", ann(func(b []byte) []byte { copy(b[80:], []byte{255, 255, 255, 255}); return b }), msgInvalidEvent},
 		{"full scrape", scrapePacket(cid, 0xabcd), msgFullScrape},
 		{"scrape of 1.5 hashes", append(scrapePacket(cid, 0xabcd, hashN(1)), make([]byte, 10)...), msgInvalidHashList},
-		{"too long for the buffer", append(scrapePacket(cid, 0xabcd), make([]byte, 3000)...), msgTooLong},
 		{"garbage with a transaction id", append([]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0xab, 0xcd}, "junk"...), msgInvalidAction},
 	}
 	for _, tt := range tests {
@@ -193,7 +192,9 @@ func TestScrapeLimitsAndOrder(t *testing.T) {
 	e.addPeers(t, hashN(5), 5, v4Peer)
 	c := newRawClient(t, "127.0.0.1:0", e.target(false))
 	cid := c.connect()
-	for _, n := range []int{1, 2, 74, 75, 101} {
+	// Past 101 hashes the datagram is longer than the receive buffer and
+	// is cut to it, as Torrust cuts to its own: the first 74 are answered.
+	for _, n := range []int{1, 2, 74, 75, 101, 102, 200, 3000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			c.t = t
 			hashes := make([]bittorrent.InfoHash, n)
@@ -361,6 +362,7 @@ func TestBEP41Options(t *testing.T) {
 		{"type without length", []byte{optNOP, optURLData}},
 		{"unknown type", []byte{0x7f, 2, 0, 0, optURLData, 1, '/'}},
 		{"max url data", append([]byte{optURLData, 255}, bytes.Repeat([]byte{'a'}, 255)...)},
+		{"longer than the receive buffer", bytes.Repeat(append([]byte{optURLData, 255}, bytes.Repeat([]byte{'a'}, 255)...), 12)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c.t = t
@@ -665,3 +667,20 @@ func TestWorkerPassesSamples(t *testing.T) {
 		t.Fatalf("lone announce: hinted %x, announced %x: want none and 0", rec.hinted, rec.announced)
 	}
 }
+
+// TestPausedEvent: libtorrent announces a partial seed with event 4 (BEP
+// 21); it is answered and keeps the peer in its swarm like event 0.
+func TestPausedEvent(t *testing.T) {
+	e := startEnv(t, envOpts{})
+	e.addPeers(t, hashN(7), 2, v4Peer)
+	c := newRawClient(t, "127.0.0.1:0", e.target(false))
+	cid := c.connect()
+	for i, ev := range []uint32{eventStartedForTest, eventPaused, eventPaused} {
+		_, leechers, peers := announceRaw(t, c, announceSpec{cid: cid, txid: uint32(70 + i), hash: hashN(7), port: 7070, left: 5, event: ev}, 6)
+		if leechers != 3 || len(peers) != 2 {
+			t.Fatalf("announce %d (event %d): %d leechers, %d peers; want 3 and the 2 others", i, ev, leechers, len(peers))
+		}
+	}
+}
+
+const eventStartedForTest = 2
