@@ -179,10 +179,12 @@ type UDPTracker struct {
 	// Sockets is the number of SO_REUSEPORT sockets bound to BindAddress,
 	// each with its own reader; 0 means one per CPU core.
 	Sockets int `toml:"sockets"`
-	// MaxConnectionIDErrorsPerIP is how many error answers to bad or
-	// expired connection ids one source IP gets per minute; further bad ids
-	// from it are dropped unanswered until the minute is over, so the
-	// tracker cannot be used to reflect traffic. 0 means no limit.
+	// MaxConnectionIDErrorsPerIP is how many error answers (to bad or
+	// expired connection ids and to malformed requests) one source IP gets
+	// per minute; further ones are dropped unanswered until the minute is
+	// over, so the tracker cannot be used to reflect traffic and a broken
+	// client cannot flood it. Valid requests are always answered. 0 means
+	// no limit.
 	MaxConnectionIDErrorsPerIP uint32 `toml:"max_connection_id_errors_per_ip"`
 	// IPv6V6Only sets IPV6_V6ONLY on an IPv6 socket (newer Torrust key).
 	IPv6V6Only bool `toml:"ipv6_v6only"`

@@ -92,7 +92,7 @@ func (c *Config) Encode(w io.Writer) error {
 		e.uint("cookie_lifetime", uint64(u.CookieLifetime))
 		e.comment("SO_REUSEPORT sockets on this address; 0 = one per CPU core.")
 		e.uint("sockets", uint64(u.Sockets))
-		e.comment("Error answers to bad connection ids per source IP per minute; 0 = no limit.")
+		e.comment("Error answers (bad connection ids, malformed requests) per source IP per minute; 0 = no limit.")
 		e.uint("max_connection_id_errors_per_ip", uint64(u.MaxConnectionIDErrorsPerIP))
 		e.boolean("ipv6_v6only", u.IPv6V6Only)
 		if u.TrackerUsageStatistics {

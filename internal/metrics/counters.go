@@ -29,7 +29,8 @@ const (
 	UDPErrors
 	// UDPBadConnectionIDs counts announces and scrapes with a wrong or expired connection id.
 	UDPBadConnectionIDs
-	// UDPRateLimited counts bad-connection-id answers suppressed by the per-IP limit.
+	// UDPRateLimited counts UDP error answers (bad connection ids,
+	// malformed requests) suppressed by the per-IP limit.
 	UDPRateLimited
 	// HTTPErrors counts HTTP tracker failure responses.
 	HTTPErrors

@@ -100,7 +100,7 @@ var (
 	badConnIDDesc = prometheus.NewDesc("starling_udp_bad_connection_ids_total",
 		"UDP announces and scrapes with a wrong or expired connection id.", nil, nil)
 	rateLimitedDesc = prometheus.NewDesc("starling_udp_rate_limited_total",
-		"Bad-connection-id answers suppressed by the per-IP limit.", nil, nil)
+		"UDP error answers (bad connection ids, malformed requests) suppressed by the per-IP limit.", nil, nil)
 	panicsDesc = prometheus.NewDesc("starling_panics_total",
 		"Requests whose handler panicked (recovered and logged).", nil, nil)
 	latencyDesc = prometheus.NewDesc("starling_request_duration_seconds",

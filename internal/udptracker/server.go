@@ -101,8 +101,8 @@ func New(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Logger) (*
 	if cfg.CookieLifetime == 0 {
 		cfg.CookieLifetime = DefaultCookieLifetime
 	}
-	// Ids carry their expiry in 32 bits of unix seconds; a lifetime near
-	// 2^31 s would let expired ids wrap round to valid ones.
+	// Ids carry expBits bits of their expiry time (see cookies); the
+	// limit keeps a lifetime well inside that range.
 	if cfg.CookieLifetime < time.Second || cfg.CookieLifetime > maxCookieLifetime {
 		return nil, fmt.Errorf("udp tracker %s: cookie_lifetime %v is out of range; set it between 1 and %d seconds",
 			cfg.BindAddress, cfg.CookieLifetime, int(maxCookieLifetime/time.Second))
