@@ -111,6 +111,38 @@ func OpenURL(ctx context.Context, urlOrPath string, log *slog.Logger) (*DB, erro
 	return Open(ctx, string(driver), urlOrPath, log)
 }
 
+// OpenSource opens a database named by a URL or a path to read from, as
+// `db import` reads its source: nothing in it is created or changed (a
+// SQLite file is opened read-only and must exist; a server database gets
+// no CREATE or ALTER), so a database Torrust still uses, or a user that
+// may only SELECT, can be copied from.
+func OpenSource(ctx context.Context, urlOrPath string, log *slog.Logger) (*DB, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	driver, err := DriverOf(urlOrPath)
+	if err != nil {
+		return nil, err
+	}
+	var db *DB
+	switch driver {
+	case SQLite3:
+		db, err = openSQLiteSource(urlOrPath, log)
+	case MySQL:
+		db, err = openMySQL(urlOrPath, log)
+	default:
+		db, err = openPostgres(urlOrPath, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := db.ping(ctx); err != nil {
+		db.sql.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
 // DriverOf tells the engine from a URL's scheme, SQLite for a plain path.
 func DriverOf(urlOrPath string) (Driver, error) {
 	scheme, _, ok := strings.Cut(urlOrPath, "://")
@@ -126,14 +158,35 @@ func DriverOf(urlOrPath string) (Driver, error) {
 	return "", fmt.Errorf("open database %s: unknown scheme %q: use a SQLite file path, mysql://… or postgresql://…", Redact(urlOrPath), scheme)
 }
 
+// MigrateTimeout bounds creating the tables and migrating them at start-up:
+// a migration may rewrite a table of millions of rows, which takes far
+// longer than an operation's DefaultTimeout.
+const MigrateTimeout = 15 * time.Minute
+
 // init checks the connection, creates the tables and migrates them.
 func (db *DB) init(ctx context.Context) error {
+	if err := db.ping(ctx); err != nil {
+		return err
+	}
+	mctx, cancel := context.WithTimeout(ctx, MigrateTimeout)
+	defer cancel()
+	if err := db.migrate(mctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (after %v; a migration may still be running on the server)", err, MigrateTimeout)
+		}
+		return fmt.Errorf("open database %s: %w", db.name, db.scrub(err))
+	}
+	return nil
+}
+
+// ping checks the connection within one operation's timeout.
+func (db *DB) ping(ctx context.Context) error {
 	ctx, cancel := db.opContext(ctx)
 	defer cancel()
 	if err := db.sql.PingContext(ctx); err != nil {
-		return fmt.Errorf("open database %s: %w", db.name, db.scrub(err))
-	}
-	if err := db.migrate(ctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("no answer within %v: %w (is the server reachable at that address?)", db.timeout, err)
+		}
 		return fmt.Errorf("open database %s: %w", db.name, db.scrub(err))
 	}
 	return nil
@@ -167,10 +220,46 @@ func (db *DB) opContext(ctx context.Context) (context.Context, context.CancelFun
 // scrub removes the password from an error's text; drivers sometimes echo
 // the connection settings back.
 func (db *DB) scrub(err error) error {
-	if err == nil || db.secret == "" || !strings.Contains(err.Error(), db.secret) {
+	if err == nil || db.secret == "" {
 		return err
 	}
-	return scrubbed{msg: strings.ReplaceAll(err.Error(), db.secret, "xxxxx"), err: err}
+	msg := scrubSecret(err.Error(), db.secret)
+	if msg == err.Error() {
+		return err
+	}
+	return scrubbed{msg: msg, err: err}
+}
+
+// scrubSecret replaces each occurrence of secret in msg that is not part
+// of a longer word: an echoed password sits between separators (user:pw@),
+// while a short password such as "ro" also occurs inside words ("Error",
+// a user name) that must stay readable.
+func scrubSecret(msg, secret string) string {
+	var b strings.Builder
+	done := 0 // msg[:done] is written
+	for from := 0; from < len(msg); {
+		i := strings.Index(msg[from:], secret)
+		if i < 0 {
+			break
+		}
+		i += from
+		end := i + len(secret)
+		inWord := (i > 0 && isWordByte(msg[i-1]) && isWordByte(secret[0])) ||
+			(end < len(msg) && isWordByte(msg[end]) && isWordByte(secret[len(secret)-1]))
+		if inWord {
+			from = i + 1
+			continue
+		}
+		b.WriteString(msg[done:i])
+		b.WriteString("xxxxx")
+		done, from = end, end
+	}
+	b.WriteString(msg[done:])
+	return b.String()
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
 type scrubbed struct {

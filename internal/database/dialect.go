@@ -221,26 +221,49 @@ func openSQLite(path string, log *slog.Logger) (*DB, error) {
 	if strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("open database %s: the path contains '?', which the SQLite driver reads as options: rename the file", name)
 	}
+	if path == ":memory:" || strings.HasPrefix(path, "file:") {
+		return openSQLiteDSN(name, path+"?"+sqliteOptions, log)
+	}
 	// Create the directory as the first-run config does, so a fresh path in
 	// the config works; a path that cannot be created stops start-up here.
-	if dir := filepath.Dir(path); path != ":memory:" && !strings.HasPrefix(path, "file:") {
-		fi, err := os.Stat(dir)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			if err := os.MkdirAll(dir, 0o750); err != nil {
-				return nil, fmt.Errorf("open database %s: create its directory: %w", name, err)
-			}
-			log.Info("created the database directory", "dir", dir)
-		case err != nil:
-			return nil, fmt.Errorf("open database %s: %w", name, err)
-		case !fi.IsDir():
-			return nil, fmt.Errorf("open database %s: %s is not a directory: fix [core.database] path", name, dir)
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("open database %s: create its directory: %w", name, err)
 		}
+		log.Info("created the database directory", "dir", dir)
+	case err != nil:
+		return nil, fmt.Errorf("open database %s: %w", name, err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("open database %s: %s is not a directory: fix [core.database] path", name, dir)
 	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, fmt.Errorf("open database %s: it is a directory: set [core.database] path to a file in it, e.g. %s", name, filepath.Join(path, "sqlite3.db"))
 	}
-	dsn := path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	return openSQLiteDSN(name, path+"?"+sqliteOptions, log)
+}
+
+// sqliteOptions are the driver options of a database Starling writes to.
+const sqliteOptions = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+
+// openSQLiteSource opens the SQLite file at path to read from only: it
+// must exist, and nothing in it (tables, journal mode) is changed.
+func openSQLiteSource(path string, log *slog.Logger) (*DB, error) {
+	name := string(SQLite3) + " " + path
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("open database %s: %w", name, err)
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("open database %s: not a file", name)
+	}
+	u := url.URL{Path: path}
+	return openSQLiteDSN(name, "file:"+u.EscapedPath()+"?mode=ro&_pragma=busy_timeout(5000)", log)
+}
+
+func openSQLiteDSN(name, dsn string, log *slog.Logger) (*DB, error) {
 	conn, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", name, err)

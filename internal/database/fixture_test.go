@@ -1,7 +1,9 @@
 package database_test
 
 import (
+	"context"
 	"database/sql"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -239,5 +241,72 @@ func TestTorrustMySQLFixture(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMySQLWithoutAlterPrivilege: Torrust's database user needs no ALTER.
+// Starling opens a Torrust database with such a user, warns that the
+// widening migration is left for later, and applies nothing it need not:
+// once the columns are in shape (altered by an administrator), the same
+// user opens it silently and the migration is recorded.
+func TestMySQLWithoutAlterPrivilege(t *testing.T) {
+	base := os.Getenv("STARLING_TEST_MYSQL_URL")
+	if base == "" {
+		t.Skip("STARLING_TEST_MYSQL_URL is not set")
+	}
+	ctx := t.Context()
+	loc := freshMySQL(t, base)
+	raw := rawMySQL(t, loc)
+	for _, q := range torrustMySQLV3 {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fillFixture(t, raw, "`keys`", nil)
+
+	// A user with Torrust's privileges on that database only.
+	u, _ := url.Parse(loc)
+	dbName := strings.TrimPrefix(u.Path, "/")
+	user := randomName(t)
+	if _, err := raw.ExecContext(ctx, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'torrust-pw'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'") })
+	if _, err := raw.ExecContext(ctx, "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON "+dbName+".* TO '"+user+"'@'%'"); err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(user, "torrust-pw")
+	restricted := u.String()
+
+	var logged logBuffer
+	db := openDB(t, restricted, newLog(&logged))
+	if !strings.Contains(logged.String(), "database migration skipped") || strings.Contains(logged.String(), "torrust-pw") {
+		t.Fatalf("log: %s", logged.String())
+	}
+	if v, err := db.Migrations(ctx); err != nil || len(v) != 0 {
+		t.Fatalf("migrations recorded %v (%v), want none", v, err)
+	}
+	lists := access.New(db)
+	if err := lists.ReloadKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	perm, _ := bittorrent.ParseKey(fixturePermanent)
+	if r, ok := lists.Key(perm); !ok || !r.Permanent {
+		t.Fatalf("the permanent key: %+v, found %v", r, ok)
+	}
+	db.Close()
+
+	for _, q := range []string{"ALTER TABLE `keys` MODIFY `valid_until` BIGINT NULL", "ALTER TABLE torrents MODIFY completed BIGINT DEFAULT 0 NOT NULL"} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var again logBuffer
+	db = openDB(t, restricted, newLog(&again))
+	if strings.Contains(again.String(), "skipped") || strings.Contains(again.String(), "altering") {
+		t.Fatalf("columns already in shape, yet: %s", again.String())
+	}
+	if v, err := db.Migrations(ctx); err != nil || len(v) != 1 || v[0] != 1 {
+		t.Fatalf("migrations recorded %v (%v), want [1]", v, err)
 	}
 }

@@ -51,10 +51,10 @@ func Copy(ctx context.Context, src, dst *DB) (CopyResult, error) {
 }
 
 // Import is `starling db import`: it opens both databases by URL or path
-// (creating dst's tables when missing), copies, and prints one line per
-// table to out.
+// (the source to read only, see OpenSource; the destination's tables are
+// created when missing), copies, and prints one line per table to out.
 func Import(ctx context.Context, from, to string, out io.Writer, log *slog.Logger) error {
-	src, err := OpenURL(ctx, from, log)
+	src, err := OpenSource(ctx, from, log)
 	if err != nil {
 		return fmt.Errorf("import: source: %w", err)
 	}

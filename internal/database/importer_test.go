@@ -2,6 +2,10 @@ package database_test
 
 import (
 	"bytes"
+	"context"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -123,12 +127,14 @@ func TestImport(t *testing.T) {
 
 func TestImportErrors(t *testing.T) {
 	dir := t.TempDir()
+	openDB(t, dir+"/a.db", nil).Close()
 	cases := []struct {
 		name, from, to, want string
 	}{
 		{"same database", dir + "/a.db", dir + "/a.db", "same database"},
 		{"unknown scheme", "redis://127.0.0.1:6379/0", dir + "/b.db", `unknown scheme "redis"`},
 		{"password redacted", "ftp://user:hunter2@host/x", dir + "/b.db", "xxxxx"},
+		{"missing source", dir + "/typo/nonexist.db", dir + "/b.db", "no such file"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -141,5 +147,83 @@ func TestImportErrors(t *testing.T) {
 				t.Fatalf("the error shows the password: %v", err)
 			}
 		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "typo")); err == nil {
+		t.Fatal("importing from a missing file created its directory")
+	}
+}
+
+func TestImportLeavesTheSourceAlone(t *testing.T) {
+	// A pre-v3 Torrust file (keys.valid_until NOT NULL, rollback journal),
+	// which opening it as a tracker database would migrate: as an import's
+	// source it is only read.
+	ctx := t.Context()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "torrust.db")
+	raw := rawSQLite(t, src)
+	for _, q := range []string{torrustSQLiteV3[0], torrustSQLiteV2Keys, torrustSQLiteV3[2]} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fillFixture(t, raw, "keys", int64(1_900_000_000))
+	raw.Close()
+	before, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := database.Import(ctx, src, filepath.Join(dir, "starling.db"), &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "keys: 2 rows copied\nwhitelist: 2 rows copied\ntorrents: 2 rows copied\n"; out.String() != want {
+		t.Fatalf("printed %q, want %q", out.String(), want)
+	}
+	after, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("the source file changed")
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Stat(src + suffix); err == nil {
+			t.Fatalf("the import left %s beside the source", filepath.Base(src+suffix))
+		}
+	}
+}
+
+// TestImportFromReadOnlyMySQLUser: a user that may only SELECT can be
+// copied from.
+func TestImportFromReadOnlyMySQLUser(t *testing.T) {
+	base := os.Getenv("STARLING_TEST_MYSQL_URL")
+	if base == "" {
+		t.Skip("STARLING_TEST_MYSQL_URL is not set")
+	}
+	ctx := t.Context()
+	loc := freshMySQL(t, base)
+	raw := rawMySQL(t, loc)
+	for _, q := range torrustMySQLV3 {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fillFixture(t, raw, "`keys`", nil)
+	u, _ := url.Parse(loc)
+	user := randomName(t)
+	if _, err := raw.ExecContext(ctx, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'reader-pw'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'") })
+	if _, err := raw.ExecContext(ctx, "GRANT SELECT ON "+strings.TrimPrefix(u.Path, "/")+".* TO '"+user+"'@'%'"); err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(user, "reader-pw")
+	var out bytes.Buffer
+	if err := database.Import(ctx, u.String(), filepath.Join(t.TempDir(), "starling.db"), &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "keys: 2 rows copied\nwhitelist: 2 rows copied\ntorrents: 2 rows copied\n"; out.String() != want {
+		t.Fatalf("printed %q, want %q", out.String(), want)
 	}
 }

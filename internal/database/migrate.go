@@ -3,8 +3,12 @@ package database
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // migration is one numbered change Starling makes on top of Torrust's
@@ -15,7 +19,7 @@ import (
 type migration struct {
 	version int
 	name    string
-	apply   func(ctx context.Context, conn *sql.DB) error // nil: nothing to do on this engine
+	apply   func(ctx context.Context, db *DB) error // nil: nothing to do on this engine
 }
 
 // migrationsTable records the applied versions. Torrust ignores tables it
@@ -36,24 +40,15 @@ var (
 		{1, "keys_valid_until_nullable", sqliteKeysNullable},
 	}
 	mysqlMigrations = []migration{
-		{1, "keys_valid_until_nullable", func(ctx context.Context, conn *sql.DB) error {
-			for _, q := range []string{
-				"ALTER TABLE `keys` MODIFY `valid_until` BIGINT NULL",
-				"ALTER TABLE torrents MODIFY completed BIGINT DEFAULT 0 NOT NULL",
-			} {
-				if _, err := conn.ExecContext(ctx, q); err != nil {
-					return err
-				}
-			}
-			return nil
-		}},
+		{1, "keys_valid_until_nullable", mysqlWiden},
 	}
 	postgresMigrations = []migration{
 		{1, "keys_valid_until_nullable", nil}, // created nullable and 64-bit
 	}
 )
 
-func sqliteKeysNullable(ctx context.Context, conn *sql.DB) error {
+func sqliteKeysNullable(ctx context.Context, db *DB) error {
+	conn := db.sql
 	var notNull int
 	err := conn.QueryRowContext(ctx, `SELECT "notnull" FROM pragma_table_info('keys') WHERE name = 'valid_until'`).Scan(&notNull)
 	if err != nil {
@@ -86,6 +81,54 @@ func sqliteKeysNullable(ctx context.Context, conn *sql.DB) error {
 	return tx.Commit()
 }
 
+// mysqlWiden alters only the columns that need it, so that a database
+// already in shape (made by Starling, or widened by hand) opens with a user
+// that may not ALTER tables, as Torrust's own user may not. The ALTERs
+// rewrite a table: on millions of rows that takes a while, hence the log
+// line before each.
+func mysqlWiden(ctx context.Context, db *DB) error {
+	for _, c := range []struct {
+		table, name string
+		nullable    bool // the v3 shape: NULL is a permanent key
+		alter       string
+	}{
+		{"keys", "valid_until", true, "ALTER TABLE `keys` MODIFY `valid_until` BIGINT NULL"},
+		{"torrents", "completed", false, "ALTER TABLE torrents MODIFY completed BIGINT DEFAULT 0 NOT NULL"},
+	} {
+		var dataType, nullable string
+		err := db.sql.QueryRowContext(ctx, `SELECT DATA_TYPE, IS_NULLABLE FROM information_schema.COLUMNS
+            WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?`, c.table, c.name).Scan(&dataType, &nullable)
+		if err != nil {
+			return fmt.Errorf("inspect %s.%s: %w", c.table, c.name, err)
+		}
+		if strings.EqualFold(dataType, "bigint") && strings.EqualFold(nullable, "YES") == c.nullable {
+			continue
+		}
+		db.log.Info("altering a column to BIGINT; on a large table this takes a while",
+			"database", db.name, "table", c.table, "column", c.name, "type", dataType, "nullable", nullable)
+		if _, err := db.sql.ExecContext(ctx, c.alter); err != nil {
+			var me *mysql.MySQLError
+			if errors.As(err, &me) && me.Number == mysqlTableAccessDenied {
+				return migrationDenied{err}
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// mysqlTableAccessDenied is ER_TABLEACCESS_DENIED_ERROR: the user lacks a
+// privilege (here ALTER) on the table.
+const mysqlTableAccessDenied = 1142
+
+// migrationDenied is a migration the database user is not allowed to run.
+// Start-up goes on without it (it is retried at the next start); what it
+// would have fixed stays as Torrust has it.
+type migrationDenied struct{ err error }
+
+func (m migrationDenied) Error() string { return m.err.Error() }
+func (m migrationDenied) Unwrap() error { return m.err }
+
 // migrate creates Torrust's tables when missing and applies the migrations
 // not yet recorded.
 func (db *DB) migrate(ctx context.Context) error {
@@ -116,7 +159,16 @@ func (db *DB) migrate(ctx context.Context) error {
 			continue
 		}
 		if m.apply != nil {
-			if err := m.apply(ctx, db.sql); err != nil {
+			err := m.apply(ctx, db)
+			var denied migrationDenied
+			if errors.As(err, &denied) {
+				db.log.Warn("database migration skipped: the database user may not alter the tables; "+
+					"Starling runs, but until it is applied keys valid past January 2038 and completed counts above 2^31 cannot be stored "+
+					"(a pre-v3 Torrust database also refuses permanent keys); grant ALTER and restart to apply it",
+					"database", db.name, "version", m.version, "name", m.name, "error", db.scrub(err).Error())
+				continue
+			}
+			if err != nil {
 				return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
 			}
 		}
