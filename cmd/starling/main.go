@@ -50,7 +50,36 @@ func newRootCmd() *cobra.Command {
 		newBenchCmd(),
 	)
 	addOptionalCommands(root)
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every group of commands below root (config,
+// db, bench, …) fail on a word that names none of its subcommands, as root
+// does: cobra would print the group's help and exit 0, so a mistyped
+// "starling config chek" in a deployment script would pass without checking
+// anything.
+func refuseUnknownSubcommands(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		refuseUnknownSubcommands(c)
+		if !c.HasSubCommands() || c.Runnable() {
+			continue
+		}
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if cmd.SuggestionsMinimumDistance <= 0 {
+				cmd.SuggestionsMinimumDistance = 2 // cobra's default for root
+			}
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+			}
+			return fmt.Errorf("%s; see %s --help", msg, cmd.CommandPath())
+		}
+	}
 }
 
 func newBenchCmd() *cobra.Command {
