@@ -30,9 +30,11 @@ func newDBImportCmd() *cobra.Command {
 		Long: `Copy the keys, whitelist and torrents (completed counts) tables from one
 database to another, between any two of SQLite, MySQL/MariaDB and PostgreSQL.
 A database is a SQLite file path, mysql://user:password@host:3306/database or
-postgresql://user:password@host:5432/database. The destination's tables are
-created when missing; rows it already holds are replaced by the source's,
-other rows are kept. The number of rows copied is printed per table.`,
+postgresql://user:password@host:5432/database. The source is only read (a
+SQLite file must exist and is opened read-only; a server database needs only
+SELECT), so it may be a database Torrust is still using. The destination's
+tables are created when missing; rows it already holds are replaced by the
+source's, other rows are kept. The number of rows copied is printed per table.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if from == "" || to == "" {
