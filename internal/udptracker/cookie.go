@@ -17,8 +17,8 @@ import (
 // lifetime is at most a day, well inside their range) and recomputes the
 // MAC: one MAC per check (instead of one per accepted time bucket) keeps
 // verification at ~20 ns. With 46 bits of MAC a blind guess succeeds once
-// in 7*10^13 tries, years of guessing at a million packets a second from
-// one address; a 32-bit time field (aquatic's layout) would leave 32
+// in 7*10^13 tries, two years of guessing at a million packets a second
+// for one address; a 32-bit time field (aquatic's layout) would leave 32
 // bits, half a day at 100,000 packets a second.
 //
 // The port is left out on purpose: a client behind NAT may send from a new
