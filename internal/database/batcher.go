@@ -78,10 +78,14 @@ func StartBatcher(saver CompletedSaver, interval time.Duration, log *slog.Logger
 }
 
 // Completed records the latest completed count of h. It never blocks on the
-// database.
+// database. Counts only grow, but two completions of one torrent on two
+// cores report theirs after the store's lock is released, in either order:
+// the higher of the counts pending wins.
 func (b *Batcher) Completed(h bittorrent.InfoHash, count uint32) {
 	b.mu.Lock()
-	b.pending[h] = count
+	if old, ok := b.pending[h]; !ok || count > old {
+		b.pending[h] = count
+	}
 	b.mu.Unlock()
 }
 
@@ -131,10 +135,10 @@ func (b *Batcher) Flush(ctx context.Context) error {
 	err := b.saver.SaveCompleted(ctx, b.buf)
 	b.mu.Lock()
 	if err != nil {
-		// Put the batch back under whatever arrived since: a count in pending
-		// is newer than the one in the batch.
+		// Put the batch back, under what arrived since unless that is lower
+		// (see Completed).
 		for h, c := range b.batch {
-			if _, newer := b.pending[h]; !newer {
+			if old, ok := b.pending[h]; !ok || c > old {
 				b.pending[h] = c
 			}
 		}

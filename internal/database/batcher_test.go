@@ -135,6 +135,46 @@ func TestBatcherKeepsLatestAndRetries(t *testing.T) {
 	}
 }
 
+// TestBatcherKeepsHighestCount: two completions of one torrent report
+// their counts after the store's lock is released, so a lower count may
+// arrive last; the stored count must not go back.
+func TestBatcherKeepsHighestCount(t *testing.T) {
+	f := newFakeSaver()
+	b := database.StartBatcher(f, never, nil)
+	defer b.Close(t.Context())
+	b.Completed(hash(1), 7)
+	b.Completed(hash(1), 6)
+	if err := b.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.snapshot()[hash(1)]; got != 7 {
+		t.Fatalf("stored %d, want 7", got)
+	}
+	// A failed batch put back under a lower late count keeps the higher.
+	b.Completed(hash(2), 9)
+	gate := make(chan struct{})
+	f.set(true, gate)
+	select { // the first flush's signal
+	case <-f.enter:
+	default:
+	}
+	done := make(chan error)
+	go func() { done <- b.Flush(t.Context()) }()
+	<-f.enter
+	b.Completed(hash(2), 8)
+	close(gate)
+	if err := <-done; err == nil {
+		t.Fatal("Flush succeeded against a failing database")
+	}
+	f.set(false, nil)
+	if err := b.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.snapshot()[hash(2)]; got != 9 {
+		t.Fatalf("stored %d, want 9", got)
+	}
+}
+
 // Pending counts a batch whose write is failing exactly once, however the
 // count and the write interleave: read in two steps, a batch put back
 // between them was counted in neither (CI's TestOutage saw 0 for 100).

@@ -57,7 +57,7 @@ type Result struct {
 //   - A peer is identified within a swarm by Addr (IP and port), never by
 //     peer_id: an announce from a new port is a second peer, and nobody can
 //     update or remove a peer registered from another address.
-//   - A peer is a seeder when Left == 0, a leecher otherwise.
+//   - A peer is a seeder when Left <= 0 (UDP carries a signed left), a leecher otherwise.
 //   - EventStopped removes the peer (and stores nothing).
 //   - Port 0 is answered but never stored (and its completion is not
 //     counted: a peer that is not stored cannot be remembered as counted).

@@ -207,15 +207,15 @@ func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint
 		return -1
 	}
 	if !found {
-		i = sl.insert(sg, i, &ip, port, a.Left == 0)
-		sh.count(t, a.Left == 0, 1)
-	} else if was := sl.at(*sg, i).seeder(); was != (a.Left == 0) {
+		i = sl.insert(sg, i, &ip, port, a.Left <= 0)
+		sh.count(t, a.Left <= 0, 1)
+	} else if was := sl.at(*sg, i).seeder(); was != (a.Left <= 0) {
 		sh.count(t, was, -1)
 		sh.count(t, !was, 1)
 	}
 	if sg.cls == bigClass {
 		// Before the record is written: this may move it.
-		i = int(sl.big[sg.off].setSeeder(uint32(i), a.Left == 0, sl.seed))
+		i = int(sl.big[sg.off].setSeeder(uint32(i), a.Left <= 0, sl.seed))
 	}
 	p := sl.at(*sg, i)
 	p.id = a.PeerID
@@ -248,7 +248,7 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 	if a.Families&bittorrent.IPv6 != 0 {
 		s6 = t.p6
 	}
-	seeder := a.Left == 0
+	seeder := a.Left <= 0
 	if seeder {
 		// A seeder is handed only leechers, and a big segment keeps its
 		// leechers first: its sample is drawn from them alone. (The

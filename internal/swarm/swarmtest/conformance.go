@@ -341,7 +341,7 @@ func testLargeSwarm(t *testing.T, newStore NewStore) {
 			t.Fatalf("%d peers handed out, want 50", got)
 		}
 		for _, p := range addrs(&resp) {
-			if a.Left == 0 && seeders[p] {
+			if a.Left <= 0 && seeders[p] {
 				t.Fatalf("seeder %v was handed seeder %v", a.Addr, p)
 			}
 			seen[p]++
@@ -459,7 +459,7 @@ func testLargeSwarmNoIDs(t *testing.T, newStore NewStore, fam bittorrent.Family)
 	live := map[netip.AddrPort]bool{}
 	for _, p := range tor.Peers {
 		live[p.Addr] = true
-		if seeder[p.Addr] != (p.Left == 0) {
+		if seeder[p.Addr] != (p.Left <= 0) {
 			t.Fatalf("after sweep: %v has left=%d, want seeder=%v", p.Addr, p.Left, seeder[p.Addr])
 		}
 	}
@@ -669,6 +669,10 @@ func testCounts(t *testing.T, newStore NewStore) {
 		{1, 10, bittorrent.EventNone, 1, 2}, // a seeder can become a leecher again
 		{2, 0, bittorrent.EventStopped, 0, 2},
 		{3, 5, bittorrent.EventStopped, 0, 1},
+		// UDP's left is signed; Torrust's seeder is left <= 0.
+		{4, -1, bittorrent.EventStarted, 1, 1},
+		{4, 3, bittorrent.EventNone, 0, 2},
+		{4, -5, bittorrent.EventNone, 1, 1},
 	}
 	for k, st := range steps {
 		a := Announce(h1, PeerID(st.peer), Addr4(st.peer, 6881), int64(100+k))

@@ -32,7 +32,7 @@ func newModel(opts swarm.Options) *model {
 func (t *mtorrent) stats() bittorrent.SwarmStats {
 	st := bittorrent.SwarmStats{Completed: t.completed}
 	for _, p := range t.peers {
-		if p.Left == 0 {
+		if p.Left <= 0 {
 			st.Seeders++
 		} else {
 			st.Leechers++
@@ -69,7 +69,7 @@ func (m *model) announce(a *swarm.Announce) (swarm.Result, bittorrent.SwarmStats
 	res.Completed = t.completed
 	eligible := map[netip.AddrPort]bittorrent.PeerID{}
 	for addr, p := range t.peers {
-		if addr == a.Addr || a.Families&bittorrent.FamilyOf(addr.Addr()) == 0 || a.Left == 0 && p.Left == 0 {
+		if addr == a.Addr || a.Families&bittorrent.FamilyOf(addr.Addr()) == 0 || a.Left <= 0 && p.Left <= 0 {
 			continue
 		}
 		eligible[addr] = p.ID
@@ -151,7 +151,7 @@ func testModel(t *testing.T, newStore NewStore) {
 						Addr:       addrs[rng.IntN(len(addrs))],
 						Uploaded:   rng.Int64N(1 << 40),
 						Downloaded: rng.Int64N(1 << 40),
-						Left:       []int64{0, 0, 5, 1 << 33}[rng.IntN(4)],
+						Left:       []int64{0, -1, 5, 1 << 33}[rng.IntN(4)], // -1: UDP's signed left
 						Event:      bittorrent.Event(rng.IntN(4)),
 						Now:        now,
 						NumWant:    []int{0, 1, 3, 74}[rng.IntN(4)],
@@ -277,7 +277,7 @@ func testConcurrent(t *testing.T, newStore NewStore) {
 				addr := Addr4(w*1000+rng.IntN(own), 6881)
 				a := Announce(Hash(h), PeerID(w), addr, int64(2+i))
 				a.Event = bittorrent.Event(rng.IntN(4))
-				a.Left = int64(rng.IntN(2)) * 100
+				a.Left = int64(rng.IntN(3)-1) * 100 // -100 is a seeder too
 				a.NumWant = rng.IntN(30)
 				resp.Reset()
 				res, err := s.Announce(ctx, &a, &resp)
@@ -369,7 +369,7 @@ func testConcurrent(t *testing.T, newStore NewStore) {
 	var wantTot swarm.Totals
 	for w := range workers {
 		for k, st := range finals[w] {
-			if st.left == 0 {
+			if st.left <= 0 {
 				want[k.h].Seeders++
 			} else {
 				want[k.h].Leechers++
