@@ -140,7 +140,8 @@ func newHealthcheckCmd() *cobra.Command {
 		Use:   "healthcheck [URL]",
 		Short: "GET a health-check URL; exit 0 when it answers 200 with status Ok",
 		Long: `GET a health-check URL (default http://127.0.0.1:1313/health_check) and exit 0 when it
-answers 200 with {"status":"Ok"}, 1 otherwise. Used as the container HEALTHCHECK.`,
+answers 200 with {"status":"Ok"}, 1 otherwise, 2 for bad arguments. Used as the container
+HEALTHCHECK.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError(cmd, "give one URL")

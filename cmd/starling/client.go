@@ -219,7 +219,7 @@ func runClient(cmd *cobra.Command, args []string, f *clientFlags, announce bool)
 		}
 	} else {
 		files, err := client.Scrape(ctx, hashes)
-		o := &scrapeOutput{URL: args[0]}
+		o := &scrapeOutput{URL: trackerclient.RedactURL(args[0])}
 		for _, f := range files {
 			o.Files = append(o.Files, scrapeFileOutput{f.InfoHash.String(), f})
 		}
@@ -238,7 +238,7 @@ func runClient(cmd *cobra.Command, args []string, f *clientFlags, announce bool)
 // announceResult is the output for one announce: the answer, the tracker's
 // refusal (printed too, it is the tracker's answer), or nothing.
 func announceResult(url string, h bittorrent.InfoHash, res trackerclient.AnnounceResult, err error) (any, error) {
-	o := &announceOutput{URL: url, InfoHash: h.String()}
+	o := &announceOutput{URL: trackerclient.RedactURL(url), InfoHash: h.String()}
 	switch {
 	case err == nil:
 		o.AnnounceResult = &res

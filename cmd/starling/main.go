@@ -43,6 +43,13 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.Flags().AddFlagSet(serve.Flags())
+	// serve takes no arguments: a word is a mistyped command.
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		return unknownCommand(cmd, args[0])
+	}
 	root.AddCommand(
 		serve,
 		newConfigCmd(),
@@ -70,16 +77,24 @@ func refuseUnknownSubcommands(root *cobra.Command) {
 			if len(args) == 0 {
 				return cmd.Help()
 			}
-			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-			if cmd.SuggestionsMinimumDistance <= 0 {
-				cmd.SuggestionsMinimumDistance = 2 // cobra's default for root
-			}
-			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-				msg += fmt.Sprintf(" (did you mean %q?)", s[0])
-			}
-			return fmt.Errorf("%s; see %s --help", msg, cmd.CommandPath())
+			return unknownCommand(cmd, args[0])
 		}
 	}
+}
+
+// unknownCommand reports a word that names no subcommand of cmd, with the
+// closest one: a usage error, exit status 2, as the tools' help texts give
+// for bad arguments.
+func unknownCommand(cmd *cobra.Command, word string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", word, cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // what cobra uses for its own message
+	}
+	if s := cmd.SuggestionsFor(word); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s; see %s --help\n", msg, cmd.CommandPath())
+	return exitError{2}
 }
 
 func newBenchCmd() *cobra.Command {

@@ -198,7 +198,9 @@ func (c Checker) CheckUDP(ctx context.Context, target string) Result {
 // CheckHTTP announces the check torrent, scrapes it and announces stopped. A
 // private tracker's key goes in the URL path: http://host:7070/announce/KEY.
 func (c Checker) CheckHTTP(ctx context.Context, target string) Result {
-	return c.checkTracker(ctx, KindHTTP, target)
+	res := c.checkTracker(ctx, KindHTTP, target)
+	res.URL = trackerclient.RedactURL(target) // results end up in cron and CI logs
+	return res
 }
 
 func (c Checker) checkTracker(ctx context.Context, kind, target string) Result {
@@ -208,7 +210,7 @@ func (c Checker) checkTracker(ctx context.Context, kind, target string) Result {
 		err = fmt.Errorf("%s is not a udp:// URL", target)
 	}
 	if err == nil && kind == KindHTTP && client.Protocol() == "udp" {
-		err = fmt.Errorf("%s is not an http:// or https:// URL", target)
+		err = fmt.Errorf("%s is not an http:// or https:// URL", trackerclient.RedactURL(target))
 	}
 	if err != nil {
 		res.Status = Status{CodeError, err.Error()}

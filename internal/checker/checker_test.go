@@ -247,3 +247,20 @@ func FuzzHealthStatus(f *testing.F) {
 	f.Add([]byte(`{"status":"Error","message":"health check failed","details":[{"binding":"x","result":{"Err":"y"}}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = healthStatus(b) })
 }
+
+// A private tracker's key, in the URL's path, stays out of the results
+// (they end up in cron and CI logs), as it stays out of their messages.
+func TestHTTPResultHidesKey(t *testing.T) {
+	h := fakeHTTPTracker(t)
+	const key = "Secret0Key0That0Must0Not0Show00"
+	for _, target := range []string{h.URL + "/announce/" + key, "ftp://host/announce/" + key} {
+		r := Checker{Timeout: 1500 * time.Millisecond}.CheckHTTP(context.Background(), target)
+		b, _ := json.Marshal(r)
+		if strings.Contains(string(b), key) {
+			t.Errorf("result shows the key: %s", b)
+		}
+		if !strings.Contains(r.URL, "/announce/REDACTED") {
+			t.Errorf("result URL %q", r.URL)
+		}
+	}
+}

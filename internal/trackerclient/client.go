@@ -135,19 +135,19 @@ func New(rawURL string, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("tracker URL %q: %w", rawURL, err)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("tracker URL %q has no host: write it as udp://host:port or http://host:port/announce", rawURL)
+		return nil, fmt.Errorf("tracker URL %q has no host: write it as udp://host:port or http://host:port/announce", redact(u))
 	}
 	c := &Client{url: u, opts: opts}
 	switch u.Scheme {
 	case "udp":
 		if u.Port() == "" {
-			return nil, fmt.Errorf("tracker URL %q has no port: UDP trackers have no default port", rawURL)
+			return nil, fmt.Errorf("tracker URL %q has no port: UDP trackers have no default port", redact(u))
 		}
 		c.udp = &udpClient{opts: opts, hostport: u.Host}
 	case "http", "https":
 		c.http = newHTTPClient(u, opts)
 	default:
-		return nil, fmt.Errorf("tracker URL %q: scheme %q is not udp, http or https", rawURL, u.Scheme)
+		return nil, fmt.Errorf("tracker URL %q: scheme %q is not udp, http or https", redact(u), u.Scheme)
 	}
 	return c, nil
 }

@@ -205,6 +205,18 @@ func (h *httpClient) scrape(ctx context.Context, hashes []bittorrent.InfoHash) (
 
 // redact hides a private tracker's key (the path segment after announce or
 // scrape) and the query, which may carry a passkey, from messages.
+// RedactURL is rawURL as output may show it (JSON results, logs): a
+// private tracker's key (the path segment after announce or scrape) is
+// replaced, user info and query are dropped. A URL that does not parse is
+// returned as it is: nothing was sent to it.
+func RedactURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL
+	}
+	return redact(u)
+}
+
 func redact(u *url.URL) string {
 	v := *u
 	v.RawQuery, v.User = "", nil
