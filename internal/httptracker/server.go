@@ -232,6 +232,7 @@ func (s *Server) ListenAndServe() error {
 // It logs the bound address, closes Ready, and returns ErrServerClosed after
 // Shutdown. Serve takes ownership of ln.
 func (s *Server) Serve(ln net.Listener) error {
+	ln = newAcceptRetry(ln, s.log)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
