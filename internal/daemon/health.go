@@ -28,15 +28,17 @@ func (d *Daemon) buildHealth() error {
 func (d *Daemon) setHealthTargets() {
 	var targets []healthcheck.Target
 	for _, u := range d.udp {
-		addr := reachable(u.Addr()).String()
+		addrs := reachable(u.Addr())
 		targets = append(targets, healthcheck.UDP(u.Addr().String(), func(ctx context.Context) error {
-			return udptracker.Probe(ctx, addr)
+			return probeFirst(ctx, addrs, func(ctx context.Context, a netip.AddrPort) error { return udptracker.Probe(ctx, a.String()) })
 		}))
 	}
 	for _, h := range d.http {
-		url := h.scheme + "://" + reachable(addrPortOf(h.ln.Addr())).String()
-		targets = append(targets, healthcheck.HTTP(h.ln.Addr().String(), url, func(ctx context.Context) error {
-			return httptracker.Probe(ctx, url)
+		addrs := reachable(addrPortOf(h.ln.Addr()))
+		targets = append(targets, healthcheck.HTTP(h.ln.Addr().String(), h.scheme+"://"+addrs[0].String(), func(ctx context.Context) error {
+			return probeFirst(ctx, addrs, func(ctx context.Context, a netip.AddrPort) error {
+				return httptracker.Probe(ctx, h.scheme+"://"+a.String())
+			})
 		}))
 	}
 	for _, s := range d.aux {
@@ -47,9 +49,9 @@ func (d *Daemon) setHealthTargets() {
 		if s.tls != nil {
 			scheme = "https"
 		}
-		url := scheme + "://" + reachable(addrPortOf(s.ln.Addr())).String()
-		targets = append(targets, healthcheck.API(s.ln.Addr().String(), url, func(ctx context.Context) error {
-			return adminapi.Probe(ctx, url)
+		addrs := reachable(addrPortOf(s.ln.Addr()))
+		targets = append(targets, healthcheck.API(s.ln.Addr().String(), scheme+"://"+addrs[0].String(), func(ctx context.Context) error {
+			return probeFirst(ctx, addrs, func(ctx context.Context, a netip.AddrPort) error { return adminapi.Probe(ctx, scheme+"://"+a.String()) })
 		}))
 	}
 	d.health.SetTargets(targets)
@@ -62,16 +64,41 @@ func (d *Daemon) markShuttingDown() {
 	}
 }
 
-// reachable turns a wildcard bound address into the loopback address of its
-// family, which a probe on this host can reach.
-func reachable(ap netip.AddrPort) netip.AddrPort {
-	if !ap.Addr().IsUnspecified() {
-		return ap
+// reachable is where a probe on this host reaches a listener bound to ap:
+// ap itself, or for a wildcard the loopback address of its family. A
+// dual-stack [::] listener is tried at 127.0.0.1 too: a host or container
+// whose loopback has no ::1 (IPv6 switched off) still reaches it there, and
+// would otherwise report it unhealthy for ever.
+func reachable(ap netip.AddrPort) []netip.AddrPort {
+	switch {
+	case !ap.Addr().IsUnspecified():
+		return []netip.AddrPort{ap}
+	case ap.Addr().Is4():
+		return []netip.AddrPort{netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port())}
 	}
-	if ap.Addr().Is4() {
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port())
+	return []netip.AddrPort{
+		netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port()),
+		netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port()),
 	}
-	return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())
+}
+
+// probeFirst probes the addresses in turn and succeeds with the first that
+// answers; the error is the first address's.
+func probeFirst(ctx context.Context, addrs []netip.AddrPort, probe func(context.Context, netip.AddrPort) error) error {
+	var first error
+	for _, a := range addrs {
+		err := probe(ctx, a)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return first
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {
