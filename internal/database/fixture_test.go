@@ -255,28 +255,7 @@ func TestMySQLWithoutAlterPrivilege(t *testing.T) {
 		t.Skip("STARLING_TEST_MYSQL_URL is not set")
 	}
 	ctx := t.Context()
-	loc := freshMySQL(t, base)
-	raw := rawMySQL(t, loc)
-	for _, q := range torrustMySQLV3 {
-		if _, err := raw.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fillFixture(t, raw, "`keys`", nil)
-
-	// A user with Torrust's privileges on that database only.
-	u, _ := url.Parse(loc)
-	dbName := strings.TrimPrefix(u.Path, "/")
-	user := randomName(t)
-	if _, err := raw.ExecContext(ctx, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'torrust-pw'"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'") })
-	if _, err := raw.ExecContext(ctx, "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON "+dbName+".* TO '"+user+"'@'%'"); err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.UserPassword(user, "torrust-pw")
-	restricted := u.String()
+	raw, restricted := torrustMySQLWithUser(t, base, "SELECT, INSERT, UPDATE, DELETE, CREATE", "torrust-pw")
 
 	var logged logBuffer
 	db := openDB(t, restricted, newLog(&logged))
@@ -309,4 +288,31 @@ func TestMySQLWithoutAlterPrivilege(t *testing.T) {
 	if v, err := db.Migrations(ctx); err != nil || len(v) != 1 || v[0] != 1 {
 		t.Fatalf("migrations recorded %v (%v), want [1]", v, err)
 	}
+}
+
+// torrustMySQLWithUser makes a fresh MySQL database with Torrust v3's tables
+// and fixture rows, and a user holding only privileges on it. It returns an
+// administrator's connection and the database's URL with that user.
+func torrustMySQLWithUser(t *testing.T, base, privileges, password string) (*sql.DB, string) {
+	t.Helper()
+	ctx := t.Context()
+	loc := freshMySQL(t, base)
+	raw := rawMySQL(t, loc)
+	for _, q := range torrustMySQLV3 {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fillFixture(t, raw, "`keys`", nil)
+	u, _ := url.Parse(loc)
+	user := randomName(t)
+	if _, err := raw.ExecContext(ctx, "CREATE USER '"+user+"'@'%' IDENTIFIED BY '"+password+"'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'") })
+	if _, err := raw.ExecContext(ctx, "GRANT "+privileges+" ON "+strings.TrimPrefix(u.Path, "/")+".* TO '"+user+"'@'%'"); err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(user, password)
+	return raw, u.String()
 }

@@ -2,8 +2,6 @@ package database_test
 
 import (
 	"bytes"
-	"context"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -201,26 +199,9 @@ func TestImportFromReadOnlyMySQLUser(t *testing.T) {
 		t.Skip("STARLING_TEST_MYSQL_URL is not set")
 	}
 	ctx := t.Context()
-	loc := freshMySQL(t, base)
-	raw := rawMySQL(t, loc)
-	for _, q := range torrustMySQLV3 {
-		if _, err := raw.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fillFixture(t, raw, "`keys`", nil)
-	u, _ := url.Parse(loc)
-	user := randomName(t)
-	if _, err := raw.ExecContext(ctx, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'reader-pw'"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'") })
-	if _, err := raw.ExecContext(ctx, "GRANT SELECT ON "+strings.TrimPrefix(u.Path, "/")+".* TO '"+user+"'@'%'"); err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.UserPassword(user, "reader-pw")
+	_, reader := torrustMySQLWithUser(t, base, "SELECT", "reader-pw")
 	var out bytes.Buffer
-	if err := database.Import(ctx, u.String(), filepath.Join(t.TempDir(), "starling.db"), &out, nil); err != nil {
+	if err := database.Import(ctx, reader, filepath.Join(t.TempDir(), "starling.db"), &out, nil); err != nil {
 		t.Fatal(err)
 	}
 	if want := "keys: 2 rows copied\nwhitelist: 2 rows copied\ntorrents: 2 rows copied\n"; out.String() != want {
