@@ -34,12 +34,21 @@ func newBenchHTTPCmd() *cobra.Command {
 request in flight, for --duration. Requests go over keep-alive connections, or with --new-conn over a new
 connection each. Announces come from --peers simulated peers (a quarter of them seeders) on --torrents
 torrents; --scrape-ratio of the requests are scrapes. Progress goes to stderr every second; the summary
-(requests per second, errors, latency percentiles) to stdout. Failure reasons count as errors.
+(requests per second, those answered with 200, errors, latency percentiles) to stdout. Failure reasons
+count as errors. It exits 1 when no request was answered at all.
 "starling bench http target" serves the tracker or a trivial fixed answer to measure against.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			switch {
+			case cfg.Concurrency < 1 || cfg.Duration <= 0 || cfg.Torrents < 1 || cfg.Peers < 1 || cfg.Timeout <= 0:
+				return fmt.Errorf("bench http: --concurrency, --duration, --torrents, --peers and --timeout must be positive")
+			case cfg.NumWant < 0:
+				return fmt.Errorf("bench http: --numwant %d: use 0 (not sent) or more", cfg.NumWant)
+			case cfg.ScrapeRatio < 0 || cfg.ScrapeRatio > 1:
+				return fmt.Errorf("bench http: --scrape-ratio %g: use a fraction between 0 and 1", cfg.ScrapeRatio)
+			}
 			cfg.Progress = cmd.ErrOrStderr()
 			fmt.Fprintf(cmd.ErrOrStderr(), "load: %s, %d connections (new per request: %v), %v, %d torrents, %d peers, scrape ratio %g, compact %v\n",
 				cfg.URL, cfg.Concurrency, cfg.NewConnPerRequest, cfg.Duration, cfg.Torrents, cfg.Peers, cfg.ScrapeRatio, cfg.Compact)
@@ -48,6 +57,9 @@ torrents; --scrape-ratio of the requests are scrapes. Progress goes to stderr ev
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), res.String())
+			if res.Answered == 0 {
+				return fmt.Errorf("bench http: no request to %s was answered: %s", cfg.URL, res.FirstErr)
+			}
 			return nil
 		},
 	}

@@ -90,9 +90,9 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 	f.Float64Var(&cfg.SeederShare, "seeder-share", cfg.SeederShare, "fraction of peers that are seeders (0..1)")
 	f.Float64Var(&cfg.Skew, "skew", cfg.Skew, "Zipf exponent of torrent popularity, above 1; 0 for uniform")
 	f.IntVar(&cfg.Sockets, "sockets", cfg.Sockets, "client sockets, one goroutine each")
-	f.IntVar(&cfg.SourceIPs, "source-ips", cfg.SourceIPs, "spread IPv4 loopback sockets over 127.0.0.1..127.0.0.N")
+	f.IntVar(&cfg.SourceIPs, "source-ips", cfg.SourceIPs, "spread IPv4 loopback sockets over 127.0.0.1..127.0.0.N (0: 127.0.0.1 alone)")
 	f.IntVar(&cfg.Window, "window", cfg.Window, "requests in flight per socket")
-	f.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up on in-flight requests after this long without an answer")
+	f.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "give up on in-flight requests after this long without an answer (0: 200ms)")
 	f.IntVar(&cfg.ServerPID, "server-pid", 0, "report this process's CPU time per response (Linux /proc)")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
 	f.BoolVar(&cfg.GSO, "gso", cfg.GSO, "send each batch of requests with UDP segmentation offload where the kernel has it (--gso=false: one datagram each)")
@@ -126,7 +126,8 @@ func newBenchUDPEchoCmd() *cobra.Command {
 		Short: "Answer every UDP datagram with a fixed reply, 20 bytes by default (the network ceiling for bench udp)",
 		Long: `Serve a minimal UDP "tracker" that answers every datagram with a fixed reply (16 bytes to a
 connect, 20 bytes, an empty announce answer, to anything else), with the same batched sockets as the
-UDP tracker. "starling bench udp" against it measures what the network stack alone allows.
+UDP tracker. Like a tracker, it does not answer datagrams shorter than 16 bytes: they carry no
+transaction id. "starling bench udp" against it measures what the network stack alone allows.
 --reply-size makes the answers to anything but a connect longer, e.g. 200 bytes, the size of the
 tracker's answers with 30 IPv4 peers, to see what the answers' size alone costs.
 SIGINT or SIGTERM stops it.`,

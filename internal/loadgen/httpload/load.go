@@ -57,6 +57,7 @@ type Config struct {
 // Result sums up a run.
 type Result struct {
 	Requests  uint64
+	Answered  uint64 // requests answered with 200 (failure reasons included)
 	Errors    uint64 // transport errors, non-200 statuses and failure reasons
 	Failures  uint64 // of Errors, answers carrying a failure reason
 	Elapsed   time.Duration
@@ -71,8 +72,9 @@ type Result struct {
 func (r Result) RPS() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
 
 func (r Result) String() string {
-	s := fmt.Sprintf("requests %d (announces %d, scrapes %d) in %.1fs: %.0f req/s, errors %d (failure reasons %d), latency p50 %v p90 %v p99 %v max %v",
-		r.Requests, r.Announces, r.Scrapes, r.Elapsed.Seconds(), r.RPS(), r.Errors, r.Failures, r.P50, r.P90, r.P99, r.Max)
+	s := fmt.Sprintf("requests %d (announces %d, scrapes %d) in %.1fs: %.0f req/s, answered %d (%.0f/s), errors %d (failure reasons %d), latency p50 %v p90 %v p99 %v max %v",
+		r.Requests, r.Announces, r.Scrapes, r.Elapsed.Seconds(), r.RPS(), r.Answered, float64(r.Answered)/r.Elapsed.Seconds(),
+		r.Errors, r.Failures, r.P50, r.P90, r.P99, r.Max)
 	if r.FirstErr != "" {
 		s += "; first error: " + r.FirstErr
 	}
@@ -93,8 +95,11 @@ type worker struct {
 	requests atomic.Uint64
 	errors   atomic.Uint64
 	failures uint64
-	ann, scr uint64
-	firstErr string
+	// transportErrs are the requests not answered with 200: refused,
+	// reset, timed out, or another status.
+	transportErrs uint64
+	ann, scr      uint64
+	firstErr      string
 }
 
 // Run generates load until cfg.Duration has passed or ctx ends.
@@ -103,22 +108,29 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return Result{}, fmt.Errorf("bench http: url %q: want http(s)://host:port", cfg.URL)
 	}
-	if cfg.Concurrency < 1 {
+	switch {
+	case cfg.Concurrency < 0 || cfg.Duration < 0 || cfg.Torrents < 0 || cfg.Peers < 0 || cfg.Timeout < 0 || cfg.NumWant < 0:
+		return Result{}, errors.New("bench http: concurrency, duration, torrents, peers, timeout and numwant must not be negative")
+	case cfg.ScrapeRatio < 0 || cfg.ScrapeRatio > 1:
+		return Result{}, fmt.Errorf("bench http: scrape ratio %g: want a fraction between 0 and 1", cfg.ScrapeRatio)
+	}
+	// Zero values are the defaults.
+	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 1
 	}
-	if cfg.Duration <= 0 {
+	if cfg.Duration == 0 {
 		cfg.Duration = 10 * time.Second
 	}
-	if cfg.Torrents < 1 {
+	if cfg.Torrents == 0 {
 		cfg.Torrents = 1000
 	}
-	if cfg.Peers < 1 {
+	if cfg.Peers == 0 {
 		cfg.Peers = 10000
 	}
 	if cfg.Peers > 60000 {
 		return Result{}, errors.New("bench http: at most 60000 peers (they are told apart by port)")
 	}
-	if cfg.Timeout <= 0 {
+	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
 	}
 	addr := u.Host
@@ -164,6 +176,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var all hist
 	for _, w := range workers {
 		res.Requests += w.requests.Load()
+		res.Answered += w.requests.Load() - w.transportErrs
 		res.Errors += w.errors.Load()
 		res.Failures += w.failures
 		res.Announces += w.ann
@@ -218,6 +231,7 @@ func (w *worker) run(ctx context.Context) {
 		}
 		if err != nil {
 			w.errors.Add(1)
+			w.transportErrs++
 			if w.firstErr == "" {
 				w.firstErr = err.Error()
 			}

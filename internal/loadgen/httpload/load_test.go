@@ -55,7 +55,7 @@ func TestRun(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Requests < 20 || res.Errors != 0 {
+			if res.Requests < 20 || res.Errors != 0 || res.Answered != res.Requests {
 				t.Fatalf("%v", res)
 			}
 			if tt.cfg.ScrapeRatio > 0 && (res.Scrapes == 0 || res.Announces == 0) {
@@ -77,7 +77,7 @@ func TestRunCountsFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Requests == 0 || res.Errors != res.Requests || res.Failures != res.Requests ||
+	if res.Requests == 0 || res.Errors != res.Requests || res.Failures != res.Requests || res.Answered != res.Requests ||
 		!strings.Contains(res.FirstErr, "Invalid format for authentication key param") {
 		t.Fatalf("%v", res)
 	}
@@ -91,8 +91,20 @@ func TestRunRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Errors == 0 || !strings.Contains(res.FirstErr, "dial") {
+	if res.Errors == 0 || res.Answered != 0 || !strings.Contains(res.FirstErr, "dial") {
 		t.Fatalf("%v", res)
+	}
+}
+
+func TestRunRejectsBadValues(t *testing.T) {
+	for _, c := range []Config{
+		{Concurrency: -3}, {Duration: -time.Second}, {Torrents: -1}, {Peers: -1},
+		{Timeout: -time.Second}, {NumWant: -5}, {ScrapeRatio: 2}, {ScrapeRatio: -1},
+	} {
+		c.URL = "http://127.0.0.1:1"
+		if _, err := Run(context.Background(), c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
 	}
 }
 

@@ -419,6 +419,12 @@ func (c *Config) check() error {
 		return errors.New("skew is a Zipf exponent above 1 (or 0 for uniform)")
 	case c.ScrapeHashes < 1 || c.ScrapeHashes > 74:
 		return errors.New("scrape hashes must be between 1 and 74")
+	case c.Warmup < 0 || c.Timeout < 0:
+		return errors.New("warmup and timeout must not be negative")
+	case c.SourceIPs < 0:
+		return errors.New("source IPs must not be negative")
+	case c.Burst < 0 || c.Bursts < 0:
+		return errors.New("burst and bursts must not be negative")
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 200 * time.Millisecond
@@ -745,7 +751,8 @@ const (
 	MaxEchoReply = 1472
 )
 
-// Echo answers every datagram on addr with a fixed reply until ctx ends:
+// Echo answers every datagram of at least 16 bytes (a header with a
+// transaction id) on addr with a fixed reply until ctx ends:
 // 16 bytes (a connect response) to a 16-byte connect, otherwise reply
 // bytes (EchoReply: an empty announce response; more: an announce response
 // with zeroed peers), echoing the transaction id so clients match answers.
@@ -753,6 +760,9 @@ const (
 func Echo(ctx context.Context, addr string, sockets, reply int, ready func(netip.AddrPort)) error {
 	if reply < EchoReply || reply > MaxEchoReply {
 		return fmt.Errorf("udp echo: a reply of %d bytes: use %d (an empty announce answer) to %d (a full 1500-byte packet)", reply, EchoReply, MaxEchoReply)
+	}
+	if sockets < 1 {
+		return fmt.Errorf("udp echo: %d sockets: use at least 1", sockets)
 	}
 	conns, err := batch.ListenGroup(ctx, addr, sockets, false)
 	if err != nil {

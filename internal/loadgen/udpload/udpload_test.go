@@ -251,6 +251,10 @@ func TestConfigChecks(t *testing.T) {
 	for _, mut := range []func(*udpload.Config){
 		func(c *udpload.Config) { c.Torrents = 0 },
 		func(c *udpload.Config) { c.Skew = 0.5 },
+		func(c *udpload.Config) { c.Warmup = -time.Second },
+		func(c *udpload.Config) { c.Timeout = -time.Second },
+		func(c *udpload.Config) { c.SourceIPs = -3 },
+		func(c *udpload.Config) { c.Burst = -1 },
 		func(c *udpload.Config) { c.ScrapeShare = 2 },
 		func(c *udpload.Config) { c.ScrapeHashes = 75 },
 		func(c *udpload.Config) { c.Duration = 0 },
@@ -267,5 +271,13 @@ func TestConfigChecks(t *testing.T) {
 	}
 	if err := c.Profile("nope"); err == nil {
 		t.Fatal("unknown profile accepted")
+	}
+}
+
+func TestEchoChecks(t *testing.T) {
+	for _, tc := range []struct{ sockets, reply int }{{0, udpload.EchoReply}, {-2, udpload.EchoReply}, {1, udpload.EchoReply - 1}, {1, udpload.MaxEchoReply + 1}} {
+		if err := udpload.Echo(context.Background(), "127.0.0.1:0", tc.sockets, tc.reply, nil); err == nil {
+			t.Errorf("echo with %d sockets and %d-byte replies started", tc.sockets, tc.reply)
+		}
 	}
 }
