@@ -250,12 +250,8 @@ func TestTorrustMySQLFixture(t *testing.T) {
 // once the columns are in shape (altered by an administrator), the same
 // user opens it silently and the migration is recorded.
 func TestMySQLWithoutAlterPrivilege(t *testing.T) {
-	base := os.Getenv("STARLING_TEST_MYSQL_URL")
-	if base == "" {
-		t.Skip("STARLING_TEST_MYSQL_URL is not set")
-	}
 	ctx := t.Context()
-	raw, restricted := torrustMySQLWithUser(t, base, "SELECT, INSERT, UPDATE, DELETE, CREATE", "torrust-pw")
+	raw, restricted := torrustMySQLWithUser(t, "SELECT, INSERT, UPDATE, DELETE, CREATE", "torrust-pw")
 
 	var logged logBuffer
 	db := openDB(t, restricted, newLog(&logged))
@@ -291,10 +287,15 @@ func TestMySQLWithoutAlterPrivilege(t *testing.T) {
 }
 
 // torrustMySQLWithUser makes a fresh MySQL database with Torrust v3's tables
-// and fixture rows, and a user holding only privileges on it. It returns an
+// and fixture rows, and a user holding only privileges on it, on the server
+// of STARLING_TEST_MYSQL_URL (the test skips without it). It returns an
 // administrator's connection and the database's URL with that user.
-func torrustMySQLWithUser(t *testing.T, base, privileges, password string) (*sql.DB, string) {
+func torrustMySQLWithUser(t *testing.T, privileges, password string) (*sql.DB, string) {
 	t.Helper()
+	base := os.Getenv("STARLING_TEST_MYSQL_URL")
+	if base == "" {
+		t.Skip("STARLING_TEST_MYSQL_URL is not set")
+	}
 	ctx := t.Context()
 	loc := freshMySQL(t, base)
 	raw := rawMySQL(t, loc)

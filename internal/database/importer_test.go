@@ -194,12 +194,8 @@ func TestImportLeavesTheSourceAlone(t *testing.T) {
 // TestImportFromReadOnlyMySQLUser: a user that may only SELECT can be
 // copied from.
 func TestImportFromReadOnlyMySQLUser(t *testing.T) {
-	base := os.Getenv("STARLING_TEST_MYSQL_URL")
-	if base == "" {
-		t.Skip("STARLING_TEST_MYSQL_URL is not set")
-	}
 	ctx := t.Context()
-	_, reader := torrustMySQLWithUser(t, base, "SELECT", "reader-pw")
+	_, reader := torrustMySQLWithUser(t, "SELECT", "reader-pw")
 	var out bytes.Buffer
 	if err := database.Import(ctx, reader, filepath.Join(t.TempDir(), "starling.db"), &out, nil); err != nil {
 		t.Fatal(err)
