@@ -59,6 +59,18 @@ func (e Event) String() string {
 	}
 }
 
+// LeftUnknown is the left of a peer that did not say how much it lacks: an
+// HTTP announce without left. UDP's left is a signed 64-bit field, and
+// clients that do not know their progress send a negative value there
+// (bittorrent-tracker's Client sends all ones, -1), which means the same.
+const LeftUnknown int64 = -1
+
+// Complete says whether a peer that announced left is a seeder: only when it
+// says it lacks nothing. A negative (unknown) left is a leecher, where
+// Torrust counts left <= 0 as complete: a peer that has not told us it is
+// complete is not handed out as a seeder, nor handed only leechers.
+func Complete(left int64) bool { return left == 0 }
+
 // Family selects which address families of peers an answer carries.
 type Family uint8
 
@@ -147,8 +159,10 @@ type AnnounceRequest struct {
 	Addr       netip.AddrPort
 	Uploaded   int64
 	Downloaded int64
-	Left       int64
-	Event      Event
+	// Left is what the peer still has to download; negative means unknown
+	// (LeftUnknown): see Complete.
+	Left  int64
+	Event Event
 	// NumWant is the number of peers asked for; 0 or less means the default.
 	NumWant int32
 	// Families says which peer lists the answer carries: UDP asks for the

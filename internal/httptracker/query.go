@@ -210,6 +210,10 @@ func parseAnnounce(q []byte, hasQuery bool, req *bittorrent.AnnounceRequest, e *
 	if err != nil {
 		return 0, false, err
 	}
+	if !p.hasLeft {
+		// Not told, so not complete: a leecher (Torrust reads 0, a seeder).
+		req.Left = bittorrent.LeftUnknown
+	}
 	req.Event = bittorrent.EventNone
 	if p.hasEvent {
 		switch string(p.event) {

@@ -27,8 +27,21 @@ func TestParseAnnounce(t *testing.T) {
 			if req.InfoHash.String() != hash20X || string(req.PeerID[:]) != peer20 || port != 17548 || compact {
 				t.Fatalf("got %s %q %d %v", req.InfoHash, req.PeerID, port, compact)
 			}
-			if req.Event != bittorrent.EventNone || req.NumWant != 0 || req.Left != 0 {
+			if req.Event != bittorrent.EventNone || req.NumWant != 0 || req.Left != bittorrent.LeftUnknown {
 				t.Fatalf("defaults: %+v", req)
+			}
+			if bittorrent.Complete(req.Left) {
+				t.Fatal("an announce without left counts as complete")
+			}
+		}},
+		{name: "left zero is complete", query: minQuery + "&left=0", check: func(t *testing.T, req *bittorrent.AnnounceRequest, port uint16, compact bool) {
+			if req.Left != 0 || !bittorrent.Complete(req.Left) {
+				t.Fatalf("left %d, complete %v", req.Left, bittorrent.Complete(req.Left))
+			}
+		}},
+		{name: "left one is a leecher", query: minQuery + "&left=1", check: func(t *testing.T, req *bittorrent.AnnounceRequest, port uint16, compact bool) {
+			if req.Left != 1 || bittorrent.Complete(req.Left) {
+				t.Fatalf("left %d, complete %v", req.Left, bittorrent.Complete(req.Left))
 			}
 		}},
 		{name: "all params", query: minQuery + "&uploaded=1&downloaded=2&left=3&event=completed&compact=1&numwant=30&ip=1.2.3.4&key=x",
@@ -91,6 +104,9 @@ func TestParseAnnounce(t *testing.T) {
 		{name: "negative port", query: "info_hash=" + hash20 + "&peer_id=" + peer20 + "&port=-1",
 			wantErr: "Cannot parse query params for announce request: invalid param value -1 for port"},
 		{name: "bad uploaded", query: minQuery + "&uploaded=x", wantErr: "Cannot parse query params for announce request: invalid param value x for uploaded"},
+		{name: "negative left", query: minQuery + "&left=-1", wantErr: "Cannot parse query params for announce request: invalid param value -1 for left"},
+		{name: "empty left", query: minQuery + "&left=", wantErr: "Cannot parse query params for announce request: invalid param value  for left"},
+		{name: "bad left", query: minQuery + "&left=1e3", wantErr: "Cannot parse query params for announce request: invalid param value 1e3 for left"},
 		{name: "left overflow", query: minQuery + "&left=9223372036854775808",
 			wantErr: "Cannot parse query params for announce request: param value overflow 9223372036854775808 for left"},
 		{name: "downloaded beyond u64", query: minQuery + "&downloaded=18446744073709551616",
@@ -214,7 +230,7 @@ func FuzzParseAnnounce(f *testing.F) {
 			}
 			return
 		}
-		if req.NumWant < 0 || req.Left < 0 || req.Uploaded < 0 || req.Downloaded < 0 {
+		if req.NumWant < 0 || req.Left < 0 && req.Left != bittorrent.LeftUnknown || req.Uploaded < 0 || req.Downloaded < 0 {
 			t.Fatalf("negative value accepted: %+v", req)
 		}
 	})

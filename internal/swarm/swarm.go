@@ -57,14 +57,19 @@ type Result struct {
 //   - A peer is identified within a swarm by Addr (IP and port), never by
 //     peer_id: an announce from a new port is a second peer, and nobody can
 //     update or remove a peer registered from another address.
-//   - A peer is a seeder when Left <= 0 (UDP carries a signed left), a leecher otherwise.
+//   - A peer is a seeder when Left == 0 (bittorrent.Complete), a leecher
+//     otherwise: a negative Left is unknown (UDP carries a signed left, and
+//     an HTTP announce without left is bittorrent.LeftUnknown).
 //   - EventStopped removes the peer (and stores nothing).
 //   - Port 0 is answered but never stored (and its completion is not
 //     counted: a peer that is not stored cannot be remembered as counted).
 //   - Completed counts one per peer that reports EventCompleted and has not
 //     been counted in this swarm before, including on its first announce.
 //   - The answer is a random sample of up to NumWant peers of the wanted
-//     families, never the requester itself; a seeder is handed only leechers.
+//     families, never the requester itself. A seeder is handed only
+//     leechers while the wanted families hold any; when they hold none, it
+//     is handed seeders (a peer that wrongly reports left 0, such as a
+//     magnet download before it has the metadata, still finds the swarm).
 //   - The counts in the answer include the requester's own new state.
 //   - A torrent is created by the first announce that stores a peer (or by
 //     SetCompleted) and is removed only by Sweep, never by an announce.

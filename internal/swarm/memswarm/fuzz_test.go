@@ -137,7 +137,8 @@ func FuzzBigOps(f *testing.F) {
 }
 
 // checkAnswer checks that every peer handed out is another stored peer of
-// the torrent, a leecher when the requester is a seeder, with its id
+// the torrent, a leecher when the requester is a seeder and the swarm has
+// one to hand, with its id
 // (or none when ids were not wanted).
 func checkAnswer(t *testing.T, s *Store, a *swarm.Announce, resp *bittorrent.AnnounceResponse) {
 	t.Helper()
@@ -147,6 +148,14 @@ func checkAnswer(t *testing.T, s *Store, a *swarm.Announce, resp *bittorrent.Ann
 		stored[p.Addr] = p
 	}
 	swarmtest.CheckForm(t, a, resp)
+	// A seeder may be handed seeders only when the wanted families hold
+	// no other leecher.
+	leechers := false
+	for _, p := range tr.Peers {
+		if p.Addr != a.Addr && a.Families&bittorrent.FamilyOf(p.Addr.Addr()) != 0 && !bittorrent.Complete(p.Left) {
+			leechers = true
+		}
+	}
 	v4, v6 := swarmtest.Peers(resp)
 	for _, p := range append(v4, v6...) {
 		q, ok := stored[p.Addr]
@@ -155,7 +164,7 @@ func checkAnswer(t *testing.T, s *Store, a *swarm.Announce, resp *bittorrent.Ann
 			t.Fatalf("%v was handed itself", a.Addr)
 		case !ok:
 			t.Fatalf("%v handed out, not stored", p.Addr)
-		case a.Left <= 0 && q.Left <= 0:
+		case leechers && bittorrent.Complete(a.Left) && bittorrent.Complete(q.Left):
 			t.Fatalf("seeder %v handed to a seeder", p.Addr)
 		case p.ID != q.ID && (!a.Compact || p.ID != bittorrent.PeerID{}):
 			t.Fatalf("%v handed out with id %x, stored %x", p.Addr, p.ID, q.ID)

@@ -206,16 +206,17 @@ func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint
 		}
 		return -1
 	}
+	seeder := bittorrent.Complete(a.Left)
 	if !found {
-		i = sl.insert(sg, i, &ip, port, a.Left <= 0)
-		sh.count(t, a.Left <= 0, 1)
-	} else if was := sl.at(*sg, i).seeder(); was != (a.Left <= 0) {
+		i = sl.insert(sg, i, &ip, port, seeder)
+		sh.count(t, seeder, 1)
+	} else if was := sl.at(*sg, i).seeder(); was != seeder {
 		sh.count(t, was, -1)
 		sh.count(t, !was, 1)
 	}
 	if sg.cls == bigClass {
 		// Before the record is written: this may move it.
-		i = int(sl.big[sg.off].setSeeder(uint32(i), a.Left <= 0, sl.seed))
+		i = int(sl.big[sg.off].setSeeder(uint32(i), seeder, sl.seed))
 	}
 	p := sl.at(*sg, i)
 	p.id = a.PeerID
@@ -240,6 +241,7 @@ func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint
 // no allocation, so every peer is equally likely to be among the first
 // ones taken. Above maxSeg peers the stride is 1 (see below), and for a
 // seeder a big segment offers only its leechers, which it keeps first.
+// A seeder with no leecher to be handed is handed seeders, as a leecher is.
 func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bittorrent.AnnounceResponse) {
 	var s4, s6 seg
 	if a.Families&bittorrent.IPv4 != 0 {
@@ -248,7 +250,7 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 	if a.Families&bittorrent.IPv6 != 0 {
 		s6 = t.p6
 	}
-	seeder := a.Left <= 0
+	seeder := bittorrent.Complete(a.Left) && sh.anyLeecher(t, s4, s6)
 	if seeder {
 		// A seeder is handed only leechers, and a big segment keeps its
 		// leechers first: its sample is drawn from them alone. (The
@@ -264,7 +266,7 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 	}
 	n4 := uint64(s4.n)
 	n := n4 + uint64(s6.n)
-	if n == 0 || seeder && t.leechers == 0 {
+	if n == 0 {
 		return
 	}
 	self := uint64(1<<64 - 1)
@@ -361,6 +363,37 @@ func (sh *shard) pick(t *torrent, a *swarm.Announce, self4, self6 int, resp *bit
 			i -= n
 		}
 	}
+}
+
+// anyLeecher says whether the wanted segments s4 and s6 of t (each t's own
+// or empty) hold a leecher. The torrent's count answers unless a family
+// that holds peers is not wanted (a UDP answer carries one family); then a
+// big segment's count does, and a chunk segment's at most maxSeg hot
+// copies are read until the first leecher.
+func (sh *shard) anyLeecher(t *torrent, s4, s6 seg) bool {
+	if t.leechers == 0 {
+		return false
+	}
+	if s4.n == t.p4.n && s6.n == t.p6.n {
+		return true
+	}
+	return hasLeecher(&sh.p4, s4) || hasLeecher(&sh.p6, s6)
+}
+
+func hasLeecher[A addr](sl *slab[A], sg seg) bool {
+	if sg.n == 0 {
+		return false
+	}
+	if sg.cls == bigClass {
+		return sl.big[sg.off].leechers > 0
+	}
+	hs := sl.hotView(sg)
+	for i := range hs {
+		if !hs[i].seeder {
+			return true
+		}
+	}
+	return false
 }
 
 // pickHotSmall is pick's walk over at most maxSeg peers for a compact

@@ -31,7 +31,7 @@ type peer[A addr] struct {
 	downloaded int64
 }
 
-func (p *peer[A]) seeder() bool { return p.left <= 0 }
+func (p *peer[A]) seeder() bool { return bittorrent.Complete(p.left) }
 
 // less orders peers by (ip, port), the identity of a peer in a swarm; the
 // peers of a swarm that fits a chunk are kept sorted so a lookup is a

@@ -2,6 +2,7 @@ package swarmtest
 
 import (
 	"context"
+	"math"
 	"net/netip"
 	"slices"
 	"testing"
@@ -155,14 +156,93 @@ func testSeederGetsLeechers(t *testing.T, newStore NewStore) {
 		})
 	}
 	t.Run("seeder in a swarm of seeders", func(t *testing.T) {
+		// With no leecher to hand, a seeder is handed the other seeders
+		// (a magnet download that reports left 0 finds the real seeder);
+		// the first, alone, gets nothing.
 		s := newStore(t, swarm.Options{})
 		for i := 1; i <= 5; i++ {
+			a := Announce(h1, PeerID(i), addr(i), 100)
+			a.Left, a.NumWant = 0, 50
+			_, resp := Do(t, s, a)
+			checkAnswer(t, &resp, addr(i))
+			if n := len(addrs(&resp)); n != i-1 {
+				t.Fatalf("seeder %d got %d peers from a swarm of %d seeders, want the %d others", i, n, i, i-1)
+			}
+		}
+		// One leecher arrives: from then on seeders get it alone.
+		Do(t, s, Announce(h1, PeerID(6), addr(6), 101))
+		a := Announce(h1, PeerID(1), addr(1), 102)
+		a.Left, a.NumWant = 0, 50
+		_, resp := Do(t, s, a)
+		if got := addrs(&resp); len(got) != 1 || got[0] != addr(6) {
+			t.Fatalf("seeder with one leecher in the swarm got %v, want only the leecher %v", got, addr(6))
+		}
+	})
+	t.Run("unknown left is a leecher", func(t *testing.T) {
+		s := newStore(t, swarm.Options{})
+		for i := 1; i <= 3; i++ {
 			a := Announce(h1, PeerID(i), Addr4(i, 6881), 100)
 			a.Left = 0
+			Do(t, s, a)
+		}
+		for _, left := range []int64{-1, math.MinInt64} {
+			a := Announce(h1, PeerID(4), Addr4(4, 6881), 101)
+			a.Left, a.NumWant = left, 50
 			_, resp := Do(t, s, a)
-			if n := len(addrs(&resp)); n != 0 {
-				t.Fatalf("seeder %d got %d peers from a swarm of seeders", i, n)
+			if resp.Seeders != 3 || resp.Leechers != 1 || len(addrs(&resp)) != 3 {
+				t.Fatalf("left %d: %d seeders, %d leechers, %d peers; want 3, 1 and the 3 seeders", left, resp.Seeders, resp.Leechers, len(addrs(&resp)))
 			}
+			a = Announce(h1, PeerID(1), Addr4(1, 6881), 102)
+			a.Left, a.NumWant = 0, 50
+			_, resp = Do(t, s, a)
+			if got := addrs(&resp); len(got) != 1 || got[0] != Addr4(4, 6881) {
+				t.Fatalf("left %d: a seeder got %v, want only the peer of unknown left", left, got)
+			}
+		}
+	})
+	t.Run("leechers only in another family", func(t *testing.T) {
+		// The IPv4 seeder asks for IPv4 peers (as over UDP); the only
+		// leecher is on IPv6, so it has no leecher to hand and gets the
+		// IPv4 seeders.
+		s := newStore(t, swarm.Options{})
+		Do(t, s, Announce(h1, PeerID(9), Addr6(9, 6881), 100))
+		for i := 1; i <= 3; i++ {
+			a := Announce(h1, PeerID(i), Addr4(i, 6881), 100)
+			a.Left = 0
+			Do(t, s, a)
+		}
+		a := Announce(h1, PeerID(1), Addr4(1, 6881), 101)
+		a.Left, a.NumWant, a.Families = 0, 50, bittorrent.IPv4
+		_, resp := Do(t, s, a)
+		if got := addrs(&resp); len(got) != 2 {
+			t.Fatalf("IPv4 seeder got %v, want the 2 other IPv4 seeders", got)
+		}
+		a.Families = bittorrent.IPv4 | bittorrent.IPv6
+		_, resp = Do(t, s, a)
+		if got := addrs(&resp); len(got) != 1 || got[0] != Addr6(9, 6881) {
+			t.Fatalf("seeder asking for both families got %v, want only the IPv6 leecher", got)
+		}
+	})
+	t.Run("large swarm of seeders", func(t *testing.T) {
+		// Past a small swarm's size (a store may keep big swarms apart).
+		s := newStore(t, swarm.Options{})
+		const n = 2000
+		for i := 1; i <= n; i++ {
+			a := Announce(h1, PeerID(i), Addr4(i, 6881), 100)
+			a.Left, a.NumWant = 0, 0
+			Do(t, s, a)
+		}
+		a := Announce(h1, PeerID(1), Addr4(1, 6881), 101)
+		a.Left, a.NumWant = 0, 50
+		_, resp := Do(t, s, a)
+		checkAnswer(t, &resp, Addr4(1, 6881))
+		if got := addrs(&resp); len(got) != 50 {
+			t.Fatalf("seeder in %d seeders got %d peers, want 50", n, len(got))
+		}
+		Do(t, s, Announce(h1, PeerID(n+1), Addr4(n+1, 6881), 101))
+		_, resp = Do(t, s, a)
+		if got := addrs(&resp); len(got) != 1 || got[0] != Addr4(n+1, 6881) {
+			t.Fatalf("seeder in %d seeders and one leecher got %d peers, want only the leecher", n, len(got))
 		}
 	})
 }
@@ -341,7 +421,7 @@ func testLargeSwarm(t *testing.T, newStore NewStore) {
 			t.Fatalf("%d peers handed out, want 50", got)
 		}
 		for _, p := range addrs(&resp) {
-			if a.Left <= 0 && seeders[p] {
+			if bittorrent.Complete(a.Left) && seeders[p] {
 				t.Fatalf("seeder %v was handed seeder %v", a.Addr, p)
 			}
 			seen[p]++
@@ -459,7 +539,7 @@ func testLargeSwarmNoIDs(t *testing.T, newStore NewStore, fam bittorrent.Family)
 	live := map[netip.AddrPort]bool{}
 	for _, p := range tor.Peers {
 		live[p.Addr] = true
-		if seeder[p.Addr] != (p.Left <= 0) {
+		if seeder[p.Addr] != bittorrent.Complete(p.Left) {
 			t.Fatalf("after sweep: %v has left=%d, want seeder=%v", p.Addr, p.Left, seeder[p.Addr])
 		}
 	}
@@ -669,10 +749,15 @@ func testCounts(t *testing.T, newStore NewStore) {
 		{1, 10, bittorrent.EventNone, 1, 2}, // a seeder can become a leecher again
 		{2, 0, bittorrent.EventStopped, 0, 2},
 		{3, 5, bittorrent.EventStopped, 0, 1},
-		// UDP's left is signed; Torrust's seeder is left <= 0.
-		{4, -1, bittorrent.EventStarted, 1, 1},
-		{4, 3, bittorrent.EventNone, 0, 2},
-		{4, -5, bittorrent.EventNone, 1, 1},
+		// UDP's left is signed: a negative one (all ones from clients
+		// that do not know it) is unknown, a leecher; Torrust's seeder
+		// is left <= 0.
+		{4, -1, bittorrent.EventStarted, 0, 2},
+		{4, 0, bittorrent.EventNone, 1, 1},
+		{4, -5, bittorrent.EventNone, 0, 2},
+		{4, math.MinInt64, bittorrent.EventNone, 0, 2},
+		{4, math.MaxInt64, bittorrent.EventNone, 0, 2},
+		{4, 0, bittorrent.EventNone, 1, 1},
 	}
 	for k, st := range steps {
 		a := Announce(h1, PeerID(st.peer), Addr4(st.peer, 6881), int64(100+k))

@@ -32,7 +32,7 @@ func newModel(opts swarm.Options) *model {
 func (t *mtorrent) stats() bittorrent.SwarmStats {
 	st := bittorrent.SwarmStats{Completed: t.completed}
 	for _, p := range t.peers {
-		if p.Left <= 0 {
+		if bittorrent.Complete(p.Left) {
 			st.Seeders++
 		} else {
 			st.Leechers++
@@ -67,12 +67,21 @@ func (m *model) announce(a *swarm.Announce) (swarm.Result, bittorrent.SwarmStats
 		delete(t.counted, a.Addr)
 	}
 	res.Completed = t.completed
+	// The others of the wanted families; a seeder is handed only their
+	// leechers, unless they have none.
 	eligible := map[netip.AddrPort]bittorrent.PeerID{}
+	leechers := map[netip.AddrPort]bittorrent.PeerID{}
 	for addr, p := range t.peers {
-		if addr == a.Addr || a.Families&bittorrent.FamilyOf(addr.Addr()) == 0 || a.Left <= 0 && p.Left <= 0 {
+		if addr == a.Addr || a.Families&bittorrent.FamilyOf(addr.Addr()) == 0 {
 			continue
 		}
 		eligible[addr] = p.ID
+		if !bittorrent.Complete(p.Left) {
+			leechers[addr] = p.ID
+		}
+	}
+	if bittorrent.Complete(a.Left) && len(leechers) > 0 {
+		return res, t.stats(), leechers
 	}
 	return res, t.stats(), eligible
 }
@@ -369,7 +378,7 @@ func testConcurrent(t *testing.T, newStore NewStore) {
 	var wantTot swarm.Totals
 	for w := range workers {
 		for k, st := range finals[w] {
-			if st.left <= 0 {
+			if bittorrent.Complete(st.left) {
 				want[k.h].Seeders++
 			} else {
 				want[k.h].Leechers++
