@@ -17,6 +17,22 @@ import (
 	"time"
 )
 
+// Values of core.full_scrape.
+const (
+	FullScrapeOff    = "off"
+	FullScrapeAPI    = "api"
+	FullScrapePublic = "public"
+)
+
+// DefaultFullScrapeInterval is core.full_scrape_interval's default: a
+// minute keeps the counts about as fresh as announces make them (clients
+// announce every interval, 120 s by default) while a build of a million
+// torrents, about a second of one core, runs at most once a minute.
+const DefaultFullScrapeInterval = 60
+
+// MaxFullScrapeInterval bounds core.full_scrape_interval (a day).
+const MaxFullScrapeInterval = 86400
+
 // SchemaVersion is the only Torrust configuration schema Starling reads.
 const SchemaVersion = "2.0.0"
 
@@ -95,6 +111,13 @@ func (l Logging) Off() bool { return l.Threshold == "off" }
 type Core struct {
 	AnnouncePolicy AnnouncePolicy `toml:"announce_policy"`
 	Database       Database       `toml:"database"`
+	// FullScrape (a Starling key) answers an HTTP scrape without info_hash
+	// with every torrent's counts: FullScrapeOff (refused, as in Torrust),
+	// FullScrapeAPI (only with an admin token) or FullScrapePublic.
+	FullScrape string `toml:"full_scrape"`
+	// FullScrapeInterval is how long one full-scrape answer is served
+	// before the next request rebuilds it, in seconds (a Starling key).
+	FullScrapeInterval Seconds `toml:"full_scrape_interval"`
 	// InactivePeerCleanupInterval is how often inactive peers are swept,
 	// in seconds; 0 disables the sweep.
 	InactivePeerCleanupInterval Seconds `toml:"inactive_peer_cleanup_interval"`
@@ -259,6 +282,8 @@ func base() *Config {
 		Core: Core{
 			AnnouncePolicy:              AnnouncePolicy{Interval: 120, IntervalMin: 120, MaxPeersPerAnnounce: 74},
 			Database:                    Database{Driver: DriverSQLite3, Path: DefaultSQLitePath},
+			FullScrape:                  FullScrapeOff,
+			FullScrapeInterval:          DefaultFullScrapeInterval,
 			InactivePeerCleanupInterval: 600,
 			Net:                         Net{ExternalIP: netip.IPv4Unspecified()},
 			TrackerPolicy:               TrackerPolicy{MaxPeerTimeout: 900, RemovePeerlessTorrents: true},

@@ -34,6 +34,11 @@ func (c *Config) Encode(w io.Writer) error {
 	e.blank()
 
 	e.table("core")
+	e.comment("Starling: HTTP /scrape without info_hash lists every torrent. off (default, as Torrust),")
+	e.comment("api (admin token only: ?token= or /api/v1/scrape/full) or public.")
+	e.str("full_scrape", c.Core.FullScrape)
+	e.comment("Seconds one full-scrape answer is served before it is rebuilt.")
+	e.uint("full_scrape_interval", uint64(c.Core.FullScrapeInterval))
 	e.comment("Seconds between sweeps of inactive peers; 0 turns the sweep off.")
 	e.uint("inactive_peer_cleanup_interval", uint64(c.Core.InactivePeerCleanupInterval))
 	e.comment("listed: only whitelisted torrents are tracked. private: peers need a key (/announce/<key>).")

@@ -85,6 +85,8 @@ func FuzzOverride(f *testing.F) {
 	f.Add("HTTP_TRACKERS", `[{ bind_address = "[::1]:0" }]`)
 	f.Add("HTTP_API__TSL_CONFIG", `{ ssl_cert_path = "c", ssl_key_path = "k" }`)
 	f.Add("CORE__TRACKER_POLICY", "{ max_peer_timeout = 1 }")
+	f.Add("CORE__FULL_SCRAPE", "public")
+	f.Add("CORE__FULL_SCRAPE_INTERVAL", "30")
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, key, value string) {
 		env := []string{"STARLING_CONFIG_TOML=[[udp_trackers]]\n[http_api]", "STARLING_CONFIG_OVERRIDE_" + key + "=" + value}

@@ -269,6 +269,8 @@ func TestLoadOverrideProblems(t *testing.T) {
 		{"valid type, invalid value", "STARLING_CONFIG_OVERRIDE_CORE__ANNOUNCE_POLICY__INTERVAL=0", "core.announce_policy.interval", "at least 1 second"},
 		{"private mode while public", "STARLING_CONFIG_OVERRIDE_CORE__PRIVATE_MODE__CHECK_KEYS_EXPIRATION=true", "core.private_mode", "private mode"},
 		{"inside a TOML value", `STARLING_CONFIG_OVERRIDE_UDP_TRACKERS=[{ bind_address = "x" }]`, "udp_trackers[0].bind_address", "not an ip:port"},
+		{"full scrape", "STARLING_CONFIG_OVERRIDE_CORE__FULL_SCRAPE=everyone", "core.full_scrape", `"everyone" is not a full-scrape setting`},
+		{"full scrape interval", "STARLING_CONFIG_OVERRIDE_CORE__FULL_SCRAPE_INTERVAL=0", "core.full_scrape_interval", "between 1 and"},
 		{"not UTF-8", "STARLING_CONFIG_OVERRIDE_LOGGING__THRESHOLD=\xff", "logging.threshold", "UTF-8"},
 	}
 	for _, tt := range tests {
@@ -479,5 +481,42 @@ func TestLoadEmptyFile(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("load wrote %v", entries)
+	}
+}
+
+// TestFullScrapeSettings: the defaults, the env overrides, and the warning
+// for "api" without a token.
+func TestFullScrapeSettings(t *testing.T) {
+	tests := []struct {
+		name         string
+		env          []string
+		wantMode     string
+		wantInterval config.Seconds
+		wantWarning  bool
+	}{
+		{"defaults", nil, "off", 60, false},
+		{"public from env", []string{"STARLING_CONFIG_OVERRIDE_CORE__FULL_SCRAPE=public"}, "public", 60, false},
+		{"torrust alias", []string{"TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__FULL_SCRAPE=api", "STARLING_CONFIG_OVERRIDE_HTTP_API__ACCESS_TOKENS__ADMIN=t0k"}, "api", 60, false},
+		{"interval from env", []string{"STARLING_CONFIG_OVERRIDE_CORE__FULL_SCRAPE_INTERVAL=300"}, "off", 300, false},
+		{"api without a token", []string{"STARLING_CONFIG_OVERRIDE_CORE__FULL_SCRAPE=api"}, "api", 60, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := append([]string{"STARLING_CONFIG_TOML=[http_api]"}, tt.env...)
+			c, src, err := config.Load(config.LoadOptions{Env: env, Dir: t.TempDir(), ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Core.FullScrape != tt.wantMode || c.Core.FullScrapeInterval != tt.wantInterval {
+				t.Fatalf("full_scrape %q every %d s, want %q every %d s", c.Core.FullScrape, c.Core.FullScrapeInterval, tt.wantMode, tt.wantInterval)
+			}
+			warned := false
+			for _, w := range src.Warnings {
+				warned = warned || strings.Contains(w, "core.full_scrape")
+			}
+			if warned != tt.wantWarning {
+				t.Fatalf("warnings %q, want a full_scrape warning: %v", src.Warnings, tt.wantWarning)
+			}
+		})
 	}
 }

@@ -67,6 +67,19 @@ func (c *Config) validate() Problems {
 	if c.Core.TrackerPolicy.MaxPeerTimeout == 0 {
 		add("core.tracker_policy.max_peer_timeout", "must be at least 1 second; 0 would forget every peer at once")
 	}
+	switch c.Core.FullScrape {
+	case FullScrapeOff, FullScrapeAPI:
+	case FullScrapePublic:
+		if c.Core.Private {
+			add("core.full_scrape", "\"public\" would list a private tracker's torrents to anyone; use \"api\" (admin token only) or \"off\"")
+			dep("core.private")
+		}
+	default:
+		add("core.full_scrape", "%q is not a full-scrape setting; use \"off\", \"api\" (admin token only) or \"public\"", c.Core.FullScrape)
+	}
+	if i := c.Core.FullScrapeInterval; i == 0 || i > MaxFullScrapeInterval {
+		add("core.full_scrape_interval", "must be between 1 and %d seconds, got %d (%d is the default)", MaxFullScrapeInterval, i, DefaultFullScrapeInterval)
+	}
 	if c.Core.PrivateMode != nil && !c.Core.Private {
 		add("core.private_mode", "Private mode section in configuration can only be included when the tracker is running in private mode: set core.private = true or remove [core.private_mode]")
 		dep("core.private")
@@ -194,14 +207,14 @@ func (c *Config) Warnings() []string {
 			ws = append(ws, fmt.Sprintf("http_api.access_tokens.%s is the example token published with Torrust; anyone can guess it: replace it with a long random token", quoteKeyIfNeeded(l)))
 		}
 	}
+	if c.Core.FullScrape == FullScrapeAPI && (c.HTTPAPI == nil || len(c.HTTPAPI.AccessTokens) == 0) {
+		ws = append(ws, "core.full_scrape is \"api\" but there is no [http_api.access_tokens] token: every full scrape will be refused; add a token or set full_scrape = \"public\"")
+	}
 	// Torrust starts with this (its defaults are 120 and 120, so lowering
 	// interval alone gives it), and a drop-in replacement must start where
 	// it does; the announce answers carry both values as set.
 	if ap := c.Core.AnnouncePolicy; ap.Interval > 0 && ap.IntervalMin > ap.Interval {
 		ws = append(ws, fmt.Sprintf("core.announce_policy.interval_min (%d) is more than interval (%d): clients are asked to announce every %d s but never more often than every %d s; set interval_min to at most interval", ap.IntervalMin, ap.Interval, ap.Interval, ap.IntervalMin))
-	}
-	if c.Core.Private && len(c.UDPTrackers) > 0 {
-		ws = append(ws, "core.private is true but [[udp_trackers]] are configured: UDP cannot carry peer keys (Torrust does not start UDP trackers in private mode)")
 	}
 	return ws
 }
