@@ -24,7 +24,9 @@ import (
 	"time"
 
 	"github.com/starling-tracker/starling/internal/access"
+	"github.com/starling-tracker/starling/internal/fullscrape"
 	"github.com/starling-tracker/starling/internal/metrics"
+	"github.com/starling-tracker/starling/internal/requestid"
 	"github.com/starling-tracker/starling/internal/swarm"
 )
 
@@ -59,6 +61,9 @@ type Deps struct {
 	Metrics http.Handler
 	// Now is the clock for key expiry (nil: time.Now).
 	Now func() time.Time
+	// FullScrape serves GET /api/v1/scrape/full (nil: 404, as with
+	// core.full_scrape = "off").
+	FullScrape *fullscrape.Builder
 }
 
 // API serves the REST API. It is an http.Handler and can run its own server
@@ -91,6 +96,8 @@ func New(cfg Config, deps Deps) (*API, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	// Every line logged with a request's context names its request id.
+	a.log = slog.New(requestIDHandler{a.log.Handler()})
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -147,6 +154,9 @@ type response struct {
 	status int
 	ctype  string
 	body   []byte
+	// gzip, when set, is body gzipped ahead of time (the full scrape's
+	// shared bodies), sent as it is to clients that accept it.
+	gzip []byte
 }
 
 const (
@@ -154,8 +164,12 @@ const (
 	ctypeText = "text/plain; charset=utf-8"
 )
 
-func jsonResponse(status int, body []byte) response { return response{status, ctypeJSON, body} }
-func textResponse(status int, s string) response    { return response{status, ctypeText, []byte(s)} }
+func jsonResponse(status int, body []byte) response {
+	return response{status: status, ctype: ctypeJSON, body: body}
+}
+func textResponse(status int, s string) response {
+	return response{status: status, ctype: ctypeText, body: []byte(s)}
+}
 
 // rejection is Torrust's 500 answer for auth failures and failed operations.
 func rejection(reason string) response {
@@ -179,11 +193,11 @@ const healthBody = `{"status":"Ok"}`
 // ServeHTTP routes, authenticates and answers one request.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	id := requestID(r.Header.Get("X-Request-Id"))
-	w.Header().Set("X-Request-Id", id)
+	id := requestID(r.Header.Get(requestid.Header))
+	w.Header().Set(requestid.Header, id)
 
 	rt, param := match(r.URL.EscapedPath())
-	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.HandlerTimeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), requestIDKey{}, id), a.cfg.HandlerTimeout)
 	defer cancel()
 
 	var resp response
@@ -192,7 +206,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if v := recover(); v != nil {
 			a.panics.Inc(metrics.Panics)
 			a.log.ErrorContext(ctx, "api handler panicked", "route", rt.String(), "panic", v,
-				"request_id", id, "stack", string(debug.Stack()))
+				"stack", string(debug.Stack()))
 			if streamed {
 				panic(http.ErrAbortHandler) // part of the answer is out; drop the connection
 			}
@@ -208,8 +222,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.LogAttrs(ctx, slog.LevelDebug, "api request",
 		slog.String("method", r.Method), slog.String("route", rt.String()),
-		slog.Int("status", resp.status), slog.Duration("took", time.Since(start)),
-		slog.String("request_id", id))
+		slog.Int("status", resp.status), slog.Duration("took", time.Since(start)))
 }
 
 // dispatch runs the route's handler. It sets *streamed before a handler
@@ -272,6 +285,8 @@ func (a *API) dispatch(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			return a.generateKey(ctx, param)
 		}
 		return a.deleteKey(ctx, param)
+	case routeFullScrape:
+		return a.fullScrape(ctx)
 	}
 	return response{status: http.StatusNotFound}
 }
@@ -353,7 +368,13 @@ func (a *API) write(w http.ResponseWriter, r *http.Request, resp response) {
 		h.Set("Content-Type", resp.ctype)
 	}
 	body := resp.body
-	if len(body) >= 32 && acceptsGzip(r.Header.Values("Accept-Encoding")) {
+	if resp.gzip != nil {
+		h.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r.Header.Values("Accept-Encoding")) {
+			body = resp.gzip
+			h.Set("Content-Encoding", "gzip")
+		}
+	} else if len(body) >= 32 && acceptsGzip(r.Header.Values("Accept-Encoding")) {
 		var buf bytes.Buffer
 		zw := gzip.NewWriter(&buf)
 		if _, err := zw.Write(body); err == nil && zw.Close() == nil {
@@ -389,10 +410,11 @@ func acceptsGzip(values []string) bool {
 	return false
 }
 
-// requestID keeps a client's x-request-id when it is sensible, else makes a
+// requestID keeps a client's x-request-id when it is well-formed (short,
+// and of characters that cannot forge or break a log line), else makes a
 // random UUID v4, as Torrust's request-id layer does.
 func requestID(client string) string {
-	if client != "" && len(client) <= 128 && printable(client) {
+	if requestid.ValidString(client) {
 		return client
 	}
 	var b [16]byte
@@ -410,13 +432,4 @@ func requestID(client string) string {
 	s[23] = '-'
 	hex.Encode(s[24:], b[10:])
 	return string(s[:])
-}
-
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }

@@ -27,6 +27,7 @@ const (
 	routeKey
 	routeMetricsOpen
 	routeMetricsV1
+	routeFullScrape
 )
 
 // routeNames are the patterns the log shows instead of the path, so a key
@@ -44,6 +45,7 @@ var routeNames = [...]string{
 	routeKey:             "/api/v1/key/{key}",
 	routeMetricsOpen:     "/metrics",
 	routeMetricsV1:       "/api/v1/metrics",
+	routeFullScrape:      "/api/v1/scrape/full",
 }
 
 func (r route) String() string { return routeNames[r] }
@@ -77,6 +79,8 @@ func match(escapedPath string) (route, string) {
 		return routeKeysReload, ""
 	case "metrics":
 		return routeMetricsV1, ""
+	case "scrape/full":
+		return routeFullScrape, ""
 	}
 	head, param, ok := strings.Cut(rest, "/")
 	if !ok || param == "" || strings.Contains(param, "/") {

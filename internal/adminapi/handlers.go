@@ -394,3 +394,20 @@ func mustJSON(v any) response {
 	}
 	return jsonResponse(http.StatusOK, b)
 }
+
+// fullScrape is GET /api/v1/scrape/full: the HTTP tracker's full scrape
+// (the same cached body), for core.full_scrape "api" and "public".
+func (a *API) fullScrape(ctx context.Context) response {
+	if a.deps.FullScrape == nil {
+		return response{status: http.StatusNotFound}
+	}
+	body, err := a.deps.FullScrape.Get(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return response{status: http.StatusRequestTimeout}
+		}
+		a.log.WarnContext(ctx, "api full scrape", "error", err)
+		return rejection("failed to build the full scrape: " + err.Error())
+	}
+	return response{status: http.StatusOK, ctype: "application/octet-stream", body: body.Plain, gzip: body.Gzip}
+}

@@ -27,6 +27,9 @@ type auxServer struct {
 func (d *Daemon) buildAux() error {
 	if api := d.cfg.HTTPAPI; api != nil {
 		reg := metrics.NewRegistry(d.counters, d.latency, d.store, d.log)
+		if d.full != nil {
+			reg.RegisterFullScrape(d.full)
+		}
 		a, err := adminapi.New(adminapi.Config{
 			AccessTokens: api.AccessTokens,
 			// Metrics are open to scrapers only on a loopback API: Torrust
@@ -34,10 +37,11 @@ func (d *Daemon) buildAux() error {
 			MetricsNeedToken: !api.BindAddress.Addr().IsLoopback(),
 			Logger:           d.log,
 		}, adminapi.Deps{
-			Store:    d.store,
-			Lists:    d.lists,
-			Counters: d.counters,
-			Metrics:  reg,
+			Store:      d.store,
+			Lists:      d.lists,
+			Counters:   d.counters,
+			Metrics:    reg,
+			FullScrape: d.full,
 		})
 		if err != nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	"github.com/starling-tracker/starling/internal/clock"
 	"github.com/starling-tracker/starling/internal/config"
 	"github.com/starling-tracker/starling/internal/database"
+	"github.com/starling-tracker/starling/internal/fullscrape"
 	"github.com/starling-tracker/starling/internal/healthcheck"
 	"github.com/starling-tracker/starling/internal/httptracker"
 	"github.com/starling-tracker/starling/internal/metrics"
@@ -50,6 +51,8 @@ type Daemon struct {
 	counters *metrics.Counters
 	latency  *metrics.Latency
 	tracker  *tracker.Tracker
+	// full builds the full scrape (nil: core.full_scrape = "off").
+	full *fullscrape.Builder
 
 	udp  []*udptracker.Server
 	http []*httpListener
@@ -161,12 +164,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, 
 			d.udp = append(d.udp, srv)
 		}
 	}
+	httpFull := d.buildFullScrape()
 	for _, h := range cfg.HTTPTrackers {
 		hc := httptracker.Config{
 			BindAddress:       h.BindAddress.String(),
 			OnReverseProxy:    core.Net.OnReverseProxy,
 			MaxScrapeTorrents: h.MaxScrapeTorrents,
 			Latency:           d.latency,
+			FullScrape:        httpFull,
 		}
 		if h.TLS != nil {
 			hc.TLSCertPath, hc.TLSKeyPath = h.TLS.SSLCertPath, h.TLS.SSLKeyPath

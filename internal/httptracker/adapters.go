@@ -15,6 +15,7 @@ import (
 
 	"github.com/starling-tracker/starling/internal/healthcheck"
 	"github.com/starling-tracker/starling/internal/metrics"
+	"github.com/starling-tracker/starling/internal/requestid"
 )
 
 // ServeFastHTTP is the fasthttp adapter: it hands the raw request URI, the
@@ -22,6 +23,8 @@ import (
 func (h *Handler) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	s := h.getScratch()
 	defer h.recoverFast(ctx, s)
+	s.rid = appendRequestID(s.rid[:0], ctx.Request.Header.Peek(requestid.Header))
+	ctx.Response.Header.SetCanonical(headerRequestID, s.rid)
 	if !ctx.IsGet() && !ctx.IsHead() {
 		ctx.SetStatusCode(fasthttp.StatusMethodNotAllowed)
 		h.putScratch(s)
@@ -56,13 +59,48 @@ func (h *Handler) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		}
 		r.xff = s.xff
 	}
+	if h.full != nil && h.full.Tokens != nil {
+		r.authorization = ctx.Request.Header.Peek("Authorization")
+	}
 	a := h.handle(ctx, s, &r)
 	ctx.SetStatusCode(a.status)
 	if a.contentType != "" {
 		ctx.SetContentType(a.contentType)
 	}
-	ctx.SetBody(a.body) // copies, so the scratch can go back to the pool
+	if a.shared {
+		// A full scrape: tens of megabytes shared by every request, sent
+		// as they are.
+		body := a.body
+		if a.gzip != nil {
+			ctx.Response.Header.SetCanonical(headerVary, headerAcceptEncoding)
+			if acceptsGzip(ctx.Request.Header.Peek("Accept-Encoding")) {
+				body = a.gzip
+				ctx.Response.Header.SetCanonical(headerContentEncoding, headerGzip)
+			}
+		}
+		ctx.Response.SetBodyRaw(body)
+	} else {
+		ctx.SetBody(a.body) // copies, so the scratch can go back to the pool
+	}
 	h.putScratch(s)
+}
+
+// Header names and values as bytes, made once.
+var (
+	headerRequestID       = []byte(requestid.Header)
+	headerVary            = []byte("Vary")
+	headerAcceptEncoding  = []byte("Accept-Encoding")
+	headerContentEncoding = []byte("Content-Encoding")
+	headerGzip            = []byte("gzip")
+)
+
+// appendRequestID appends the client's id when it is well-formed, else a
+// fresh one.
+func appendRequestID(dst, client []byte) []byte {
+	if requestid.Valid(client) {
+		return append(dst, client...)
+	}
+	return requestid.AppendNew(dst)
 }
 
 // recoverFast turns a panic in one request into a logged, counted, generic
@@ -83,7 +121,7 @@ func (h *Handler) recoverFast(ctx *fasthttp.RequestCtx, s *scratch) {
 func (h *Handler) panicked(s *scratch, v any) {
 	s.stripe.Inc(metrics.Panics)
 	s.stripe.Inc(metrics.HTTPErrors)
-	h.log.Error("http tracker: request panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	h.log.Error("http tracker: request panicked", "panic", fmt.Sprint(v), "request_id", string(s.rid), "stack", string(debug.Stack()))
 }
 
 func failureBody(msg string) []byte {
@@ -103,6 +141,8 @@ var (
 func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	s := h.getScratch()
 	defer h.recoverHTTP(w, s)
+	s.rid = appendRequestID(s.rid[:0], []byte(req.Header.Get(requestid.Header)))
+	w.Header().Set(requestid.Header, string(s.rid))
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		h.putScratch(s)
@@ -124,7 +164,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		r.xff = s.xff
 	}
+	if h.full != nil && h.full.Tokens != nil {
+		r.authorization = []byte(req.Header.Get("Authorization"))
+	}
 	a := h.handle(req.Context(), s, &r)
+	if a.gzip != nil {
+		w.Header().Set("Vary", "Accept-Encoding")
+		if acceptsGzip([]byte(strings.Join(req.Header.Values("Accept-Encoding"), ","))) {
+			a.body = a.gzip
+			w.Header().Set("Content-Encoding", "gzip")
+		}
+	}
 	switch a.contentType {
 	case contentTypeBencode:
 		w.Header()["Content-Type"] = headerBencode

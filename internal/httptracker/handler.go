@@ -17,6 +17,7 @@ import (
 	"github.com/starling-tracker/starling/internal/bencode"
 	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/metrics"
+	"github.com/starling-tracker/starling/internal/requestid"
 )
 
 // Tracker is what the HTTP tracker needs of the rules. *tracker.Tracker
@@ -42,9 +43,8 @@ const (
 
 // Failure texts that are not the parser's.
 const (
-	prefixAuth       = "Authentication error: "
+	prefixAuth       = bittorrent.AuthErrorPrefix
 	prefixTracker    = "Tracker error: "
-	msgInvalidKey    = prefixAuth + "Invalid format for authentication key param."
 	msgXForwardedFor = "Error resolving peer IP: missing or invalid the right most X-Forwarded-For IP (mandatory on reverse proxy tracker configuration)"
 	msgInternal      = prefixTracker + "internal error"
 )
@@ -61,6 +61,7 @@ type Handler struct {
 	reverseProxy bool
 	maxScrape    int
 	timed        bool
+	full         *FullScrape // nil: full scrapes refused
 	pool         sync.Pool
 }
 
@@ -78,6 +79,9 @@ func NewHandler(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Log
 		max = DefaultMaxScrapeTorrents
 	}
 	h := &Handler{tracker: t, counters: counters, log: log, reverseProxy: cfg.OnReverseProxy, maxScrape: max, timed: cfg.Latency != nil}
+	if fs := cfg.FullScrape; fs != nil && fs.Builder != nil {
+		h.full = fs
+	}
 	h.pool.New = func() any {
 		var lat *metrics.LatencyStripe
 		if cfg.Latency != nil {
@@ -88,6 +92,7 @@ func NewHandler(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Log
 			stripe: counters.Stripe(),
 			hashes: make([]bittorrent.InfoHash, 0, max),
 			out:    make([]byte, 0, 1024),
+			rid:    make([]byte, 0, requestid.MaxLen),
 		}
 	}
 	return h
@@ -107,6 +112,7 @@ type scratch struct {
 	in     []byte // a copy of the query for adapters that hold it as a string
 	xff    []byte // the X-Forwarded-For values, joined with ','
 	out    []byte // the answer's body
+	rid    []byte // the request's x-request-id
 }
 
 func (h *Handler) getScratch() *scratch  { return h.pool.Get().(*scratch) }
@@ -119,6 +125,9 @@ type rawRequest struct {
 	hasQuery bool // the URL had a '?', even with nothing after it
 	remote   netip.AddrPort
 	xff      []byte
+	// authorization is the Authorization header, read only when a full
+	// scrape needs a token.
+	authorization []byte
 }
 
 // answer is what the adapters write back.
@@ -126,16 +135,32 @@ type answer struct {
 	status      int
 	contentType string
 	body        []byte
+	// gzip is body gzipped, for clients that accept it (full scrapes).
+	gzip []byte
+	// shared bodies are not the scratch's and are never changed: the
+	// adapter sends them without a copy.
+	shared bool
 }
 
-// handle routes one GET request.
+// handle routes one GET request. A refusal is logged at debug level with
+// the request's id, so a client's complaint can be matched with the log.
 func (h *Handler) handle(ctx context.Context, s *scratch, r *rawRequest) answer {
+	a := h.route(ctx, s, r)
+	if a.contentType == contentTypeFailure && h.log.Enabled(ctx, slog.LevelDebug) {
+		h.log.LogAttrs(ctx, slog.LevelDebug, "http tracker: request refused",
+			slog.String("request_id", string(s.rid)), slog.String("path", string(r.path)),
+			slog.String("answer", string(a.body)))
+	}
+	return a
+}
+
+func (h *Handler) route(ctx context.Context, s *scratch, r *rawRequest) answer {
 	path := r.path
 	var key []byte
 	hasKey := false
 	switch {
 	case string(path) == "/health_check":
-		return answer{200, contentTypeJSON, healthBody}
+		return answer{status: 200, contentType: contentTypeJSON, body: healthBody}
 	case string(path) == "/announce", string(path) == "/scrape":
 	case bytes.HasPrefix(path, []byte("/announce/")), bytes.HasPrefix(path, []byte("/scrape/")):
 		i := bytes.IndexByte(path[1:], '/') + 1
@@ -174,7 +199,7 @@ func (h *Handler) announce(ctx context.Context, s *scratch, r *rawRequest, key [
 	}
 	if hasKey {
 		if req.Key, req.HasKey = bittorrent.ParseKeyBytes(key); !req.HasKey {
-			return h.failure(s, msgInvalidKey, "")
+			return h.failure(s, prefixAuth, bittorrent.ErrKeyFormat.Msg)
 		}
 	}
 	ip, ok := h.clientIP(r)
@@ -200,7 +225,7 @@ func (h *Handler) announce(ctx context.Context, s *scratch, r *rawRequest, key [
 		s.stripe.Inc(metrics.TCP6Announces)
 	}
 	s.out = appendAnnounce(s.out[:0], resp, compact)
-	return answer{200, contentTypeBencode, s.out}
+	return answer{status: 200, contentType: contentTypeBencode, body: s.out}
 }
 
 func (h *Handler) scrape(ctx context.Context, s *scratch, r *rawRequest, key []byte, hasKey bool) answer {
@@ -209,11 +234,14 @@ func (h *Handler) scrape(ctx context.Context, s *scratch, r *rawRequest, key []b
 	hashes, perr := parseScrape(r.query, r.hasQuery, s.hashes[:0], h.maxScrape, &s.perr)
 	s.hashes = hashes
 	if perr != nil {
+		if h.full != nil && wantsFullScrape(perr, r) {
+			return h.fullScrape(ctx, s, r)
+		}
 		return h.parseFailure(s, perr)
 	}
 	if hasKey {
 		if req.Key, req.HasKey = bittorrent.ParseKeyBytes(key); !req.HasKey {
-			return h.failure(s, msgInvalidKey, "")
+			return h.failure(s, prefixAuth, bittorrent.ErrKeyFormat.Msg)
 		}
 	}
 	ip, ok := h.clientIP(r)
@@ -232,7 +260,8 @@ func (h *Handler) scrape(ctx context.Context, s *scratch, r *rawRequest, key []b
 		return h.trackerFailure(s, "scrape", err)
 	}
 	if len(resp.Files) != len(hashes) {
-		h.log.Error("http tracker: scrape answered the wrong number of torrents", "want", len(hashes), "got", len(resp.Files))
+		h.log.Error("http tracker: scrape answered the wrong number of torrents", "want", len(hashes), "got", len(resp.Files),
+			"request_id", string(s.rid))
 		return h.failure(s, msgInternal, "")
 	}
 	if ip.Is4() {
@@ -243,7 +272,7 @@ func (h *Handler) scrape(ctx context.Context, s *scratch, r *rawRequest, key []b
 		s.stripe.Inc(metrics.TCP6Scrapes)
 	}
 	s.out = appendScrape(s.out[:0], hashes, resp.Files)
-	return answer{200, contentTypeBencode, s.out}
+	return answer{status: 200, contentType: contentTypeBencode, body: s.out}
 }
 
 // trackerFailure answers an error of the rules: client errors with Torrust's
@@ -252,7 +281,7 @@ func (h *Handler) scrape(ctx context.Context, s *scratch, r *rawRequest, key []b
 func (h *Handler) trackerFailure(s *scratch, op string, err error) answer {
 	ce, ok := err.(*bittorrent.ClientError)
 	if !ok && !errors.As(err, &ce) {
-		h.log.Error("http tracker: "+op+" failed", "err", err)
+		h.log.Error("http tracker: "+op+" failed", "err", err, "request_id", string(s.rid))
 		return h.failure(s, msgInternal, "")
 	}
 	switch ce.Kind {
@@ -276,7 +305,7 @@ func (h *Handler) failure(s *scratch, msg1, msg2 string) answer {
 	b = append(b, msg1...)
 	b = append(b, msg2...)
 	s.out = append(b, bencode.End)
-	return answer{200, contentTypeFailure, s.out}
+	return answer{status: 200, contentType: contentTypeFailure, body: s.out}
 }
 
 // parseFailure answers a request the parser refused.
@@ -287,7 +316,7 @@ func (h *Handler) parseFailure(s *scratch, e *parseError) answer {
 	b = bencode.AppendString(b, "failure reason")
 	b = bencode.AppendBytes(b, s.msg)
 	s.out = append(b, bencode.End)
-	return answer{200, contentTypeFailure, s.out}
+	return answer{status: 200, contentType: contentTypeFailure, body: s.out}
 }
 
 // clientIP is the address the client is recorded as: the TCP peer, or behind

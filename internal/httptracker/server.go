@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/starling-tracker/starling/internal/metrics"
+	"github.com/starling-tracker/starling/internal/requestid"
 )
 
 // Config is one [[http_trackers]] listener plus the [core.net] setting it
@@ -44,6 +45,9 @@ type Config struct {
 	// Latency, when set, observes the time from a parsed request to its
 	// encoded answer (metrics.HTTPAnnounce, metrics.HTTPScrape).
 	Latency *metrics.Latency
+	// FullScrape, when set, answers a scrape without info_hash with every
+	// torrent (core.full_scrape); nil refuses it, as Torrust does.
+	FullScrape *FullScrape
 }
 
 // Defaults of Config.
@@ -138,6 +142,7 @@ func (s *Server) Handler() *Handler { return s.handler }
 // errorHandler answers requests fasthttp could not read (too large, timed
 // out, malformed) with a status and no body.
 func errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	ctx.Response.Header.SetCanonical(headerRequestID, requestid.AppendNew(nil))
 	var big *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.As(err, &big):
