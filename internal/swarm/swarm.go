@@ -167,3 +167,35 @@ type Options struct {
 	// and the torrent has a completed count above zero.
 	KeepCompleted bool
 }
+
+// TorrentDump is one swarm's whole state, as a snapshot keeps it: every
+// peer with what the store remembers of it, and the completed count.
+type TorrentDump struct {
+	InfoHash  bittorrent.InfoHash
+	Completed uint32
+	Peers     []PeerDump
+}
+
+// PeerDump is a peer as a snapshot keeps it.
+type PeerDump struct {
+	PeerInfo
+	// Counted is set once the peer's completion was counted in the swarm,
+	// so a restored peer that reports completed again is not counted twice.
+	Counted bool
+}
+
+// Dumper is implemented by stores that live in the process (memswarm) and
+// so must be written out to survive a restart; a shared store (Redis) keeps
+// its state elsewhere.
+type Dumper interface {
+	// Dump calls fn for every torrent, in pieces: a torrent may come in
+	// several calls, each with some of its peers (all with the same
+	// Completed). The store is read a part at a time, so announces keep
+	// being served; fn's argument is reused after it returns. An error
+	// from fn ends the dump and is returned.
+	Dump(fn func(*TorrentDump) error) error
+	// Restore adds d's peers to its torrent, creating it, and sets its
+	// completed count to at least d.Completed. Peers are as stored (their
+	// Updated, Event and Counted kept); one already there is replaced.
+	Restore(d *TorrentDump) error
+}
