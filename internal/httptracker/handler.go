@@ -43,8 +43,9 @@ const (
 
 // Failure texts that are not the parser's.
 const (
-	prefixAuth       = bittorrent.AuthErrorPrefix
+	prefixAuth       = "Authentication error: "
 	prefixTracker    = "Tracker error: "
+	msgInvalidKey    = prefixAuth + "Invalid format for authentication key param."
 	msgXForwardedFor = "Error resolving peer IP: missing or invalid the right most X-Forwarded-For IP (mandatory on reverse proxy tracker configuration)"
 	msgInternal      = prefixTracker + "internal error"
 )
@@ -199,7 +200,7 @@ func (h *Handler) announce(ctx context.Context, s *scratch, r *rawRequest, key [
 	}
 	if hasKey {
 		if req.Key, req.HasKey = bittorrent.ParseKeyBytes(key); !req.HasKey {
-			return h.failure(s, prefixAuth, bittorrent.ErrKeyFormat.Msg)
+			return h.failure(s, msgInvalidKey, "")
 		}
 	}
 	ip, ok := h.clientIP(r)
@@ -241,7 +242,7 @@ func (h *Handler) scrape(ctx context.Context, s *scratch, r *rawRequest, key []b
 	}
 	if hasKey {
 		if req.Key, req.HasKey = bittorrent.ParseKeyBytes(key); !req.HasKey {
-			return h.failure(s, prefixAuth, bittorrent.ErrKeyFormat.Msg)
+			return h.failure(s, msgInvalidKey, "")
 		}
 	}
 	ip, ok := h.clientIP(r)
