@@ -126,7 +126,10 @@ type Core struct {
 	Private                     bool    `toml:"private"`
 	// PrivateMode is nil when the file has no [core.private_mode] section;
 	// keys' expiry is then still checked. Use CheckKeysExpiration.
-	PrivateMode            *PrivateMode  `toml:"private_mode"`
+	PrivateMode *PrivateMode `toml:"private_mode"`
+	// Swarm is where the swarms live and how they survive a restart (a
+	// Starling section).
+	Swarm                  Swarm         `toml:"swarm"`
 	TrackerPolicy          TrackerPolicy `toml:"tracker_policy"`
 	TrackerUsageStatistics bool          `toml:"tracker_usage_statistics"`
 }
@@ -170,6 +173,28 @@ type Database struct {
 }
 
 // Net is the client address policy.
+// Swarm is [core.swarm], a Starling section: the memory store's snapshot.
+type Swarm struct {
+	// SnapshotPath is the file the swarms are written to on a graceful
+	// stop and every SnapshotInterval, and read from at start; "" turns
+	// snapshots off.
+	SnapshotPath string `toml:"snapshot_path"`
+	// SnapshotInterval is the seconds between snapshots while running; 0
+	// writes one only on a graceful stop.
+	SnapshotInterval Seconds `toml:"snapshot_interval"`
+}
+
+// DefaultSnapshotPath is core.swarm.snapshot_path's default, beside the
+// default SQLite database.
+const DefaultSnapshotPath = "./storage/tracker/lib/swarms.snapshot"
+
+// DefaultSnapshotInterval is core.swarm.snapshot_interval's default: a
+// SIGKILL or a crash loses at most five minutes of swarm changes.
+const DefaultSnapshotInterval = 300
+
+// MaxSnapshotInterval bounds core.swarm.snapshot_interval (a day).
+const MaxSnapshotInterval = 86400
+
 type Net struct {
 	// ExternalIP replaces loopback client addresses when it is a specific
 	// address; the default 0.0.0.0 keeps them.
@@ -286,6 +311,7 @@ func base() *Config {
 			FullScrapeInterval:          DefaultFullScrapeInterval,
 			InactivePeerCleanupInterval: 600,
 			Net:                         Net{ExternalIP: netip.IPv4Unspecified()},
+			Swarm:                       Swarm{SnapshotPath: DefaultSnapshotPath, SnapshotInterval: DefaultSnapshotInterval},
 			TrackerPolicy:               TrackerPolicy{MaxPeerTimeout: 900, RemovePeerlessTorrents: true},
 			TrackerUsageStatistics:      true,
 		},

@@ -125,6 +125,7 @@ func TestParseFiles(t *testing.T) {
 					Net:                         config.Net{ExternalIP: netip.MustParseAddr("203.0.113.7"), OnReverseProxy: true},
 					Private:                     true,
 					PrivateMode:                 &config.PrivateMode{CheckKeysExpiration: false},
+					Swarm:                       config.Swarm{SnapshotPath: "/var/lib/starling/swarms.snapshot", SnapshotInterval: 60},
 					TrackerPolicy:               config.TrackerPolicy{MaxPeerTimeout: 3600, PersistentTorrentCompletedStat: true},
 				},
 				UDPTrackers: []config.UDPTracker{
@@ -268,6 +269,10 @@ func TestParseProblems(t *testing.T) {
 		{"full scrape value", "[core]\nfull_scrape = \"yes\"", "core.full_scrape", `use "off", "api" (admin token only) or "public"`},
 		{"full scrape type", "[core]\nfull_scrape = true", "core.full_scrape", "expected a string"},
 		{"public full scrape on a private tracker", "[core]\nprivate = true\nfull_scrape = \"public\"", "core.full_scrape", "private tracker"},
+		{"snapshot interval huge", "[core.swarm]\nsnapshot_interval = 86401", "core.swarm.snapshot_interval", "at most 86400"},
+		{"snapshot path a directory", "[core.swarm]\nsnapshot_path = \"/var/lib/starling/\"", "core.swarm.snapshot_path", "not a file name"},
+		{"snapshot path type", "[core.swarm]\nsnapshot_path = 5", "core.swarm.snapshot_path", "expected a string"},
+		{"unknown swarm key", "[core.swarm]\nsnapshot_pth = \"x\"", "core.swarm.snapshot_pth", "did you mean \"snapshot_path\""},
 		{"full scrape interval zero", "[core]\nfull_scrape_interval = 0", "core.full_scrape_interval", "between 1 and 86400"},
 		{"full scrape interval huge", "[core]\nfull_scrape_interval = 86401", "core.full_scrape_interval", "between 1 and 86400"},
 		{"scrape cap", "[[http_trackers]]\nmax_scrape_torrents = 0", "http_trackers[0].max_scrape_torrents", "between 1 and"},

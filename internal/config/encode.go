@@ -70,6 +70,13 @@ func (c *Config) Encode(w io.Writer) error {
 	e.boolean("on_reverse_proxy", c.Core.Net.OnReverseProxy)
 	e.blank()
 
+	e.table("core.swarm")
+	e.comment("Starling: the swarms are written here on a graceful stop and every snapshot_interval")
+	e.comment("seconds (0: only on stop), and read back at start; \"\" turns snapshots off.")
+	e.str("snapshot_path", c.Core.Swarm.SnapshotPath)
+	e.uint("snapshot_interval", uint64(c.Core.Swarm.SnapshotInterval))
+	e.blank()
+
 	if pm := c.Core.PrivateMode; pm != nil {
 		e.table("core.private_mode")
 		e.comment("false: expired keys keep working.")

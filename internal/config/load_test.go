@@ -520,3 +520,30 @@ func TestFullScrapeSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotSettings: [core.swarm]'s defaults, and both keys from the
+// environment ("" turns snapshots off).
+func TestSnapshotSettings(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      []string
+		wantPath string
+		wantInt  config.Seconds
+	}{
+		{"defaults", nil, config.DefaultSnapshotPath, 300},
+		{"off", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__SNAPSHOT_PATH="}, "", 300},
+		{"elsewhere, only on stop", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__SNAPSHOT_PATH=/var/lib/s/swarms", "STARLING_CONFIG_OVERRIDE_CORE__SWARM__SNAPSHOT_INTERVAL=0"}, "/var/lib/s/swarms", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := append([]string{"STARLING_CONFIG_TOML=[core]"}, tt.env...)
+			c, _, err := config.Load(config.LoadOptions{Env: env, Dir: t.TempDir(), ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Core.Swarm.SnapshotPath != tt.wantPath || c.Core.Swarm.SnapshotInterval != tt.wantInt {
+				t.Fatalf("snapshot %q every %d s, want %q every %d s", c.Core.Swarm.SnapshotPath, c.Core.Swarm.SnapshotInterval, tt.wantPath, tt.wantInt)
+			}
+		})
+	}
+}

@@ -77,6 +77,12 @@ func (c *Config) validate() Problems {
 	default:
 		add("core.full_scrape", "%q is not a full-scrape setting; use \"off\", \"api\" (admin token only) or \"public\"", c.Core.FullScrape)
 	}
+	if i := c.Core.Swarm.SnapshotInterval; i > MaxSnapshotInterval {
+		add("core.swarm.snapshot_interval", "must be at most %d seconds (0 writes a snapshot only on a graceful stop), got %d", MaxSnapshotInterval, i)
+	}
+	if p := c.Core.Swarm.SnapshotPath; p != "" && (strings.HasSuffix(p, "/") || strings.ContainsRune(p, 0)) {
+		add("core.swarm.snapshot_path", "%q is not a file name; name the snapshot file, or \"\" to turn snapshots off", p)
+	}
 	if i := c.Core.FullScrapeInterval; i == 0 || i > MaxFullScrapeInterval {
 		add("core.full_scrape_interval", "must be between 1 and %d seconds, got %d (%d is the default)", MaxFullScrapeInterval, i, DefaultFullScrapeInterval)
 	}
