@@ -62,6 +62,8 @@ type Daemon struct {
 
 	stopSweep chan struct{}
 	sweepDone chan struct{}
+
+	snap *snapshots // nil without snapshots
 }
 
 type httpListener struct {
@@ -106,21 +108,34 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, 
 	}
 
 	persist := core.TrackerPolicy.PersistentTorrentCompletedStat
-	d.store = memswarm.New(swarm.Options{
-		RemovePeerlessTorrents: core.TrackerPolicy.RemovePeerlessTorrents,
-		KeepCompleted:          persist,
-	})
-	var sink tracker.CompletionSink
+	var counts []swarm.CompletedCount
 	if persist {
-		counts, err := db.LoadCompleted(ctx)
-		if err != nil {
+		if counts, err = db.LoadCompleted(ctx); err != nil {
 			return nil, fmt.Errorf("load completed counts from %s: %w", db, err)
 		}
-		if err := d.store.SetCompleted(ctx, counts); err != nil {
+	}
+	// The store with the persisted completed counts; the snapshot's swarms
+	// go on top (a count there is never lowered).
+	newStore := func() (swarm.Store, error) {
+		store := memswarm.New(swarm.Options{
+			RemovePeerlessTorrents: core.TrackerPolicy.RemovePeerlessTorrents,
+			KeepCompleted:          persist,
+		})
+		if err := store.SetCompleted(ctx, counts); err != nil {
 			return nil, fmt.Errorf("restore completed counts: %w", err)
 		}
+		return store, nil
+	}
+	if d.store, err = newStore(); err != nil {
+		return nil, err
+	}
+	if persist {
 		log.Info("completed counts loaded", "torrents", len(counts))
 	}
+	if err := d.restoreSnapshot(newStore); err != nil {
+		return nil, err
+	}
+	var sink tracker.CompletionSink
 	// Loading is over: back to the per-operation bound, before anything
 	// else uses the database.
 	db.SetTimeout(database.DefaultTimeout)
@@ -236,6 +251,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		d.waitAuxReady()
 		d.startSweeper()
+		d.startSnapshots()
 		d.log.Info("Starling is ready", "mode", d.tracker.Mode(),
 			"udp_trackers", len(d.udp), "http_trackers", len(d.http))
 	}
@@ -352,6 +368,10 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	wg.Wait()
 	d.shutdownAux(ctx, stop)
 	wg.Wait()
+	// Nothing changes the swarms any more: the last snapshot holds them all.
+	if err := d.finalSnapshot(); err != nil {
+		errs = append(errs, err)
+	}
 	// The flush gets its own budget: slow clients may have used up ctx,
 	// and counts not written now are lost.
 	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), FlushTimeout)
