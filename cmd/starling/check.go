@@ -41,7 +41,8 @@ Targets come from a JSON file in Torrust's tracker_checker format,
    "health_checks":["http://127.0.0.1:1313/health_check"]}
 named by --config or STARLING_CHECKER_CONFIG_PATH (TORRUST_CHECKER_CONFIG_PATH), or given
 inline in STARLING_CHECKER_CONFIG (TORRUST_CHECKER_CONFIG), plus any --udp, --http and
---health flags. For a private tracker put the key in the URL: http://host:7070/announce/KEY.
+--health flags. For a private tracker put the key in the URL: http://host:7070/announce/KEY,
+udp://host:6969/announce/KEY (sent as BEP 41 URL data).
 
 Exit status: 0 every check passed; 1 at least one failed; 2 bad configuration or flags.`,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -43,11 +43,16 @@ func newClientCmd() *cobra.Command {
 
   starling client announce udp://127.0.0.1:6969 9c38422213e30bff212b30c360d26f9a02136422
   starling client announce http://127.0.0.1:7070/announce/<32-char key> <info hash>
+  starling client announce udp://127.0.0.1:6969/announce/<32-char key> <info hash>
   starling client scrape   https://tracker.example/announce <info hash> <info hash>...
 
 Exit status: 0 answered; 1 the tracker answered with an error (failure reason or UDP
 error packet); 2 bad arguments; 3 no valid answer (timeout, connection refused, or an
-answer that is not a tracker's).`,
+answer that is not a tracker's).
+
+A udp:// URL's path and query are sent after each announce as BEP 41 URL data, which
+is how a private tracker gets the key of udp://host:port/announce/<key>; a UDP scrape
+cannot carry them.`,
 	}
 	announce := &cobra.Command{
 		Use:   "announce URL INFO_HASH...",

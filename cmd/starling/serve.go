@@ -59,7 +59,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	}
 	if src.FirstRun {
 		const ih = "9c38422213e30bff212b30c360d26f9a02136422"
-		if len(cfg.UDPTrackers) > 0 && !cfg.Core.Private {
+		if len(cfg.UDPTrackers) > 0 {
 			log.Info(fmt.Sprintf("try it: starling client announce udp://%s/announce %s", loopbackFor(cfg.UDPTrackers[0].BindAddress.String()), ih))
 		}
 		if len(cfg.HTTPTrackers) > 0 {

@@ -22,11 +22,19 @@ type ClientError struct {
 
 func (e *ClientError) Error() string { return e.Msg }
 
+// AuthErrorPrefix starts the text of every KindAuth error a client reads,
+// over HTTP (Torrust's wording) and over UDP (BEP 41 keys), so that a refused
+// key reads the same whichever way it came.
+const AuthErrorPrefix = "Authentication error: "
+
 // Client errors of the tracker's rules, worded as in Torrust v3 (without the
 // transport's prefix and Torrust's source location).
 var (
 	ErrMissingKey = &ClientError{KindAuth, "Missing authentication key param for private tracker."}
 	ErrExpiredKey = &ClientError{KindAuth, "Key has expired"}
+	// ErrKeyFormat is the answer to a key in the URL that is not 32
+	// alphanumerics; the transports check the format as they parse.
+	ErrKeyFormat = &ClientError{KindAuth, "Invalid format for authentication key param."}
 )
 
 // ErrUnknownKey is the answer to a key the tracker does not hold.

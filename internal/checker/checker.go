@@ -188,10 +188,13 @@ func NormalizeUDP(target string) string {
 }
 
 // CheckUDP connects, announces the check torrent, scrapes it and announces
-// stopped, so a check leaves no peer behind.
+// stopped, so a check leaves no peer behind. A private tracker's key goes in
+// the URL path, udp://host:6969/announce/KEY, and is sent as BEP 41 URL data.
 func (c Checker) CheckUDP(ctx context.Context, target string) Result {
 	res := c.checkTracker(ctx, KindUDP, NormalizeUDP(target))
-	res.URL = target // as the operator wrote it, to match the configuration
+	// As the operator wrote it, to match the configuration, but without a
+	// private tracker's key (udp://host:port/announce/KEY).
+	res.URL = trackerclient.RedactURL(target)
 	return res
 }
 

@@ -158,26 +158,24 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, 
 		ExternalIP:          core.Net.ExternalIP,
 	}, d.store, d.lists, d.clock, sink)
 
-	if core.Private && len(cfg.UDPTrackers) > 0 {
-		// As Torrust: UDP has nowhere to carry a peer key.
-		log.Warn("UDP is not safe for private trackers: the UDP trackers are not started", "udp_trackers", len(cfg.UDPTrackers))
-	} else {
-		for _, u := range cfg.UDPTrackers {
-			srv, err := udptracker.New(udptracker.Config{
-				BindAddress:                u.BindAddress.String(),
-				IPv6Only:                   u.IPv6V6Only,
-				Sockets:                    u.Sockets,
-				CookieLifetime:             u.CookieLifetime.Duration(),
-				MaxConnectionIDErrorsPerIP: udpErrorLimit(u.MaxConnectionIDErrorsPerIP),
-				ErrorWindow:                time.Minute,
-				Clock:                      d.clock,
-				Latency:                    d.latency,
-			}, d.tracker, d.counters, log)
-			if err != nil {
-				return nil, err
-			}
-			d.udp = append(d.udp, srv)
+	// Unlike Torrust, a private tracker serves UDP too: the peer key comes
+	// in the announce's BEP 41 URL data (udp://host:port/announce/KEY).
+	for _, u := range cfg.UDPTrackers {
+		srv, err := udptracker.New(udptracker.Config{
+			BindAddress:                u.BindAddress.String(),
+			IPv6Only:                   u.IPv6V6Only,
+			Sockets:                    u.Sockets,
+			CookieLifetime:             u.CookieLifetime.Duration(),
+			MaxConnectionIDErrorsPerIP: udpErrorLimit(u.MaxConnectionIDErrorsPerIP),
+			ErrorWindow:                time.Minute,
+			Clock:                      d.clock,
+			Latency:                    d.latency,
+			Private:                    core.Private,
+		}, d.tracker, d.counters, log)
+		if err != nil {
+			return nil, err
 		}
+		d.udp = append(d.udp, srv)
 	}
 	httpFull := d.buildFullScrape()
 	for _, h := range cfg.HTTPTrackers {

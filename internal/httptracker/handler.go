@@ -43,9 +43,8 @@ const (
 
 // Failure texts that are not the parser's.
 const (
-	prefixAuth       = "Authentication error: "
+	prefixAuth       = bittorrent.AuthErrorPrefix
 	prefixTracker    = "Tracker error: "
-	msgInvalidKey    = prefixAuth + "Invalid format for authentication key param."
 	msgXForwardedFor = "Error resolving peer IP: missing or invalid the right most X-Forwarded-For IP (mandatory on reverse proxy tracker configuration)"
 	msgInternal      = prefixTracker + "internal error"
 )
@@ -200,7 +199,7 @@ func (h *Handler) announce(ctx context.Context, s *scratch, r *rawRequest, key [
 	}
 	if hasKey {
 		if req.Key, req.HasKey = bittorrent.ParseKeyBytes(key); !req.HasKey {
-			return h.failure(s, msgInvalidKey, "")
+			return h.failure(s, prefixAuth, bittorrent.ErrKeyFormat.Msg)
 		}
 	}
 	ip, ok := h.clientIP(r)
@@ -242,7 +241,7 @@ func (h *Handler) scrape(ctx context.Context, s *scratch, r *rawRequest, key []b
 	}
 	if hasKey {
 		if req.Key, req.HasKey = bittorrent.ParseKeyBytes(key); !req.HasKey {
-			return h.failure(s, msgInvalidKey, "")
+			return h.failure(s, prefixAuth, bittorrent.ErrKeyFormat.Msg)
 		}
 	}
 	ip, ok := h.clientIP(r)

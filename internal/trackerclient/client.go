@@ -143,7 +143,11 @@ func New(rawURL string, opts Options) (*Client, error) {
 		if u.Port() == "" {
 			return nil, fmt.Errorf("tracker URL %q has no port: UDP trackers have no default port", redact(u))
 		}
-		c.udp = &udpClient{opts: opts, hostport: u.Host}
+		d, err := udpURLData(u)
+		if err != nil {
+			return nil, err
+		}
+		c.udp = &udpClient{opts: opts, hostport: u.Host, urlData: d}
 	case "http", "https":
 		c.http = newHTTPClient(u, opts)
 	default:

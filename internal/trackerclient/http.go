@@ -226,6 +226,10 @@ func redact(u *url.URL) string {
 			segs[i+1] = "REDACTED"
 		}
 	}
+	// udp://host:port/KEY: a UDP tracker reads a key from the whole path.
+	if v.Scheme == "udp" && len(segs) == 2 && segs[1] != "" && segs[1] != "announce" {
+		segs[1] = "REDACTED"
+	}
 	v.Path, v.RawPath = strings.Join(segs, "/"), ""
 	return v.String()
 }

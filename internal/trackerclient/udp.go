@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"syscall"
 	"time"
 
@@ -35,17 +36,34 @@ const (
 	// BEP 15's 15 s would exceed any sensible --timeout, so the client
 	// retransmits faster and doubles the wait each time.
 	firstRetransmit = time.Second
+
+	// BEP 41: the URL data option (type 2) carries the announce URL's path
+	// and query, at most 255 bytes an option, so longer data is split over
+	// several, which the tracker joins.
+	optURLData   = 2
+	maxOptionLen = 255
+	// MaxUDPURLData bounds the path and query of a udp:// URL, so that an
+	// announce with them stays well inside one packet.
+	MaxUDPURLData = 1024
+
+	announcePktSize = 98
 )
 
 type udpClient struct {
 	opts     Options
 	hostport string
-	conn     *net.UDPConn
-	remote   netip.AddrPort
-	connID   uint64
-	connAt   time.Time
-	buf      [2048]byte
-	out      [16 + 20*MaxUDPScrape]byte
+	// urlData is the URL's path and query, sent after each announce as
+	// BEP 41 URL data (a private tracker reads its key there); empty for
+	// udp://host:port, which then sends no options.
+	urlData string
+	conn    *net.UDPConn
+	remote  netip.AddrPort
+	connID  uint64
+	connAt  time.Time
+	buf     [2048]byte
+	// out holds a request: a scrape of MaxUDPScrape hashes, or an announce
+	// with URL data options.
+	out [max(16+20*MaxUDPScrape, announcePktSize+MaxUDPURLData+2*(MaxUDPURLData+maxOptionLen-1)/maxOptionLen)]byte
 }
 
 func (u *udpClient) close() error {
@@ -143,7 +161,7 @@ func (u *udpClient) announce(ctx context.Context, a Announce) (AnnounceResult, e
 		return AnnounceResult{}, err
 	}
 	tid := newTransactionID()
-	req := u.out[:98]
+	req := u.out[:announcePktSize]
 	binary.BigEndian.PutUint64(req[0:], u.connID)
 	binary.BigEndian.PutUint32(req[8:], actionAnnounce)
 	binary.BigEndian.PutUint32(req[12:], tid)
@@ -157,11 +175,37 @@ func (u *udpClient) announce(ctx context.Context, a Announce) (AnnounceResult, e
 	binary.BigEndian.PutUint32(req[88:], a.Key)
 	binary.BigEndian.PutUint32(req[92:], uint32(a.NumWant))
 	binary.BigEndian.PutUint16(req[96:], a.Port)
+	req = appendURLData(req, u.urlData)
 	ans, err := u.roundTrip(ctx, "announce", req, tid, actionAnnounce, nil)
 	if err != nil {
 		return AnnounceResult{}, err
 	}
 	return ans.announce, nil
+}
+
+// appendURLData appends d as BEP 41 URL data options of at most 255 bytes
+// each; nothing when d is empty.
+func appendURLData(b []byte, d string) []byte {
+	for len(d) > 0 {
+		n := min(len(d), maxOptionLen)
+		b = append(b, optURLData, byte(n))
+		b = append(b, d[:n]...)
+		d = d[n:]
+	}
+	return b
+}
+
+// udpURLData is the URL data a udp:// URL sends: its path and query, as
+// libtorrent sends them. Longer than MaxUDPURLData is an error.
+func udpURLData(u *url.URL) (string, error) {
+	d := u.EscapedPath()
+	if u.RawQuery != "" {
+		d += "?" + u.RawQuery
+	}
+	if len(d) > MaxUDPURLData {
+		return "", fmt.Errorf("tracker URL %q: path and query of %d bytes; BEP 41 URL data of at most %d bytes is sent", redact(u), len(d), MaxUDPURLData)
+	}
+	return d, nil
 }
 
 func (u *udpClient) scrape(ctx context.Context, hashes []bittorrent.InfoHash) ([]ScrapeFile, error) {

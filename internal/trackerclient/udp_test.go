@@ -83,7 +83,7 @@ func tracker(t *testing.T, peers []byte, counts func(ih []byte) [3]uint32) func(
 			out := append(be32(0), tid...)
 			return [][]byte{binary.BigEndian.AppendUint64(out, fakeConnID)}
 		case 1:
-			if binary.BigEndian.Uint64(req) != fakeConnID || len(req) != 98 {
+			if binary.BigEndian.Uint64(req) != fakeConnID || len(req) < 98 {
 				t.Errorf("bad announce request %x", req)
 			}
 			out := append(be32(1), tid...)
@@ -443,4 +443,67 @@ func equalAnnounce(a, b AnnounceResult) bool {
 		}
 	}
 	return true
+}
+
+// TestUDPAnnounceSendsURLData: a udp:// URL's path and query go after the
+// announce as BEP 41 URL data, in options of at most 255 bytes; a URL
+// without a path sends the 98 bytes of BEP 15 alone, as before.
+func TestUDPAnnounceSendsURLData(t *testing.T) {
+	long := "/announce/" + strings.Repeat("k", 590) // 600 bytes: 255 + 255 + 90
+	opt := func(s string) []byte { return append([]byte{optURLData, byte(len(s))}, s...) }
+	tests := []struct {
+		name, path string
+		opts       []byte
+	}{
+		{"no path", "", nil},
+		{"announce", "/announce", opt("/announce")},
+		{"key", "/announce/" + testKey, opt("/announce/" + testKey)},
+		{"key and query", "/announce/" + testKey + "?a=b%20c", opt("/announce/" + testKey + "?a=b%20c")},
+		{"escaped path", "/a%2Fb", opt("/a%2Fb")},
+		{"split at 255", long, bytes.Join([][]byte{opt(long[:255]), opt(long[255:510]), opt(long[510:])}, nil)},
+		{"at the bound", "/" + strings.Repeat("k", MaxUDPURLData-1), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := startFakeUDP(t, "udp4", "127.0.0.1:0", tracker(t, nil, nil))
+			c, err := New(f.url()+tt.path, Options{Timeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Announce(context.Background(), testAnnounce()); err != nil {
+				t.Fatal(err)
+			}
+			f.mu.Lock()
+			req := f.requests[len(f.requests)-1]
+			f.mu.Unlock()
+			if tt.name == "at the bound" {
+				if n := len(req) - 98 - 2*((MaxUDPURLData+254)/255); n != MaxUDPURLData {
+					t.Fatalf("%d bytes of URL data, want %d", n, MaxUDPURLData)
+				}
+				return
+			}
+			if got := req[98:]; !bytes.Equal(got, tt.opts) {
+				t.Fatalf("options %q, want %q", got, tt.opts)
+			}
+		})
+	}
+	if _, err := New("udp://127.0.0.1:1/"+strings.Repeat("k", MaxUDPURLData), Options{}); err == nil ||
+		strings.Contains(err.Error(), "kkkk") {
+		t.Fatalf("a path past the bound: %v", err)
+	}
+}
+
+func TestRedactUDP(t *testing.T) {
+	for in, want := range map[string]string{
+		"udp://h:1/announce/" + testKey: "udp://h:1/announce/REDACTED",
+		"udp://h:1/" + testKey:          "udp://h:1/REDACTED",
+		"udp://h:1/announce":            "udp://h:1/announce",
+		"udp://h:1":                     "udp://h:1",
+		"http://h:1/" + testKey:         "http://h:1/" + testKey, // HTTP keys are only ever after announce or scrape
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

@@ -101,23 +101,37 @@ const (
 	optURLData      = 0x2
 )
 
+// maxURLData bounds the URL data (BEP 41) an announce may carry: the joined
+// options, a URL's path and query. A private tracker's is "/announce/" and a
+// 32-character key; twice one option's 255 bytes leaves room for any query a
+// client adds, and more is refused rather than cut (a cut could keep a key
+// the client did not send).
+const maxURLData = 510
+
 // announceOptions is what BEP 41 options after an announce carry.
 type announceOptions struct {
 	// urlData is the concatenated URLData (the announce URL's path and
-	// query), up to its capacity; the tracker does not use it (Torrust
-	// ignores it too), the parse only has to be safe.
-	urlData    [255]byte
+	// query), up to maxURLData bytes. Private trackers read the peer key
+	// from it (urlKey); otherwise it is unused, as in Torrust, and the parse
+	// only has to be safe.
+	urlData    [maxURLData]byte
 	urlDataLen int
+	// tooLong is set when the URL data is longer than maxURLData; urlData
+	// then holds its first maxURLData bytes.
+	tooLong bool
 	// malformed is set when an option runs past the end of the packet; the
 	// options read up to there are kept and the announce is still answered.
 	malformed bool
 }
 
+// url is the URL data read.
+func (o *announceOptions) url() []byte { return o.urlData[:o.urlDataLen] }
+
 // parseOptions walks the BEP 41 options in b (the bytes after the announce
 // body). Every read is bounds-checked against len(b): a length byte that
 // points past the packet ends the walk.
 func parseOptions(b []byte, o *announceOptions) {
-	o.urlDataLen, o.malformed = 0, false
+	o.urlDataLen, o.tooLong, o.malformed = 0, false, false
 	for i := 0; i < len(b); {
 		switch b[i] {
 		case optEndOfOptions:
@@ -135,11 +149,37 @@ func parseOptions(b []byte, o *announceOptions) {
 				return
 			}
 			if b[i] == optURLData {
-				o.urlDataLen += copy(o.urlData[o.urlDataLen:], b[i+2:i+2+n])
+				c := copy(o.urlData[o.urlDataLen:], b[i+2:i+2+n])
+				o.urlDataLen += c
+				o.tooLong = o.tooLong || c < n
 			}
 			i += 2 + n
 		}
 	}
+}
+
+// urlKey finds the peer key in URL data, the path and query of the announce
+// URL: "/announce/KEY" as over HTTP, or "/KEY" (a tracker URL
+// udp://host:port/KEY). The query is not part of it. has is false when the
+// path names no key ("", "/", "/announce"); a key is returned as written,
+// and the caller checks its format (an empty or slashed one is invalid).
+func urlKey(u []byte) (key []byte, has bool) {
+	for i, c := range u {
+		if c == '?' {
+			u = u[:i]
+			break
+		}
+	}
+	const announce = "/announce"
+	switch {
+	case len(u) == 0, string(u) == "/", string(u) == announce:
+		return nil, false
+	case len(u) > len(announce) && string(u[:len(announce)+1]) == announce+"/":
+		return u[len(announce)+1:], true
+	case u[0] == '/':
+		return u[1:], true
+	}
+	return u, true
 }
 
 func putHeader(out []byte, action uint32, txid []byte) {

@@ -34,6 +34,9 @@ type handler struct {
 	clock   Clock
 	stripe  *metrics.Stripe
 	log     *slog.Logger
+	// private reads each announce's peer key from its BEP 41 URL data
+	// (Config.Private).
+	private bool
 	// tally counts the requests handled since the last flush; the worker
 	// flushes it into stripe after each batch, before sending the answers.
 	tally metrics.Tally
@@ -58,8 +61,8 @@ type handler struct {
 	suppressed int
 }
 
-func newHandler(t Tracker, c *cookies, l *limiter, clk Clock, stripe *metrics.Stripe, log *slog.Logger) *handler {
-	h := &handler{tracker: t, cookies: c, limiter: l, clock: clk, stripe: stripe, log: log}
+func newHandler(t Tracker, c *cookies, l *limiter, clk Clock, stripe *metrics.Stripe, log *slog.Logger, private bool) *handler {
+	h := &handler{tracker: t, cookies: c, limiter: l, clock: clk, stripe: stripe, log: log, private: private}
 	// Announces ask for compact answers only.
 	h.compact4 = make([]byte, 0, 6*maxPeers4)
 	h.compact6 = make([]byte, 0, 18*maxPeers6)
@@ -151,6 +154,21 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 		return h.refuse(out, txid, ip, h.clock.Now(), msgInvalidEvent)
 	}
 	parseOptions(pkt[announceLen:], &h.opts)
+	r := &h.areq
+	r.HasKey = false
+	if h.private {
+		// Only a private tracker reads the key: elsewhere URL data stays
+		// ignored, and the answers stay what they were before keys.
+		key, has := urlKey(h.opts.url())
+		if h.opts.tooLong {
+			has, key = true, nil
+		}
+		if has {
+			if r.Key, r.HasKey = bittorrent.ParseKeyBytes(key); !r.HasKey {
+				return h.trackerError(out, txid, src, "announce", bittorrent.ErrKeyFormat)
+			}
+		}
+	}
 
 	// Peers of the client's own family only, and no more than fit one
 	// 1500-byte packet; -1 and 0 mean the tracker's default.
@@ -162,9 +180,7 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 	if want <= 0 || want > limit {
 		want = limit
 	}
-	// Field by field, as tracker.Announce explains. Key stays empty: UDP
-	// carries no peer key.
-	r := &h.areq
+	// Field by field, as tracker.Announce explains; the key is set above.
 	r.InfoHash = f.infoHash
 	r.PeerID = f.peerID
 	r.Addr = netip.AddrPortFrom(ip, f.port)
@@ -174,7 +190,6 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 	r.Event = udpEvent[f.event]
 	r.NumWant = want
 	r.Families = fam
-	r.HasKey = false
 	r.Compact = true
 	r.Sample = h.sample
 	h.aresp.Reset()
@@ -250,8 +265,14 @@ func (h *handler) trackerError(out, txid []byte, src netip.AddrPort, op string, 
 	h.tally.Inc(metrics.UDPErrors)
 	var ce *bittorrent.ClientError
 	if errors.As(err, &ce) {
+		// A key refusal reads as over HTTP; the others keep Torrust's
+		// UDP prefix.
+		prefix := prefixClientError
+		if ce.Kind == bittorrent.KindAuth {
+			prefix = bittorrent.AuthErrorPrefix
+		}
 		putHeader(out, actionError, txid)
-		n := errorHdrLen + copy(out[errorHdrLen:], prefixClientError)
+		n := errorHdrLen + copy(out[errorHdrLen:], prefix)
 		return n + copy(out[n:], ce.Msg)
 	}
 	h.logInternal(op, src, err)

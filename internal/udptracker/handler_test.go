@@ -49,7 +49,7 @@ func newHandlerFixture(tb testing.TB, limit int) *handlerFixture {
 	}
 	counters := metrics.NewCounters(1, true)
 	return &handlerFixture{
-		h:        newHandler(tr, c, newLimiter(limit, 10, 1, 2), clk, counters.Stripe(), quietLog()),
+		h:        newHandler(tr, c, newLimiter(limit, 10, 1, 2), clk, counters.Stripe(), quietLog(), false),
 		counters: counters,
 		clk:      clk,
 		src:      netip.MustParseAddrPort("192.0.2.7:40000"),
@@ -160,7 +160,12 @@ func FuzzPacket(f *testing.F) {
 	f.Add(scrapePacket(0, 3, make([]bittorrent.InfoHash, 80)...), true)
 	f.Add(scrapePacket(0, 3), true)
 	f.Add([]byte{1, 2, 3}, false)
+	f.Add(announcePacket(announceSpec{txid: 2, hash: hashN(1), port: 9, options: append([]byte{optURLData, 42}, "/announce/"+validKey...)}), true)
+	f.Add(announcePacket(announceSpec{txid: 2, hash: hashN(1), port: 9, options: []byte{optURLData, 4, '/', 'a', 'b', 'c', optURLData, 2, 'd', '?'}}), true)
 	fx := newHandlerFixture(f, -1)
+	// A private tracker's handler reads keys from the options too; it
+	// shares fx's cookies, so the connection ids are valid for both.
+	fxp := newPrivateHandlerFixture(f, fx.h.cookies)
 	f.Fuzz(func(t *testing.T, data []byte, validID bool) {
 		if validID && len(data) >= 8 {
 			binary.BigEndian.PutUint64(data, fx.cid())
@@ -173,12 +178,14 @@ func FuzzPacket(f *testing.F) {
 			}
 			// As received whole, and as the start of a datagram the
 			// receive buffer cut.
-			for _, truncated := range []bool{false, true} {
-				n := fx.h.handle(context.Background(), src, pkt, truncated, fx.out)
-				if fx.counters.Value(metrics.Panics) != 0 {
-					t.Fatalf("handler panicked on % x (truncated %v)", data, truncated)
+			for _, x := range []*handlerFixture{fx, fxp} {
+				for _, truncated := range []bool{false, true} {
+					n := x.h.handle(context.Background(), src, pkt, truncated, x.out)
+					if x.counters.Value(metrics.Panics) != 0 {
+						t.Fatalf("handler (private %v) panicked on % x (truncated %v)", x.h.private, data, truncated)
+					}
+					checkAnswer(t, src, pkt, x.out[:n])
 				}
-				checkAnswer(t, src, pkt, fx.out[:n])
 			}
 		}
 		fx.src = netip.MustParseAddrPort("192.0.2.7:40000")
@@ -258,7 +265,7 @@ func BenchmarkHandlerParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		h := newHandler(tr, c, lim, clk, counters.Stripe(), quietLog())
+		h := newHandler(tr, c, lim, clk, counters.Stripe(), quietLog(), false)
 		out := make([]byte, maxPayload4)
 		pkt := announcePacket(announceSpec{txid: 1, numWant: 30, port: 6881})
 		var rng uint64 = uint64(time.Now().UnixNano())
@@ -355,7 +362,7 @@ func BenchmarkBatch(b *testing.B) {
 // pass on or off.
 func newBenchWorker(tr *tracker.Tracker, c *cookies, clk *clock.Manual, prefetch bool) *worker {
 	w := &worker{
-		h:  newHandler(tr, c, newLimiter(-1, 10, 1, 2), clk, metrics.NewCounters(1, true).Stripe(), quietLog()),
+		h:  newHandler(tr, c, newLimiter(-1, 10, 1, 2), clk, metrics.NewCounters(1, true).Stripe(), quietLog(), false),
 		rx: make([]batch.Message, batchSize),
 		tx: make([]batch.Message, batchSize),
 	}

@@ -39,6 +39,9 @@ type envOpts struct {
 	trCfg    *tracker.Config
 	tracker  Tracker // overrides the real rules when set
 	lifetime time.Duration
+	// private reads peer keys from BEP 41 URL data (Config.Private); set
+	// it with trCfg.Private.
+	private bool
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -71,6 +74,7 @@ func startEnv(t *testing.T, o envOpts) *testEnv {
 		MaxConnectionIDErrorsPerIP: o.limit,
 		Clock:                      e.clk,
 		Latency:                    e.latency,
+		Private:                    o.private,
 	}, tr, e.counters, quietLog())
 	if err != nil {
 		t.Fatal(err)

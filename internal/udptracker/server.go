@@ -3,8 +3,10 @@
 // whose workers each own a SO_REUSEPORT socket and move datagrams in
 // batches (recvmmsg/sendmmsg). The rules live behind the Tracker interface.
 //
-// Private mode is not served over UDP (a UDP announce carries no peer key);
-// like Torrust, the daemon does not start UDP trackers in private mode.
+// In private mode an announce carries its peer key in BEP 41 URL data
+// (udp://host:port/announce/KEY), which the rules check as they check an
+// HTTP key; a scrape has no room for options, so it gets zeros, as a keyless
+// HTTP scrape does. (Torrust does not start UDP trackers in private mode.)
 package udptracker
 
 import (
@@ -68,6 +70,10 @@ type Config struct {
 	// scrape: the time from the batch read that brought the request to the
 	// batch write that answered it (two clock reads per batch).
 	Latency *metrics.Latency
+	// Private reads each announce's peer key from its BEP 41 URL data
+	// ("/announce/KEY" or "/KEY") and refuses a malformed one; set it with
+	// the tracker's private mode. Off, URL data is ignored.
+	Private bool
 }
 
 // Server is one UDP tracker listener.
@@ -282,7 +288,7 @@ func (s *Server) newWorker(c *batch.Conn) *worker {
 	w := &worker{
 		s:    s,
 		conn: c,
-		h:    newHandler(s.tracker, s.cookies, s.limiter, s.clock, s.counters.Stripe(), s.log),
+		h:    newHandler(s.tracker, s.cookies, s.limiter, s.clock, s.counters.Stripe(), s.log, s.cfg.Private),
 		rx:   make([]batch.Message, batchSize),
 		tx:   make([]batch.Message, batchSize),
 	}

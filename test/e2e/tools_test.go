@@ -265,10 +265,9 @@ func createKey(t *testing.T, api string) string {
 
 func TestClientPrivate(t *testing.T) {
 	p := startTracker(t, "private = true\nlisted = false", "")
-	if len(p.addrs["udp"]) != 0 {
-		t.Errorf("a private tracker started UDP (no keys in BEP 15): %v", p.addrs["udp"])
-	}
-	httpURL, api := p.addr("http"), p.addr("api")
+	// Unlike Torrust, a private tracker serves UDP: the key comes as BEP 41
+	// URL data, which `starling client` sends from the URL's path.
+	udpURL, httpURL, api := p.addr("udp"), p.addr("http"), p.addr("api")
 	key := createKey(t, api)
 
 	t.Run("announce with the key in the path", func(t *testing.T) {
@@ -280,13 +279,25 @@ func TestClientPrivate(t *testing.T) {
 		if rs := decodeAll[scrapeJSON](t, out); rs[0].Files[0].Leechers != 1 {
 			t.Errorf("keyed scrape %s", out)
 		}
+		out, _ = mustClient(t, 0, "announce", udpURL+"/announce/"+key, checkHash, "--port", "7102", "--left", "1")
+		rs := decodeAll[announceJSON](t, out)
+		if len(rs) != 1 || rs[0].Leechers != 2 || !slices.Equal(rs[0].Peers, []string{"127.0.0.1:7101"}) {
+			t.Fatalf("udp announce with the key: %s", out)
+		}
+		if rs[0].URL != udpURL+"/announce/REDACTED" || strings.Contains(out, key) {
+			t.Errorf("the key is shown: %s", out)
+		}
 	})
 	refusals := []struct {
 		name, url, want string
 	}{
-		{"no key", httpURL + "/announce", "Missing authentication key"},
-		{"unknown key", httpURL + "/announce/" + strings.Repeat("A", 32), "Failed to read key"},
-		{"malformed key", httpURL + "/announce/short", "Invalid format for authentication key"},
+		{"no key", httpURL + "/announce", "Authentication error: Missing authentication key"},
+		{"unknown key", httpURL + "/announce/" + strings.Repeat("A", 32), "Authentication error: Failed to read key"},
+		{"malformed key", httpURL + "/announce/short", "Authentication error: Invalid format for authentication key"},
+		{"udp no key", udpURL + "/announce", "Authentication error: Missing authentication key"},
+		{"udp no path", udpURL, "Authentication error: Missing authentication key"},
+		{"udp unknown key", udpURL + "/announce/" + strings.Repeat("A", 32), "Authentication error: Failed to read key"},
+		{"udp malformed key", udpURL + "/announce/short", "Authentication error: Invalid format for authentication key"},
 	}
 	for _, tc := range refusals {
 		t.Run(tc.name, func(t *testing.T) {
@@ -301,17 +312,30 @@ func TestClientPrivate(t *testing.T) {
 		})
 	}
 	t.Run("keyless scrape is all zeros", func(t *testing.T) {
-		out, _ := mustClient(t, 0, "scrape", httpURL, checkHash)
-		if rs := decodeAll[scrapeJSON](t, out); rs[0].Files[0].Leechers != 0 {
-			t.Errorf("keyless scrape of a private tracker %s", out)
+		// A UDP scrape has no room for a key: zeros, with or without one
+		// in the URL.
+		for _, u := range []string{httpURL, udpURL, udpURL + "/announce/" + key} {
+			out, _ := mustClient(t, 0, "scrape", u, checkHash)
+			if rs := decodeAll[scrapeJSON](t, out); rs[0].Files[0].Leechers != 0 {
+				t.Errorf("keyless scrape of a private tracker %s", out)
+			}
 		}
 	})
 	t.Run("check", func(t *testing.T) {
-		out, errOut, code := tool(t, nil, "check", "--http", httpURL+"/announce/"+key, "--http", httpURL+"/announce")
+		out, errOut, code := tool(t, nil, "check", "--http", httpURL+"/announce/"+key, "--http", httpURL+"/announce",
+			"--udp", udpURL+"/announce/"+key, "--udp", udpURL)
 		rs := decodeAll[[]checkJSON](t, out)
-		if code != 1 || len(rs) != 1 || len(rs[0]) != 2 || rs[0][0].Status.Code != "ok" || rs[0][1].Status.Code != "error" ||
-			!strings.Contains(rs[0][1].Status.Message, "Missing authentication key") {
+		if code != 1 || len(rs) != 1 || len(rs[0]) != 4 {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+		}
+		// Results are in configuration order: UDP, then HTTP.
+		for i, want := range []string{"ok", "error", "ok", "error"} {
+			if r := rs[0][i]; r.Status.Code != want || (want == "error" && !strings.Contains(r.Status.Message, "Missing authentication key")) {
+				t.Errorf("check %s: %+v, want %s", r.URL, r.Status, want)
+			}
+		}
+		if strings.Contains(out, key) || strings.Contains(errOut, key) {
+			t.Errorf("check shows the key:\n%s\n%s", out, errOut)
 		}
 	})
 }
