@@ -8,6 +8,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/starling-tracker/starling/internal/access"
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -48,30 +49,45 @@ type Clock interface{ Now() int64 }
 
 // Tracker applies the rules. It is safe for concurrent use.
 type Tracker struct {
-	cfg        Config
-	store      swarm.Store
-	lists      *access.Lists
-	clock      Clock
-	sink       CompletionSink
-	replaceLo  bool
-	externalIP netip.Addr
+	// rules is replaced whole by SetConfig (a reload); a request reads it
+	// once, so it sees one configuration throughout.
+	rules atomic.Pointer[rules]
+	store swarm.Store
+	lists *access.Lists
+	clock Clock
+	sink  CompletionSink
 	// prefetcher is the store when it takes prefetch hints, else nil.
 	prefetcher swarm.Prefetcher
+}
+
+// rules is a Config with what is derived from it.
+type rules struct {
+	Config
+	replaceLo  bool
+	externalIP netip.Addr
 }
 
 // New builds the rules over a swarm store and the access lists. sink may be
 // nil when completed counts are not persisted.
 func New(cfg Config, store swarm.Store, lists *access.Lists, clock Clock, sink CompletionSink) *Tracker {
+	t := &Tracker{store: store, lists: lists, clock: clock, sink: sink}
+	t.prefetcher, _ = store.(swarm.Prefetcher)
+	t.SetConfig(cfg)
+	return t
+}
+
+// SetConfig replaces the settings; requests already running finish with
+// the old ones, and every later one sees the new ones.
+func (t *Tracker) SetConfig(cfg Config) {
 	if cfg.MaxPeersPerAnnounce <= 0 {
 		cfg.MaxPeersPerAnnounce = 74
 	}
-	t := &Tracker{cfg: cfg, store: store, lists: lists, clock: clock, sink: sink}
-	t.prefetcher, _ = store.(swarm.Prefetcher)
+	r := &rules{Config: cfg}
 	if cfg.ExternalIP.IsValid() && !cfg.ExternalIP.IsUnspecified() {
-		t.replaceLo = true
-		t.externalIP = bittorrent.NormalizeAddr(cfg.ExternalIP)
+		r.replaceLo = true
+		r.externalIP = bittorrent.NormalizeAddr(cfg.ExternalIP)
 	}
-	return t
+	t.rules.Store(r)
 }
 
 // Prefetch hands a batch of announces to the store ahead of applying them
@@ -83,16 +99,17 @@ func (t *Tracker) Prefetch(hints []swarm.Hint) {
 }
 
 // Config returns the rules' settings.
-func (t *Tracker) Config() Config { return t.cfg }
+func (t *Tracker) Config() Config { return t.rules.Load().Config }
 
 // Mode names the tracker's mode as Torrust does.
 func (t *Tracker) Mode() string {
+	cfg := t.rules.Load()
 	switch {
-	case t.cfg.Private && t.cfg.Listed:
+	case cfg.Private && cfg.Listed:
 		return "private_listed"
-	case t.cfg.Private:
+	case cfg.Private:
 		return "private"
-	case t.cfg.Listed:
+	case cfg.Listed:
 		return "listed"
 	default:
 		return "public"
@@ -102,9 +119,13 @@ func (t *Tracker) Mode() string {
 // ClientIP is the address a client is recorded and handed out as: IPv4-mapped
 // addresses become IPv4, and loopback becomes external_ip when one is set.
 func (t *Tracker) ClientIP(a netip.Addr) netip.Addr {
+	return t.rules.Load().clientIP(a)
+}
+
+func (r *rules) clientIP(a netip.Addr) netip.Addr {
 	a = bittorrent.NormalizeAddr(a)
-	if t.replaceLo && a.IsLoopback() {
-		return t.externalIP
+	if r.replaceLo && a.IsLoopback() {
+		return r.externalIP
 	}
 	return a
 }
@@ -115,12 +136,13 @@ var announcePool = sync.Pool{New: func() any { return new(swarm.Announce) }}
 // Refusals are *bittorrent.ClientError.
 func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
 	now := t.clock.Now()
-	if err := t.authorize(req, now); err != nil {
+	cfg := t.rules.Load()
+	if err := t.authorize(cfg, req, now); err != nil {
 		return err
 	}
 	want := int(req.NumWant)
-	if want <= 0 || want > t.cfg.MaxPeersPerAnnounce {
-		want = t.cfg.MaxPeersPerAnnounce
+	if want <= 0 || want > cfg.MaxPeersPerAnnounce {
+		want = cfg.MaxPeersPerAnnounce
 	}
 	fam := req.Families
 	if fam == 0 {
@@ -137,7 +159,7 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	// every announce.
 	a.InfoHash = req.InfoHash
 	a.PeerID = req.PeerID
-	a.Addr = netip.AddrPortFrom(t.ClientIP(req.Addr.Addr()), req.Addr.Port())
+	a.Addr = netip.AddrPortFrom(cfg.clientIP(req.Addr.Addr()), req.Addr.Port())
 	a.Uploaded = req.Uploaded
 	a.Downloaded = req.Downloaded
 	a.Left = req.Left
@@ -147,8 +169,8 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	a.Families = fam
 	a.Compact = req.Compact
 	a.Sample = req.Sample
-	resp.Interval = t.cfg.Interval
-	resp.MinInterval = t.cfg.MinInterval
+	resp.Interval = cfg.Interval
+	resp.MinInterval = cfg.MinInterval
 	res, err := t.store.Announce(ctx, a, resp)
 	if err != nil {
 		return err
@@ -163,16 +185,16 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 // recording anything. Transports call it when they must refuse a request for
 // a reason of their own, so that the mode's refusal wins, as in Torrust.
 func (t *Tracker) Authorize(req *bittorrent.AnnounceRequest) error {
-	return t.authorize(req, t.clock.Now())
+	return t.authorize(t.rules.Load(), req, t.clock.Now())
 }
 
-func (t *Tracker) authorize(req *bittorrent.AnnounceRequest, now int64) error {
-	if t.cfg.Private {
-		if err := t.checkKey(req.HasKey, req.Key, now); err != nil {
+func (t *Tracker) authorize(cfg *rules, req *bittorrent.AnnounceRequest, now int64) error {
+	if cfg.Private {
+		if err := t.checkKey(cfg, req.HasKey, req.Key, now); err != nil {
 			return err
 		}
 	}
-	if t.cfg.Listed && !t.lists.Whitelisted(req.InfoHash) {
+	if cfg.Listed && !t.lists.Whitelisted(req.InfoHash) {
 		return bittorrent.ErrNotWhitelisted(req.InfoHash)
 	}
 	return nil
@@ -182,7 +204,8 @@ func (t *Tracker) authorize(req *bittorrent.AnnounceRequest, now int64) error {
 // client may not see (not whitelisted, or a private tracker without a valid
 // key) get zeros, as in Torrust.
 func (t *Tracker) Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
-	if t.cfg.Private && t.checkKey(req.HasKey, req.Key, t.clock.Now()) != nil {
+	cfg := t.rules.Load()
+	if cfg.Private && t.checkKey(cfg, req.HasKey, req.Key, t.clock.Now()) != nil {
 		for range req.InfoHashes {
 			resp.Files = append(resp.Files, bittorrent.SwarmStats{})
 		}
@@ -194,7 +217,7 @@ func (t *Tracker) Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, res
 		return err
 	}
 	resp.Files = files
-	if t.cfg.Listed {
+	if cfg.Listed {
 		for i, h := range req.InfoHashes {
 			if !t.lists.Whitelisted(h) {
 				resp.Files[start+i] = bittorrent.SwarmStats{}
@@ -204,7 +227,7 @@ func (t *Tracker) Scrape(ctx context.Context, req *bittorrent.ScrapeRequest, res
 	return nil
 }
 
-func (t *Tracker) checkKey(has bool, k bittorrent.Key, now int64) error {
+func (t *Tracker) checkKey(cfg *rules, has bool, k bittorrent.Key, now int64) error {
 	if !has {
 		return bittorrent.ErrMissingKey
 	}
@@ -212,7 +235,7 @@ func (t *Tracker) checkKey(has bool, k bittorrent.Key, now int64) error {
 	if !ok {
 		return bittorrent.ErrUnknownKey(k)
 	}
-	if t.cfg.CheckKeysExpiration && r.Expired(now) {
+	if cfg.CheckKeysExpiration && r.Expired(now) {
 		return bittorrent.ErrExpiredKey
 	}
 	return nil
