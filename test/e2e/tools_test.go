@@ -286,7 +286,8 @@ func TestClientPrivate(t *testing.T) {
 		}
 		if rs[0].URL != udpURL+"/announce/REDACTED" || strings.Contains(out, key) {
 			t.Errorf("the key is shown: %s", out)
-		}		// anacrolix/torrent sends URL data too (RequestURI, in 255-byte
+		}
+		// anacrolix/torrent sends URL data too (RequestURI, in 255-byte
 		// options): an independent client gets the same answer.
 		if r := anacrolixAnnounce(t, udpURL+"/announce/"+key, checkHash, 7103, 1); len(r.Peers) != 2 || r.Leechers != 3 {
 			t.Errorf("anacrolix over UDP with the key: %+v", r)
