@@ -145,7 +145,11 @@ func (b *Builder) Get(ctx context.Context) (*Body, error) {
 	b.mu.Unlock()
 
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.BuildTimeout)
-	body, err := b.build(bctx)
+	prev := 0
+	if cur != nil {
+		prev = len(cur.Plain)
+	}
+	body, err := b.build(bctx, prev)
 	cancel()
 	b.mu.Lock()
 	b.building = nil
@@ -186,11 +190,12 @@ func (b *Builder) Stats() Stats {
 }
 
 // build reads the store a page at a time (the store holds a lock only
-// while it copies out one page) and encodes as it goes.
-func (b *Builder) build(ctx context.Context) (*Body, error) {
+// while it copies out one page) and encodes as it goes. prev, the last
+// body's size, sizes the buffer so that a rebuild allocates it once.
+func (b *Builder) build(ctx context.Context, prev int) (*Body, error) {
 	b.builds.Add(1)
 	start := time.Now()
-	plain := make([]byte, 0, 4096) // grown for a large store after the first page
+	plain := make([]byte, 0, max(4096, prev+prev/8)) // else grown after the first page
 	plain = append(plain, bencode.DictStart)
 	plain = append(plain, keyFiles...)
 	plain = append(plain, bencode.DictStart)

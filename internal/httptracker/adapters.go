@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -78,11 +79,25 @@ func (h *Handler) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 				ctx.Response.Header.SetCanonical(headerContentEncoding, headerGzip)
 			}
 		}
+		// Tens of megabytes do not go out within the write timeout
+		// meant for announce answers: a client reading at least
+		// fullScrapeMinRate gets the time it needs.
+		_ = ctx.SetWriteDeadline(time.Now().Add(fullScrapeWriteTime(h.writeTimeout, len(body))))
 		ctx.Response.SetBodyRaw(body)
 	} else {
 		ctx.SetBody(a.body) // copies, so the scratch can go back to the pool
 	}
 	h.putScratch(s)
+}
+
+// fullScrapeMinRate is the slowest reading, in bytes per second, that a
+// full scrape's write deadline allows for.
+const fullScrapeMinRate = 1 << 20
+
+// fullScrapeWriteTime is the time allowed to write a full scrape of n
+// bytes: the usual write timeout plus n at fullScrapeMinRate.
+func fullScrapeWriteTime(base time.Duration, n int) time.Duration {
+	return base + time.Duration(n)*time.Second/fullScrapeMinRate
 }
 
 // Header names and values as bytes, made once.

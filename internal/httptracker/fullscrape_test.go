@@ -221,6 +221,22 @@ func TestFullScrapeThousandClients(t *testing.T) {
 	if n := b.Stats().Builds; n != 1 {
 		t.Fatalf("%d builds for 1000 full scrapes, want 1", n)
 	}
+	// The same count, as Prometheus reads it.
+	reg := metrics.NewRegistry(nil, nil, nil, nil)
+	reg.RegisterFullScrape(b)
+	fams, err := reg.Gather(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	builds := -1.0
+	for _, f := range fams {
+		if f.GetName() == "starling_full_scrape_builds_total" {
+			builds = f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if builds != 1 {
+		t.Fatalf("starling_full_scrape_builds_total = %v, want 1", builds)
+	}
 	if len(bodies) != 1 {
 		t.Fatalf("%d different answers", len(bodies))
 	}
@@ -331,4 +347,41 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestFullScrapeSlowReader: a full scrape larger than what the write
+// timeout allows for still reaches a client that reads it slowly.
+func TestFullScrapeSlowReader(t *testing.T) {
+	rig := newFullScrapeRig(t, 100_000) // about 7 MB
+	cfg := Config{WriteTimeout: 200 * time.Millisecond, FullScrape: &FullScrape{Builder: fullscrape.New(rig.store, fullscrape.Config{})}}
+	srv := startServer(t, "tcp4", cfg, rig.tracker, nil)
+	conn, err := net.Dial("tcp4", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A small receive buffer keeps the kernel from taking the whole answer.
+	if err := conn.(*net.TCPConn).SetReadBuffer(32 << 10); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "GET /scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	var all bytes.Buffer
+	buf := make([]byte, 256<<10)
+	start := time.Now()
+	for {
+		n, err := conn.Read(buf)
+		all.Write(buf[:n])
+		if err != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // a few MB/s: well past 200 ms in all
+	}
+	if time.Since(start) < 300*time.Millisecond {
+		t.Skip("the socket buffers took the whole answer; nothing was slow")
+	}
+	_, body, ok := bytes.Cut(all.Bytes(), []byte("\r\n\r\n"))
+	if !ok {
+		t.Fatalf("no answer: %q", all.Bytes())
+	}
+	checkFullScrape(t, rig, body)
 }

@@ -62,6 +62,7 @@ type Handler struct {
 	maxScrape    int
 	timed        bool
 	full         *FullScrape // nil: full scrapes refused
+	writeTimeout time.Duration
 	pool         sync.Pool
 }
 
@@ -81,6 +82,10 @@ func NewHandler(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Log
 	h := &Handler{tracker: t, counters: counters, log: log, reverseProxy: cfg.OnReverseProxy, maxScrape: max, timed: cfg.Latency != nil}
 	if fs := cfg.FullScrape; fs != nil && fs.Builder != nil {
 		h.full = fs
+	}
+	h.writeTimeout = cfg.WriteTimeout
+	if h.writeTimeout <= 0 {
+		h.writeTimeout = DefaultWriteTimeout
 	}
 	h.pool.New = func() any {
 		var lat *metrics.LatencyStripe
