@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/starling-tracker/starling/internal/requestid"
 )
 
 // Target is one listener to probe.
@@ -133,7 +135,11 @@ func (s *Server) Check(ctx context.Context) Report {
 			msg := err.Error()
 			d.Result.Err = &msg
 			rep.Status, rep.Message = "Error", "health check failed"
-			s.log.WarnContext(ctx, "health check failed", "binding", t.Binding, "error", err)
+			attrs := []any{"binding", t.Binding, "error", err}
+			if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+				attrs = append(attrs, "request_id", id)
+			}
+			s.log.WarnContext(ctx, "health check failed", attrs...)
 		} else {
 			ok := t.OK
 			if ok == "" {
@@ -164,10 +170,16 @@ func (e probeError) Error() string { return string(e) }
 
 const errNoProbe = probeError("no probe configured for this listener")
 
+// requestIDKey carries the x-request-id of the request a check runs for.
+type requestIDKey struct{}
+
 // ServeHTTP answers GET /health_check with the report and GET / with {}.
 // The status stays 200 whatever the report says, as in Torrust; read the
 // JSON (starling healthcheck does) to learn the result.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := requestid.Keep(r.Header.Get(requestid.Header))
+	w.Header().Set(requestid.Header, id)
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 	var body []byte
 	switch r.URL.Path {
 	case "/health_check":
