@@ -58,7 +58,9 @@ const (
 )
 
 // wantsFullScrape reports whether a scrape the parser refused asked for no
-// torrent at all: no query, an empty one, or one without info_hash.
+// torrent at all: no query, an empty one, or one without info_hash. A
+// malformed item does not matter then: a base64 token's '=' padding,
+// unescaped, makes one (token=abc==).
 func wantsFullScrape(e *parseError, r *rawRequest) bool {
 	switch e.kind {
 	case errNoQuery:
@@ -66,7 +68,18 @@ func wantsFullScrape(e *parseError, r *rawRequest) bool {
 	case errMissing:
 		return e.param == "info_hash"
 	case errItem:
-		return len(trimQuery(r.query)) == 0
+		for rest := trimQuery(r.query); len(rest) > 0; {
+			item := rest
+			if i := bytes.IndexByte(rest, '&'); i >= 0 {
+				item, rest = rest[:i], rest[i+1:]
+			} else {
+				rest = nil
+			}
+			if bytes.HasPrefix(item, []byte("info_hash=")) || string(item) == "info_hash" {
+				return false
+			}
+		}
+		return true
 	}
 	return false
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -132,6 +133,8 @@ func TestFullScrape(t *testing.T) {
 	missingQuery := string(failureBody("Cannot parse query params for scrape request: missing query params for scrape request"))
 	missingHash := string(failureBody("Cannot parse query params for scrape request: missing param info_hash"))
 	needToken := string(failureBody(msgFullScrapeToken))
+	badHash := string(failureBody("Cannot parse query params for scrape request: invalid param value short for info_hash in not enough bytes for infohash: got 5 bytes, expected 20"))
+	const paddedToken = "c2VjcmV0dG9rZW4="
 	tests := []struct {
 		name     string
 		mode     fullscrape.Mode
@@ -152,6 +155,9 @@ func TestFullScrape(t *testing.T) {
 		{"api: other scheme", fullscrape.API, "/scrape", []string{"Authorization", "Basic " + adminToken}, needToken, false},
 		{"api: ?token=", fullscrape.API, "/scrape?token=" + adminToken, []string{"Accept-Encoding", "gzip"}, "", true},
 		{"api: bearer", fullscrape.API, "/scrape", []string{"Authorization", "Bearer " + adminToken}, "", false},
+		{"api: token with padding", fullscrape.API, "/scrape?token=" + paddedToken, nil, "", false},
+		{"api: token with padding, escaped", fullscrape.API, "/scrape?token=" + url.QueryEscape(paddedToken), nil, "", false},
+		{"api: bad hash wins", fullscrape.API, "/scrape?token=" + adminToken + "&info_hash=short", nil, badHash, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,7 +165,7 @@ func TestFullScrape(t *testing.T) {
 			if tt.mode != fullscrape.Off {
 				cfg.FullScrape = &FullScrape{Builder: fullscrape.New(rig.store, fullscrape.Config{})}
 				if tt.mode == fullscrape.API {
-					cfg.FullScrape.Tokens = NewTokens(map[string]string{"admin": adminToken, "empty": ""})
+					cfg.FullScrape.Tokens = NewTokens(map[string]string{"admin": adminToken, "b64": paddedToken, "empty": ""})
 				}
 			}
 			srv := startServer(t, "tcp4", cfg, rig.tracker, nil)
