@@ -21,6 +21,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/starling-tracker/starling/internal/access"
@@ -64,6 +65,16 @@ type Deps struct {
 	// FullScrape serves GET /api/v1/scrape/full (nil: 404, as with
 	// core.full_scrape = "off").
 	FullScrape *fullscrape.Builder
+	// Reload reads the configuration again and applies it, as SIGHUP does,
+	// for POST /api/v1/reload (nil: 404).
+	Reload func(context.Context) (ReloadResult, error)
+}
+
+// ReloadResult says what a configuration reload changed: the settings
+// applied, and those that need a restart and kept their running value.
+type ReloadResult struct {
+	Changed      []string `json:"changed"`
+	NeedsRestart []string `json:"needs_restart"`
 }
 
 // API serves the REST API. It is an http.Handler and can run its own server
@@ -72,7 +83,9 @@ type API struct {
 	cfg    Config
 	deps   Deps
 	log    *slog.Logger
-	tokens [][sha256.Size]byte
+	// tokens are the digests of the access tokens; SetAccessTokens (a
+	// reload) replaces them whole.
+	tokens atomic.Pointer[[][sha256.Size]byte]
 	now    func() time.Time
 	// panics counts recovered handler panics in the tracker's counters.
 	panics *metrics.Stripe
@@ -105,14 +118,22 @@ func New(cfg Config, deps Deps) (*API, error) {
 		a.deps.Counters = metrics.NewCounters(1, false)
 	}
 	a.panics = a.deps.Counters.Stripe()
-	for _, tok := range cfg.AccessTokens {
+	a.SetAccessTokens(cfg.AccessTokens)
+	return a, nil
+}
+
+// SetAccessTokens replaces the tokens that grant access (label → token);
+// requests that follow are checked against the new ones.
+func (a *API) SetAccessTokens(tokens map[string]string) {
+	var sums [][sha256.Size]byte
+	for _, tok := range tokens {
 		if tok != "" {
 			// Comparing fixed-size digests keeps the comparison's time
 			// independent of the tokens' lengths as well as their contents.
-			a.tokens = append(a.tokens, sha256.Sum256([]byte(tok)))
+			sums = append(sums, sha256.Sum256([]byte(tok)))
 		}
 	}
-	return a, nil
+	a.tokens.Store(&sums)
 }
 
 // Serve answers requests on ln (which the caller opened, plain or TLS)
@@ -287,6 +308,8 @@ func (a *API) dispatch(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return a.deleteKey(ctx, param)
 	case routeFullScrape:
 		return a.fullScrape(ctx)
+	case routeReload:
+		return a.reload(ctx)
 	}
 	return response{status: http.StatusNotFound}
 }
@@ -354,8 +377,9 @@ func (a *API) validToken(tok string) bool {
 	}
 	sum := sha256.Sum256([]byte(tok))
 	match := 0
-	for i := range a.tokens {
-		match |= subtle.ConstantTimeCompare(sum[:], a.tokens[i][:])
+	tokens := *a.tokens.Load()
+	for i := range tokens {
+		match |= subtle.ConstantTimeCompare(sum[:], tokens[i][:])
 	}
 	return match == 1
 }

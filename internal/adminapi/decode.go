@@ -28,6 +28,7 @@ const (
 	routeMetricsOpen
 	routeMetricsV1
 	routeFullScrape
+	routeReload
 )
 
 // routeNames are the patterns the log shows instead of the path, so a key
@@ -46,6 +47,7 @@ var routeNames = [...]string{
 	routeMetricsOpen:     "/metrics",
 	routeMetricsV1:       "/api/v1/metrics",
 	routeFullScrape:      "/api/v1/scrape/full",
+	routeReload:          "/api/v1/reload",
 }
 
 func (r route) String() string { return routeNames[r] }
@@ -81,6 +83,8 @@ func match(escapedPath string) (route, string) {
 		return routeMetricsV1, ""
 	case "scrape/full":
 		return routeFullScrape, ""
+	case "reload":
+		return routeReload, ""
 	}
 	head, param, ok := strings.Cut(rest, "/")
 	if !ok || param == "" || strings.Contains(param, "/") {
@@ -110,7 +114,7 @@ func (r route) allowed() []string {
 	switch r {
 	case routeWhitelist:
 		return []string{"POST", "DELETE"}
-	case routeKeys:
+	case routeKeys, routeReload:
 		return []string{"POST"}
 	case routeKey:
 		return []string{"POST", "DELETE"}

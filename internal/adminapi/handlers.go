@@ -246,6 +246,31 @@ func (a *API) reloadKeys(ctx context.Context) response {
 	return jsonResponse(http.StatusOK, okBody)
 }
 
+// reload applies the configuration file again, as SIGHUP does. A file
+// that does not load leaves everything as it was and is a 400 naming the
+// problems.
+func (a *API) reload(ctx context.Context) response {
+	if a.deps.Reload == nil {
+		return response{status: http.StatusNotFound}
+	}
+	res, err := a.deps.Reload(ctx)
+	if err != nil {
+		body, _ := json.Marshal(map[string]string{"status": "failed", "error": err.Error()})
+		return jsonResponse(http.StatusBadRequest, body)
+	}
+	if res.Changed == nil {
+		res.Changed = []string{}
+	}
+	if res.NeedsRestart == nil {
+		res.NeedsRestart = []string{}
+	}
+	body, _ := json.Marshal(struct {
+		Status string `json:"status"`
+		ReloadResult
+	}{"ok", res})
+	return jsonResponse(http.StatusOK, body)
+}
+
 // maxValidUntil is 9999-12-31T23:59:59Z: later expiries cannot be stored in
 // the databases' date types nor formatted as a four-digit year.
 const maxValidUntil = 253402300799

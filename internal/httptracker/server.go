@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/starling-tracker/starling/internal/certs"
 	"github.com/starling-tracker/starling/internal/metrics"
 	"github.com/starling-tracker/starling/internal/requestid"
 )
@@ -74,6 +75,7 @@ type Server struct {
 	handler *Handler
 	log     *slog.Logger
 	tls     *tls.Config
+	certs   *certs.Reloader // with tls: the certificate a reload replaces
 	fast    *fasthttp.Server
 
 	mu        sync.Mutex
@@ -84,6 +86,10 @@ type Server struct {
 	shutdown  chan struct{} // closed when the first Shutdown has finished waiting
 	shutErr   error
 }
+
+// Certificates is the HTTPS certificate, which a reload may replace (nil
+// for plain HTTP).
+func (s *Server) Certificates() *certs.Reloader { return s.certs }
 
 // New builds a server. It loads the TLS certificate and key now, so a
 // missing or unreadable file stops start-up with its path in the error.
@@ -110,12 +116,12 @@ func New(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Logger) (*
 		if cfg.TLSCertPath == "" || cfg.TLSKeyPath == "" {
 			return nil, fmt.Errorf("http tracker %s: tls config needs both ssl_cert_path and ssl_key_path", cfg.BindAddress)
 		}
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertPath, cfg.TLSKeyPath)
+		pair, err := certs.Load(cfg.TLSCertPath, cfg.TLSKeyPath)
 		if err != nil {
-			return nil, fmt.Errorf("http tracker %s: load TLS certificate %q and key %q (check the paths in tsl_config): %w",
-				cfg.BindAddress, cfg.TLSCertPath, cfg.TLSKeyPath, err)
+			return nil, fmt.Errorf("http tracker %s: tsl_config: %w", cfg.BindAddress, err)
 		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.certs = certs.New(pair)
+		s.tls = s.certs.Config()
 	}
 	s.handler = NewHandler(cfg, t, counters, log)
 	s.fast = &fasthttp.Server{
