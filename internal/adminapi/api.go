@@ -80,9 +80,9 @@ type ReloadResult struct {
 // API serves the REST API. It is an http.Handler and can run its own server
 // with Serve and Shutdown.
 type API struct {
-	cfg    Config
-	deps   Deps
-	log    *slog.Logger
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
 	// tokens are the digests of the access tokens; SetAccessTokens (a
 	// reload) replaces them whole.
 	tokens atomic.Pointer[[][sha256.Size]byte]

@@ -105,4 +105,3 @@ func (d *Daemon) writeSnapshot(reason string) error {
 		"peers", st.Peers, "bytes", st.Bytes, "took", st.Took.Round(time.Millisecond))
 	return nil
 }
-
