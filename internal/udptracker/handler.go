@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -36,7 +37,7 @@ type handler struct {
 	log     *slog.Logger
 	// private reads each announce's peer key from its BEP 41 URL data
 	// (Config.Private).
-	private bool
+	private *atomic.Bool
 	// tally counts the requests handled since the last flush; the worker
 	// flushes it into stripe after each batch, before sending the answers.
 	tally metrics.Tally
@@ -61,7 +62,7 @@ type handler struct {
 	suppressed int
 }
 
-func newHandler(t Tracker, c *cookies, l *limiter, clk Clock, stripe *metrics.Stripe, log *slog.Logger, private bool) *handler {
+func newHandler(t Tracker, c *cookies, l *limiter, clk Clock, stripe *metrics.Stripe, log *slog.Logger, private *atomic.Bool) *handler {
 	h := &handler{tracker: t, cookies: c, limiter: l, clock: clk, stripe: stripe, log: log, private: private}
 	// Announces ask for compact answers only.
 	h.compact4 = make([]byte, 0, 6*maxPeers4)
@@ -156,7 +157,7 @@ func (h *handler) announce(ctx context.Context, src netip.AddrPort, ip netip.Add
 	parseOptions(pkt[announceLen:], &h.opts)
 	r := &h.areq
 	r.HasKey = false
-	if h.private {
+	if h.private.Load() {
 		// Only a private tracker reads the key: elsewhere URL data stays
 		// ignored, and the answers stay what they were before keys.
 		key, has := urlKey(h.opts.url())

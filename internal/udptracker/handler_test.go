@@ -49,7 +49,7 @@ func newHandlerFixture(tb testing.TB, limit int) *handlerFixture {
 	}
 	counters := metrics.NewCounters(1, true)
 	return &handlerFixture{
-		h:        newHandler(tr, c, newLimiter(limit, 10, 1, 2), clk, counters.Stripe(), quietLog(), false),
+		h:        newHandler(tr, c, newLimiter(limit, 10, 1, 2), clk, counters.Stripe(), quietLog(), flag(false)),
 		counters: counters,
 		clk:      clk,
 		src:      netip.MustParseAddrPort("192.0.2.7:40000"),
@@ -265,7 +265,7 @@ func BenchmarkHandlerParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		h := newHandler(tr, c, lim, clk, counters.Stripe(), quietLog(), false)
+		h := newHandler(tr, c, lim, clk, counters.Stripe(), quietLog(), flag(false))
 		out := make([]byte, maxPayload4)
 		pkt := announcePacket(announceSpec{txid: 1, numWant: 30, port: 6881})
 		var rng uint64 = uint64(time.Now().UnixNano())
@@ -362,7 +362,7 @@ func BenchmarkBatch(b *testing.B) {
 // pass on or off.
 func newBenchWorker(tr *tracker.Tracker, c *cookies, clk *clock.Manual, prefetch bool) *worker {
 	w := &worker{
-		h:  newHandler(tr, c, newLimiter(-1, 10, 1, 2), clk, metrics.NewCounters(1, true).Stripe(), quietLog(), false),
+		h:  newHandler(tr, c, newLimiter(-1, 10, 1, 2), clk, metrics.NewCounters(1, true).Stripe(), quietLog(), flag(false)),
 		rx: make([]batch.Message, batchSize),
 		tx: make([]batch.Message, batchSize),
 	}

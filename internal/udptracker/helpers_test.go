@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -264,4 +265,11 @@ func v4Peer(i int) netip.AddrPort {
 
 func v6Peer(i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)}), uint16(2000+i))
+}
+
+// flag is an atomic.Bool set to v, for a handler's private mode.
+func flag(v bool) *atomic.Bool {
+	b := new(atomic.Bool)
+	b.Store(v)
+	return b
 }

@@ -20,32 +20,45 @@ const limiterSlots = 1 << 16
 // Each slot holds the window number (high 32 bits) and the count (low 32);
 // a slot from an older window counts as empty, so no sweeper is needed.
 type limiter struct {
-	slots  []atomic.Uint64
-	limit  uint32 // answers per window; 0 means no limit
-	window int64  // seconds
+	// slots is allocated by the first limit above 0 (New or a reload).
+	slots  atomic.Pointer[[limiterSlots]atomic.Uint64]
+	limit  atomic.Uint32 // answers per window; 0 means no limit
+	window int64         // seconds
 	k0, k1 uint64
 }
 
 func newLimiter(limit int, window int64, k0, k1 uint64) *limiter {
 	l := &limiter{window: window, k0: k0 ^ 0x5bd1e995, k1: k1 ^ 0x9e3779b97f4a7c15}
-	if limit > 0 {
-		l.limit = uint32(limit)
-		l.slots = make([]atomic.Uint64, limiterSlots)
-	}
+	l.setLimit(limit)
 	if l.window < 1 {
 		l.window = 1
 	}
 	return l
 }
 
+// setLimit changes the answers allowed per window (0 or less: no limit);
+// counts already made in this window stand.
+func (l *limiter) setLimit(limit int) {
+	if limit <= 0 {
+		l.limit.Store(0)
+		return
+	}
+	if l.slots.Load() == nil {
+		l.slots.CompareAndSwap(nil, new([limiterSlots]atomic.Uint64))
+	}
+	l.limit.Store(uint32(min(limit, 1<<32-1)))
+}
+
 // allow counts one error answer for ip and reports whether it may be sent.
 func (l *limiter) allow(ip netip.Addr, now int64) bool {
-	if l.limit == 0 {
+	limit := l.limit.Load()
+	if limit == 0 {
 		return true
 	}
+	slots := l.slots.Load()
 	// The address and four zero bytes: any keyed hash spreads the slots.
 	a := ip.As16()
-	slot := &l.slots[sipHash20(l.k0, l.k1, binary.LittleEndian.Uint64(a[:8]), binary.LittleEndian.Uint64(a[8:]), 0)&(limiterSlots-1)]
+	slot := &slots[sipHash20(l.k0, l.k1, binary.LittleEndian.Uint64(a[:8]), binary.LittleEndian.Uint64(a[8:]), 0)&(limiterSlots-1)]
 	epoch := uint64(uint32(now / l.window))
 	for {
 		old := slot.Load()
@@ -53,7 +66,7 @@ func (l *limiter) allow(ip netip.Addr, now int64) bool {
 		if old>>32 != epoch {
 			count = 0
 		}
-		if count >= l.limit {
+		if count >= limit {
 			return false
 		}
 		if slot.CompareAndSwap(old, epoch<<32|uint64(count+1)) {

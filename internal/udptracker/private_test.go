@@ -378,7 +378,7 @@ func newPrivateHandlerFixture(tb testing.TB, c *cookies) *handlerFixture {
 	}
 	counters := metrics.NewCounters(1, true)
 	return &handlerFixture{
-		h:        newHandler(tr, c, newLimiter(-1, 10, 1, 2), clk, counters.Stripe(), quietLog(), true),
+		h:        newHandler(tr, c, newLimiter(-1, 10, 1, 2), clk, counters.Stripe(), quietLog(), flag(true)),
 		counters: counters,
 		clk:      clk,
 		src:      netip.MustParseAddrPort("192.0.2.7:40000"),

@@ -85,6 +85,8 @@ type Server struct {
 	cookies  *cookies
 	limiter  *limiter
 	clock    Clock
+	// private is Config.Private, which SetPrivate changes (a reload).
+	private atomic.Bool
 
 	mu       sync.Mutex
 	conns    []*net.UDPConn
@@ -139,7 +141,21 @@ func New(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Logger) (*
 	if s.clock == nil {
 		s.clock = wallClock{}
 	}
+	s.private.Store(cfg.Private)
 	return s, nil
+}
+
+// SetPrivate turns the reading of peer keys from URL data on or off, as
+// the tracker's mode changes on a reload.
+func (s *Server) SetPrivate(private bool) { s.private.Store(private) }
+
+// SetMaxConnectionIDErrorsPerIP changes the error answers one IP gets per
+// window (0: the default, negative: no limit), as on a reload.
+func (s *Server) SetMaxConnectionIDErrorsPerIP(n int) {
+	if n == 0 {
+		n = DefaultMaxConnectionIDErrorsPerIP
+	}
+	s.limiter.setLimit(n)
 }
 
 // Listen binds the sockets and logs the bound address. After it returns,
@@ -288,7 +304,7 @@ func (s *Server) newWorker(c *batch.Conn) *worker {
 	w := &worker{
 		s:    s,
 		conn: c,
-		h:    newHandler(s.tracker, s.cookies, s.limiter, s.clock, s.counters.Stripe(), s.log, s.cfg.Private),
+		h:    newHandler(s.tracker, s.cookies, s.limiter, s.clock, s.counters.Stripe(), s.log, &s.private),
 		rx:   make([]batch.Message, batchSize),
 		tx:   make([]batch.Message, batchSize),
 	}
