@@ -23,7 +23,9 @@ func newServeCmd() *cobra.Command {
 		Long: `Run the tracker. The configuration comes from STARLING_CONFIG_TOML, the file named by
 STARLING_CONFIG_TOML_PATH, or ./tracker.toml, with STARLING_CONFIG_OVERRIDE_<SECTION>__<KEY> variables
 on top (the TORRUST_TRACKER_CONFIG_* names work too). With none of them, the first run writes
-./tracker.toml with a fresh admin token. SIGINT or SIGTERM stops it gracefully.`,
+./tracker.toml with a fresh admin token. SIGINT or SIGTERM stops it gracefully (the swarms are written to core.swarm.snapshot_path
+and read back at the next start); SIGHUP reads the configuration again and applies what can change
+while serving (settings that need a restart are logged by name and keep their running value).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -48,7 +50,8 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		}
 		return err
 	}
-	log := newLogger(stderr, cfg.Logging)
+	level := new(slog.LevelVar)
+	log := newLogger(stderr, cfg.Logging, level)
 	logSource(log, src)
 	log.Info("configuration", "config", cfg)
 
@@ -66,6 +69,34 @@ func serve(ctx context.Context, stderr io.Writer) error {
 			log.Info(fmt.Sprintf("try it: starling client announce http://%s/announce %s", loopbackFor(cfg.HTTPTrackers[0].BindAddress.String()), ih))
 		}
 	}
+	d.EnableReload(func() (*config.Config, error) {
+		// The same sources as at start, never a first run's fresh token.
+		cfg, src, err := config.Load(config.LoadOptions{Env: os.Environ(), Dir: wd, ReadOnly: true})
+		if err != nil {
+			return nil, err
+		}
+		if src.FirstRun {
+			return nil, errors.New("there is no configuration file or variable to read again: write ./tracker.toml or set STARLING_CONFIG_TOML_PATH")
+		}
+		for _, w := range src.Warnings {
+			log.Warn(w)
+		}
+		return cfg, nil
+	}, level)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading the configuration")
+				_, _ = d.Reload(ctx) // logged by Reload
+			}
+		}
+	}()
 	if err := d.Run(ctx); err != nil {
 		log.Error("stopped with an error", "err", err)
 		return exitError{1}
@@ -73,11 +104,11 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	return nil
 }
 
-func newLogger(w io.Writer, l config.Logging) *slog.Logger {
-	if l.Off() {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l.Level()}))
+// newLogger logs at l's threshold, through level so that a reload can
+// change it ("off" is a level above every line's).
+func newLogger(w io.Writer, l config.Logging, level *slog.LevelVar) *slog.Logger {
+	level.Set(daemon.LogLevel(l))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 func logSource(log *slog.Logger, src *config.Source) {

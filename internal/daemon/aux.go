@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/starling-tracker/starling/internal/adminapi"
+	"github.com/starling-tracker/starling/internal/certs"
 	"github.com/starling-tracker/starling/internal/metrics"
 )
 
@@ -27,6 +28,7 @@ type auxServer struct {
 func (d *Daemon) buildAux() error {
 	if api := d.cfg.HTTPAPI; api != nil {
 		reg := metrics.NewRegistry(d.counters, d.latency, d.store, d.log)
+		reg.Prometheus().MustRegister(d.reload.total)
 		if d.full != nil {
 			reg.RegisterFullScrape(d.full)
 		}
@@ -42,32 +44,25 @@ func (d *Daemon) buildAux() error {
 			Counters:   d.counters,
 			Metrics:    reg,
 			FullScrape: d.full,
+			Reload:     d.Reload,
 		})
 		if err != nil {
 			return err
 		}
+		d.api = a
 		s := &auxServer{name: "API", bind: api.BindAddress.String(), serve: a.Serve, shutdown: a.Shutdown}
 		if api.TLS != nil {
-			cfg, err := loadTLS("http_api", api.TLS.SSLCertPath, api.TLS.SSLKeyPath)
+			pair, err := certs.Load(api.TLS.SSLCertPath, api.TLS.SSLKeyPath)
 			if err != nil {
-				return err
+				return fmt.Errorf("http_api.tsl_config: %w", err)
 			}
-			s.tls = cfg
+			// A reload replaces the certificate for new connections.
+			d.reload.apiCerts = certs.New(pair)
+			s.tls = d.reload.apiCerts.Config()
 		}
 		d.aux = append(d.aux, s)
 	}
 	return d.buildHealth()
-}
-
-func loadTLS(section, cert, key string) (*tls.Config, error) {
-	if cert == "" || key == "" {
-		return nil, fmt.Errorf("%s.tsl_config: both ssl_cert_path and ssl_key_path are needed", section)
-	}
-	pair, err := tls.LoadX509KeyPair(cert, key)
-	if err != nil {
-		return nil, fmt.Errorf("%s.tsl_config: load certificate %q and key %q (check the paths): %w", section, cert, key, err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func (d *Daemon) bindAux(ctx context.Context) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/starling-tracker/starling/internal/access"
+	"github.com/starling-tracker/starling/internal/adminapi"
 	"github.com/starling-tracker/starling/internal/clock"
 	"github.com/starling-tracker/starling/internal/config"
 	"github.com/starling-tracker/starling/internal/database"
@@ -63,7 +64,9 @@ type Daemon struct {
 	stopSweep chan struct{}
 	sweepDone chan struct{}
 
-	snap *snapshots // nil without snapshots
+	snap   *snapshots // nil without snapshots
+	reload *reloader
+	api    *adminapi.API // nil without [http_api]
 }
 
 type httpListener struct {
@@ -77,7 +80,8 @@ type httpListener struct {
 // New builds everything the configuration asks for without binding any
 // socket: it opens the database and loads what the mode needs from it.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
-	d := &Daemon{cfg: cfg, log: log}
+	d := &Daemon{cfg: cfg, log: log, reload: newReloader()}
+	d.reload.maxPeerTimeout.Store(int64(cfg.Core.TrackerPolicy.MaxPeerTimeout))
 	defer func() {
 		if err != nil {
 			_ = d.closeStorage(ctx)
@@ -148,15 +152,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, 
 	d.counters = metrics.NewCounters(workers, core.TrackerUsageStatistics)
 	d.latency = metrics.NewLatency(workers)
 	d.clock = clock.NewCoarse()
-	d.tracker = tracker.New(tracker.Config{
-		Private:             core.Private,
-		Listed:              core.Listed,
-		CheckKeysExpiration: core.CheckKeysExpiration(),
-		Interval:            uint32(core.AnnouncePolicy.Interval),
-		MinInterval:         uint32(core.AnnouncePolicy.IntervalMin),
-		MaxPeersPerAnnounce: int(core.AnnouncePolicy.MaxPeersPerAnnounce),
-		ExternalIP:          core.Net.ExternalIP,
-	}, d.store, d.lists, d.clock, sink)
+	d.tracker = tracker.New(trackerConfig(core), d.store, d.lists, d.clock, sink)
 
 	// Unlike Torrust, a private tracker serves UDP too: the peer key comes
 	// in the announce's BEP 41 URL data (udp://host:port/announce/KEY).
@@ -407,7 +403,6 @@ func (d *Daemon) startSweeper() {
 	if every <= 0 {
 		return
 	}
-	timeout := int64(d.cfg.Core.TrackerPolicy.MaxPeerTimeout)
 	d.stopSweep = make(chan struct{})
 	d.sweepDone = make(chan struct{})
 	go func() {
@@ -427,7 +422,8 @@ func (d *Daemon) startSweeper() {
 					case <-ctx.Done():
 					}
 				}()
-				res, err := d.store.Sweep(ctx, d.clock.Now()-timeout)
+				// Read at every sweep: a reload may change it.
+				res, err := d.store.Sweep(ctx, d.clock.Now()-d.reload.maxPeerTimeout.Load())
 				cancel()
 				if err != nil && !errors.Is(err, context.Canceled) {
 					d.log.Error("sweep inactive peers", "err", err)

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/config"
 	"github.com/starling-tracker/starling/internal/fullscrape"
 	"github.com/starling-tracker/starling/internal/httptracker"
@@ -16,9 +17,8 @@ func (d *Daemon) buildFullScrape() *httptracker.FullScrape {
 		return nil
 	}
 	fc := fullscrape.Config{Interval: core.FullScrapeInterval.Duration()}
-	if core.Listed {
-		fc.Listed = d.lists.Whitelisted
-	}
+	// Asked at every build: a reload may turn listed mode on or off.
+	fc.Listed = func(h bittorrent.InfoHash) bool { return !d.tracker.Config().Listed || d.lists.Whitelisted(h) }
 	d.full = fullscrape.New(d.store, fc)
 	hf := &httptracker.FullScrape{Builder: d.full}
 	if core.FullScrape == config.FullScrapeAPI {
@@ -27,6 +27,7 @@ func (d *Daemon) buildFullScrape() *httptracker.FullScrape {
 			tokens = d.cfg.HTTPAPI.AccessTokens
 		}
 		hf.Tokens = httptracker.NewTokens(tokens)
+		d.reload.fullTokens = hf.Tokens
 	}
 	d.log.Info("full scrape on", "full_scrape", core.FullScrape, "interval", fc.Interval.String(), "listed_only", core.Listed)
 	return hf

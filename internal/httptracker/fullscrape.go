@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/url"
+	"sync/atomic"
 
 	"github.com/starling-tracker/starling/internal/fullscrape"
 	"github.com/starling-tracker/starling/internal/metrics"
@@ -24,17 +25,26 @@ type FullScrape struct {
 }
 
 // Tokens checks admin tokens in constant time.
-type Tokens struct{ sums [][sha256.Size]byte }
+type Tokens struct {
+	sums atomic.Pointer[[][sha256.Size]byte]
+}
 
 // NewTokens keeps the non-empty tokens.
 func NewTokens(tokens map[string]string) *Tokens {
 	t := &Tokens{}
+	t.Set(tokens)
+	return t
+}
+
+// Set replaces the tokens (a reload of the API's access tokens).
+func (t *Tokens) Set(tokens map[string]string) {
+	var sums [][sha256.Size]byte
 	for _, tok := range tokens {
 		if tok != "" {
-			t.sums = append(t.sums, sha256.Sum256([]byte(tok)))
+			sums = append(sums, sha256.Sum256([]byte(tok)))
 		}
 	}
-	return t
+	t.sums.Store(&sums)
 }
 
 // Valid reports whether tok is one of the tokens. Comparing digests, and
@@ -46,8 +56,9 @@ func (t *Tokens) Valid(tok []byte) bool {
 	}
 	sum := sha256.Sum256(tok)
 	match := 0
-	for i := range t.sums {
-		match |= subtle.ConstantTimeCompare(sum[:], t.sums[i][:])
+	sums := *t.sums.Load()
+	for i := range sums {
+		match |= subtle.ConstantTimeCompare(sum[:], sums[i][:])
 	}
 	return match == 1
 }
