@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // cookies mints and checks connection ids without keeping any state. An id
@@ -30,12 +31,26 @@ type cookies struct {
 
 // processKey is drawn once per process, so every listener (and a listener
 // rebuilt on reload) accepts the ids the others minted; a restart
-// invalidates them all, and clients simply connect again.
+// invalidates them all, and clients simply connect again. An upgrade
+// hands it to the new process (ConnectionIDKey, SetConnectionIDKey), so
+// the ids minted before it stay valid after it.
 var processKey = sync.OnceValues(func() ([16]byte, error) {
+	if k := inheritedKey.Load(); k != nil {
+		return *k, nil
+	}
 	var key [16]byte
 	_, err := rand.Read(key[:])
 	return key, err
 })
+
+var inheritedKey atomic.Pointer[[16]byte]
+
+// ConnectionIDKey is the key this process's connection ids are made with.
+func ConnectionIDKey() ([16]byte, error) { return processKey() }
+
+// SetConnectionIDKey makes this process use key (the one of the process
+// it takes over from); it must be called before the first server is built.
+func SetConnectionIDKey(key [16]byte) { inheritedKey.Store(&key) }
 
 func newCookies(lifetime uint32) (*cookies, error) {
 	key, err := processKey()

@@ -19,6 +19,7 @@ import (
 	"math/bits"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,10 @@ type Config struct {
 	// scrape: the time from the batch read that brought the request to the
 	// batch write that answered it (two clock reads per batch).
 	Latency *metrics.Latency
+	// Conns, when set, are sockets already bound to BindAddress (handed
+	// over by the process this one upgrades); Listen takes them instead of
+	// binding.
+	Conns []*net.UDPConn
 	// Private reads each announce's peer key from its BEP 41 URL data
 	// ("/announce/KEY" or "/KEY") and refuses a malformed one; set it with
 	// the tracker's private mode. Off, URL data is ignored.
@@ -87,6 +92,11 @@ type Server struct {
 	clock    Clock
 	// private is Config.Private, which SetPrivate changes (a reload).
 	private atomic.Bool
+	// paused is set by Pause: workers park at their next read until
+	// Resume closes resume.
+	paused atomic.Bool
+	resume chan struct{}
+	parked sync.WaitGroup
 
 	mu       sync.Mutex
 	conns    []*net.UDPConn
@@ -169,9 +179,12 @@ func (s *Server) Listen(ctx context.Context) error {
 	if s.conns != nil {
 		return errors.New("udp tracker: Listen called twice")
 	}
-	conns, err := batch.ListenGroup(ctx, s.cfg.BindAddress, s.cfg.Sockets, s.cfg.IPv6Only)
-	if err != nil {
-		return fmt.Errorf("udp tracker: %w", err)
+	conns := s.cfg.Conns
+	if conns == nil {
+		var err error
+		if conns, err = batch.ListenGroup(ctx, s.cfg.BindAddress, s.cfg.Sockets, s.cfg.IPv6Only); err != nil {
+			return fmt.Errorf("udp tracker: %w", err)
+		}
 	}
 	s.conns = conns
 	s.addr = conns[0].LocalAddr().(*net.UDPAddr).AddrPort()
@@ -274,6 +287,81 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// Files returns duplicates of the bound sockets' descriptors, to hand to
+// another process (an upgrade); the caller closes them.
+func (s *Server) Files() ([]*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*os.File
+	for _, c := range s.conns {
+		f, err := c.File()
+		if err != nil {
+			for _, f := range out {
+				f.Close()
+			}
+			return nil, fmt.Errorf("udp tracker %s: %w", s.addr, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// Pause stops reading: each worker sends the answers of the batch it has
+// and waits. The sockets stay open, so requests queue in them (and reach
+// whoever reads them next: Resume, or the process of an upgrade). It
+// returns once every worker waits, or ctx's error.
+func (s *Server) Pause(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closing.Load() || !s.serving || s.paused.Load() {
+		s.mu.Unlock()
+		return errors.New("udp tracker: not serving")
+	}
+	s.resume = make(chan struct{})
+	s.parked.Add(len(s.conns))
+	s.paused.Store(true)
+	past := time.Unix(1, 0)
+	for _, c := range s.conns {
+		_ = c.SetReadDeadline(past)
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.parked.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Resume lets paused workers read again.
+func (s *Server) Resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.paused.Load() {
+		return
+	}
+	if !s.closing.Load() {
+		for _, c := range s.conns {
+			_ = c.SetReadDeadline(time.Time{})
+		}
+	}
+	s.paused.Store(false)
+	close(s.resume)
+}
+
+// park waits, after a read that Pause cut short, until Resume or Shutdown.
+func (w *worker) park() {
+	w.s.mu.Lock()
+	ch := w.s.resume
+	w.s.mu.Unlock()
+	w.s.parked.Done()
+	select {
+	case <-ch:
+	case <-w.s.closed:
+	}
+}
+
 // worker owns one socket, its batches and its handler.
 type worker struct {
 	s    *Server
@@ -334,6 +422,9 @@ func (w *worker) run(ctx context.Context) {
 				return
 			}
 			if batch.IsTimeout(err) {
+				if w.s.paused.Load() {
+					w.park()
+				}
 				continue
 			}
 			// An unexpected socket error (out of memory, say): log it at

@@ -1,0 +1,314 @@
+// Package handoff passes a running tracker's listening sockets to a new
+// process of itself, for an upgrade without downtime: the old process
+// starts the new binary with the sockets as inherited file descriptors and
+// a control channel, the new one builds itself on them and says it is
+// prepared, the old one stops changing its swarms and writes them out, the
+// new one reads them and starts serving, and the old one then stops.
+//
+// The control channel is a Unix socket pair on the new process's fd 3
+// (STARLING_UPGRADE_FD): one JSON message a line. The old process sends
+// the manifest first and later a go message; the new process answers
+// prepared, then ready, or failed with the reason.
+package handoff
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// EnvFD names the environment variable that tells a process it was started
+// by an upgrade, and on which descriptor its control channel is.
+const EnvFD = "STARLING_UPGRADE_FD"
+
+// Manifest is what the old process hands the new one.
+type Manifest struct {
+	// Listeners are the sockets, each under the name of its configuration
+	// entry ("udp_trackers[0]", "http_api", ...).
+	Listeners []Listener `json:"listeners"`
+	// Secrets are opaque values a listener must keep across the upgrade
+	// (a UDP listener's connection-id keys), by listener name.
+	Secrets map[string][]byte `json:"secrets,omitempty"`
+	// OldPID is the process handing over.
+	OldPID int `json:"old_pid"`
+}
+
+// Listener is one configured listener's sockets.
+type Listener struct {
+	Name string `json:"name"`
+	// Network is "udp" or "tcp"; Addr the configured bind address.
+	Network string `json:"network"`
+	Addr    string `json:"addr"`
+	// Files are the listener's descriptors as indexes into the files passed
+	// with the manifest (the new process's fd 4 is index 0).
+	Files []int `json:"files"`
+}
+
+type message struct {
+	State    string    `json:"state,omitempty"` // prepared, ready, failed
+	Error    string    `json:"error,omitempty"`
+	PID      int       `json:"pid,omitempty"`
+	Go       bool      `json:"go,omitempty"`
+	Snapshot string    `json:"snapshot,omitempty"`
+	Manifest *Manifest `json:"manifest,omitempty"`
+}
+
+// firstFile is the descriptor of the first passed file in the new process
+// (0-2 are the standard streams, 3 the control channel).
+const firstFile = 4
+
+// Parent is the old process's side of one upgrade.
+type Parent struct {
+	cmd  *exec.Cmd
+	ctrl *os.File
+	rd   *bufio.Reader
+	enc  *json.Encoder
+	exit chan error
+}
+
+// Start runs exe with args and env (plus EnvFD) and hands it m and files.
+// The new process shares this one's standard output and error.
+func Start(exe string, args, env []string, m Manifest, files []*os.File) (*Parent, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: control channel: %w", err)
+	}
+	mine := os.NewFile(uintptr(fds[0]), "upgrade-control")
+	theirs := os.NewFile(uintptr(fds[1]), "upgrade-control-child")
+	defer theirs.Close()
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(append([]string(nil), env...), EnvFD+"=3")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.ExtraFiles = append([]*os.File{theirs}, files...)
+	if err := cmd.Start(); err != nil {
+		mine.Close()
+		return nil, fmt.Errorf("upgrade: start %s: %w", exe, err)
+	}
+	p := &Parent{cmd: cmd, ctrl: mine, rd: bufio.NewReader(mine), enc: json.NewEncoder(mine), exit: make(chan error, 1)}
+	go func() { p.exit <- cmd.Wait() }()
+	if err := p.enc.Encode(message{Manifest: &m}); err != nil {
+		p.Abort()
+		return nil, fmt.Errorf("upgrade: send the manifest: %w", err)
+	}
+	return p, nil
+}
+
+// PID is the new process's.
+func (p *Parent) PID() int { return p.cmd.Process.Pid }
+
+// await reads the next message and checks it is want; a failure, an exit
+// of the new process or the deadline is an error.
+func (p *Parent) await(ctx context.Context, want string) (message, error) {
+	got := make(chan struct {
+		m   message
+		err error
+	}, 1)
+	go func() {
+		line, err := p.rd.ReadBytes('\n')
+		var m message
+		if err == nil {
+			err = json.Unmarshal(line, &m)
+		}
+		got <- struct {
+			m   message
+			err error
+		}{m, err}
+	}()
+	select {
+	case r := <-got:
+		switch {
+		case r.err != nil:
+			return r.m, fmt.Errorf("the new process closed its control channel before it was %s (see its log)", want)
+		case r.m.State == "failed":
+			return r.m, fmt.Errorf("the new process failed: %s", r.m.Error)
+		case r.m.State != want:
+			return r.m, fmt.Errorf("the new process said %q, expected %q", r.m.State, want)
+		}
+		return r.m, nil
+	case err := <-p.exit:
+		p.exit <- err
+		return message{}, fmt.Errorf("the new process exited before it was %s: %v", want, err)
+	case <-ctx.Done():
+		return message{}, fmt.Errorf("the new process was not %s in time: %w", want, ctx.Err())
+	}
+}
+
+// WaitPrepared waits until the new process has built itself on the sockets.
+func (p *Parent) WaitPrepared(ctx context.Context) error {
+	_, err := p.await(ctx, "prepared")
+	return err
+}
+
+// Go tells the new process to load the swarms from snapshot ("" for none)
+// and serve.
+func (p *Parent) Go(snapshot string) error {
+	return p.enc.Encode(message{Go: true, Snapshot: snapshot})
+}
+
+// WaitReady waits until the new process serves.
+func (p *Parent) WaitReady(ctx context.Context) error {
+	_, err := p.await(ctx, "ready")
+	return err
+}
+
+// Abort kills the new process (it had not taken over) and waits for it.
+func (p *Parent) Abort() {
+	_ = p.cmd.Process.Kill()
+	err := <-p.exit
+	p.exit <- err
+	p.ctrl.Close()
+}
+
+// Release lets the new process run on alone.
+func (p *Parent) Release() { p.ctrl.Close() }
+
+// Child is the new process's side.
+type Child struct {
+	Manifest Manifest
+	ctrl     *os.File
+	rd       *bufio.Reader
+	enc      *json.Encoder
+	used     map[int]bool
+}
+
+// Inherited returns the upgrade this process was started for, or nil when
+// it was started normally. It reads the manifest.
+func Inherited() (*Child, error) {
+	v := os.Getenv(EnvFD)
+	if v == "" {
+		return nil, nil
+	}
+	os.Unsetenv(EnvFD) // not for processes this one starts
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("%s=%q is not a descriptor", EnvFD, v)
+	}
+	ctrl := os.NewFile(uintptr(fd), "upgrade-control")
+	c := &Child{ctrl: ctrl, rd: bufio.NewReader(ctrl), enc: json.NewEncoder(ctrl), used: map[int]bool{}}
+	_ = ctrl.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := c.rd.ReadBytes('\n')
+	_ = ctrl.SetReadDeadline(time.Time{})
+	var m message
+	if err == nil {
+		err = json.Unmarshal(line, &m)
+	}
+	if err != nil || m.Manifest == nil {
+		return nil, fmt.Errorf("read the upgrade manifest: %v", err)
+	}
+	c.Manifest = *m.Manifest
+	return c, nil
+}
+
+func (c *Child) listener(name, network, addr string) (Listener, bool) {
+	for _, l := range c.Manifest.Listeners {
+		if l.Name == name && l.Network == network && l.Addr == addr {
+			return l, true
+		}
+	}
+	return Listener{}, false
+}
+
+func (c *Child) file(i int) *os.File {
+	c.used[i] = true
+	return os.NewFile(uintptr(firstFile+i), "inherited-socket")
+}
+
+// UDP returns the inherited sockets of the named listener if it was bound
+// to addr, else nil (bind anew).
+func (c *Child) UDP(name, addr string) ([]*net.UDPConn, error) {
+	l, ok := c.listener(name, "udp", addr)
+	if !ok {
+		return nil, nil
+	}
+	var out []*net.UDPConn
+	for _, i := range l.Files {
+		f := c.file(i)
+		pc, err := net.FilePacketConn(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("inherited %s socket: %w", name, err)
+		}
+		uc, ok := pc.(*net.UDPConn)
+		if !ok {
+			return nil, fmt.Errorf("inherited %s socket is not UDP", name)
+		}
+		out = append(out, uc)
+	}
+	return out, nil
+}
+
+// TCP returns the inherited listener of the named entry if it was bound to
+// addr, else nil (bind anew).
+func (c *Child) TCP(name, addr string) (net.Listener, error) {
+	l, ok := c.listener(name, "tcp", addr)
+	if !ok || len(l.Files) != 1 {
+		return nil, nil
+	}
+	f := c.file(l.Files[0])
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("inherited %s listener: %w", name, err)
+	}
+	return ln, nil
+}
+
+// Secret is the named listener's kept value, if any.
+func (c *Child) Secret(name string) []byte { return c.Manifest.Secrets[name] }
+
+// CloseUnused closes inherited sockets no listener took (a bind address
+// changed in the configuration).
+func (c *Child) CloseUnused() {
+	for _, l := range c.Manifest.Listeners {
+		for _, i := range l.Files {
+			if !c.used[i] {
+				c.file(i).Close()
+			}
+		}
+	}
+}
+
+// Prepared tells the old process this one is built and waits for its go;
+// it returns the snapshot to load ("" for none).
+func (c *Child) Prepared(ctx context.Context) (string, error) {
+	if err := c.enc.Encode(message{State: "prepared", PID: os.Getpid()}); err != nil {
+		return "", fmt.Errorf("upgrade: tell the old process: %w", err)
+	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = c.ctrl.SetReadDeadline(d)
+	}
+	line, err := c.rd.ReadBytes('\n')
+	_ = c.ctrl.SetReadDeadline(time.Time{})
+	var m message
+	if err == nil {
+		err = json.Unmarshal(line, &m)
+	}
+	if err != nil || !m.Go {
+		return "", fmt.Errorf("upgrade: no go from the old process: %v", err)
+	}
+	return m.Snapshot, nil
+}
+
+// Ready tells the old process this one serves, and closes the channel.
+func (c *Child) Ready() error {
+	err := c.enc.Encode(message{State: "ready", PID: os.Getpid()})
+	c.ctrl.Close()
+	return err
+}
+
+// Fail tells the old process why this one gives up (it keeps serving).
+func (c *Child) Fail(reason error) {
+	_ = c.enc.Encode(message{State: "failed", Error: reason.Error(), PID: os.Getpid()})
+	c.ctrl.Close()
+}
+
+// ErrBusy is returned when an upgrade is asked for while one runs.
+var ErrBusy = errors.New("an upgrade is already under way")
