@@ -9,6 +9,7 @@ func addOptionalCommands(root *cobra.Command) {
 		newCheckCmd(),
 		newHealthcheckCmd(),
 		newDBCmd(),
+		newUpgradeCmd(),
 	)
 }
 

@@ -17,9 +17,11 @@ import (
 // health check.
 type auxServer struct {
 	name     string // as logged: "API", "Health check API"
+	key      string // the configuration's: "http_api", "health_check_api"
 	bind     string
 	tls      *tls.Config
 	ln       net.Listener
+	raw      net.Listener // ln without TLS, for an upgrade
 	serve    func(net.Listener) error
 	shutdown func(context.Context) error
 	ready    chan struct{}
@@ -50,7 +52,7 @@ func (d *Daemon) buildAux() error {
 			return err
 		}
 		d.api = a
-		s := &auxServer{name: "API", bind: api.BindAddress.String(), serve: a.Serve, shutdown: a.Shutdown}
+		s := &auxServer{name: "API", key: "http_api", bind: api.BindAddress.String(), serve: a.Serve, shutdown: a.Shutdown}
 		if api.TLS != nil {
 			pair, err := certs.Load(api.TLS.SSLCertPath, api.TLS.SSLKeyPath)
 			if err != nil {
@@ -67,11 +69,17 @@ func (d *Daemon) buildAux() error {
 
 func (d *Daemon) bindAux(ctx context.Context) error {
 	for _, s := range d.aux {
-		var lc net.ListenConfig
-		ln, err := lc.Listen(ctx, tcpNetwork(s.bind, false), s.bind)
+		ln, err := d.inheritedTCP(s.key, s.bind)
 		if err != nil {
-			return fmt.Errorf("%s: listen on %s: %w (is another process using it? change its bind_address)", s.name, s.bind, err)
+			return err
 		}
+		if ln == nil {
+			var lc net.ListenConfig
+			if ln, err = lc.Listen(ctx, tcpNetwork(s.bind, false), s.bind); err != nil {
+				return fmt.Errorf("%s: listen on %s: %w (is another process using it? change its bind_address)", s.name, s.bind, err)
+			}
+		}
+		s.raw = ln
 		scheme := "http"
 		if s.tls != nil {
 			scheme = "https"

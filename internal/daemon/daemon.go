@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/starling-tracker/starling/internal/access"
@@ -20,6 +22,7 @@ import (
 	"github.com/starling-tracker/starling/internal/config"
 	"github.com/starling-tracker/starling/internal/database"
 	"github.com/starling-tracker/starling/internal/fullscrape"
+	"github.com/starling-tracker/starling/internal/handoff"
 	"github.com/starling-tracker/starling/internal/healthcheck"
 	"github.com/starling-tracker/starling/internal/httptracker"
 	"github.com/starling-tracker/starling/internal/metrics"
@@ -67,6 +70,14 @@ type Daemon struct {
 	snap   *snapshots // nil without snapshots
 	reload *reloader
 	api    *adminapi.API // nil without [http_api]
+
+	// Upgrades: child is set in the new process; upgrading while one runs
+	// in the old one, handedOver once the new one serves (upgraded closed).
+	child      *handoff.Child
+	onReady    func()
+	upgrading  atomic.Bool
+	handedOver atomic.Bool
+	upgraded   chan struct{}
 }
 
 type httpListener struct {
@@ -79,8 +90,11 @@ type httpListener struct {
 
 // New builds everything the configuration asks for without binding any
 // socket: it opens the database and loads what the mode needs from it.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
-	d := &Daemon{cfg: cfg, log: log, reload: newReloader()}
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (_ *Daemon, err error) {
+	d := &Daemon{cfg: cfg, log: log, reload: newReloader(), upgraded: make(chan struct{})}
+	for _, o := range opts {
+		o(d)
+	}
 	d.reload.maxPeerTimeout.Store(int64(cfg.Core.TrackerPolicy.MaxPeerTimeout))
 	defer func() {
 		if err != nil {
@@ -156,8 +170,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, 
 
 	// Unlike Torrust, a private tracker serves UDP too: the peer key comes
 	// in the announce's BEP 41 URL data (udp://host:port/announce/KEY).
-	for _, u := range cfg.UDPTrackers {
+	for i, u := range cfg.UDPTrackers {
+		conns, err := d.inheritedUDP(i, u.BindAddress.String())
+		if err != nil {
+			return nil, err
+		}
 		srv, err := udptracker.New(udptracker.Config{
+			Conns:                      conns,
 			BindAddress:                u.BindAddress.String(),
 			IPv6Only:                   u.IPv6V6Only,
 			Sockets:                    u.Sockets,
@@ -231,6 +250,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	bindErr := d.bind(ctx)
+	if bindErr == nil && d.child != nil {
+		bindErr = d.takeOver(ctx)
+	}
 	if bindErr == nil {
 		for _, u := range d.udp {
 			serve("udp tracker", u.Serve, udptracker.ErrServerClosed)
@@ -248,6 +270,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.startSnapshots()
 		d.log.Info("Starling is ready", "mode", d.tracker.Mode(),
 			"udp_trackers", len(d.udp), "http_trackers", len(d.http))
+		if d.child != nil {
+			if err := d.child.Ready(); err != nil {
+				d.log.Warn("upgrade: could not tell the old process this one serves", "err", err)
+			}
+			d.log.Info("upgrade complete: this process serves", "pid", os.Getpid(), "old_pid", d.child.Manifest.OldPID)
+		}
+		if d.onReady != nil {
+			d.onReady()
+		}
 	}
 
 	var runErr error
@@ -260,6 +291,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Info("shutting down", "reason", context.Cause(ctx))
 		case runErr = <-errc:
 			d.log.Error("a listener failed; shutting down", "err", runErr)
+		case <-d.upgraded:
+			d.log.Info("shutting down", "reason", "handed over to the new process")
 		}
 	}
 
@@ -283,9 +316,17 @@ func (d *Daemon) bind(ctx context.Context) error {
 			return fmt.Errorf("%w (is another process using it? change [[udp_trackers]] bind_address)", err)
 		}
 	}
-	for _, h := range d.http {
+	for i, h := range d.http {
+		ln, err := d.inheritedTCP(httpName(i), h.bind)
+		if err != nil {
+			return err
+		}
+		if ln != nil {
+			h.ln = ln
+			continue
+		}
 		var lc net.ListenConfig
-		ln, err := lc.Listen(ctx, tcpNetwork(h.bind, h.v6only), h.bind)
+		ln, err = lc.Listen(ctx, tcpNetwork(h.bind, h.v6only), h.bind)
 		if err != nil {
 			return fmt.Errorf("http tracker: listen on %s: %w (is another process using it? change [[http_trackers]] bind_address)", h.bind, err)
 		}
@@ -362,8 +403,10 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	wg.Wait()
 	d.shutdownAux(ctx, stop)
 	wg.Wait()
-	// Nothing changes the swarms any more: the last snapshot holds them all.
-	if err := d.finalSnapshot(); err != nil {
+	// Nothing changes the swarms any more: the last snapshot holds them
+	// all, unless they went to the new process of an upgrade, which owns
+	// the snapshot file now.
+	if err := d.finalSnapshot(!d.handedOver.Load()); err != nil {
 		errs = append(errs, err)
 	}
 	// The flush gets its own budget: slow clients may have used up ctx,

@@ -17,6 +17,7 @@ func (d *Daemon) buildHealth() error {
 	d.health = healthcheck.New(healthcheck.Config{Logger: d.log}, nil)
 	d.aux = append(d.aux, &auxServer{
 		name:     "Health check API",
+		key:      "health_check_api",
 		bind:     d.cfg.HealthCheckAPI.BindAddress.String(),
 		serve:    d.health.Serve,
 		shutdown: d.health.Shutdown,

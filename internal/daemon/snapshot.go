@@ -33,6 +33,9 @@ func (d *Daemon) restoreSnapshot(fresh func() (swarm.Store, error)) error {
 		return nil
 	}
 	d.snap = &snapshots{path: path, interval: d.cfg.Core.Swarm.SnapshotInterval.Duration(), dumper: dumper}
+	if d.child != nil {
+		return nil // an upgrade: the old process hands its swarms over
+	}
 	cutoff := time.Now().Unix() - int64(d.cfg.Core.TrackerPolicy.MaxPeerTimeout)
 	st, err := snapshot.LoadFile(path, dumper.Restore, cutoff)
 	switch {
@@ -77,9 +80,9 @@ func (d *Daemon) startSnapshots() {
 	}()
 }
 
-// finalSnapshot stops the periodic writer and writes the last snapshot,
-// once the listeners have answered what was in flight.
-func (d *Daemon) finalSnapshot() error {
+// finalSnapshot stops the periodic writer and, with write, writes the
+// last snapshot, once the listeners have answered what was in flight.
+func (d *Daemon) finalSnapshot(write bool) error {
 	s := d.snap
 	if s == nil {
 		return nil
@@ -88,6 +91,9 @@ func (d *Daemon) finalSnapshot() error {
 		close(s.stop)
 		<-s.done
 		s.stop = nil
+	}
+	if !write {
+		return nil
 	}
 	return d.writeSnapshot("shutdown")
 }

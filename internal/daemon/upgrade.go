@@ -1,0 +1,253 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/starling-tracker/starling/internal/handoff"
+	"github.com/starling-tracker/starling/internal/snapshot"
+	"github.com/starling-tracker/starling/internal/swarm"
+	"github.com/starling-tracker/starling/internal/udptracker"
+)
+
+// UpgradeTimeout bounds each step of an upgrade: the new process building
+// itself, and then loading the swarms and serving. Past it, the old
+// process keeps serving.
+const UpgradeTimeout = time.Minute
+
+// Option changes how New builds the daemon.
+type Option func(*Daemon)
+
+// WithHandoff builds the daemon as the new process of an upgrade: on the
+// sockets the old process handed over, with its connection-id key, and
+// with the swarms it writes out when told to go (instead of the snapshot
+// file read at a normal start).
+func WithHandoff(c *handoff.Child) Option {
+	return func(d *Daemon) {
+		d.child = c
+		if k := c.Secret(secretConnectionIDKey); len(k) == 16 {
+			udptracker.SetConnectionIDKey([16]byte(k))
+		}
+	}
+}
+
+// OnReady runs f once the daemon serves (after an upgrade, once it has
+// taken over): where a PID file is written and systemd is told.
+func OnReady(f func()) Option { return func(d *Daemon) { d.onReady = f } }
+
+const secretConnectionIDKey = "connection_id_key"
+
+func udpName(i int) string  { return fmt.Sprintf("udp_trackers[%d]", i) }
+func httpName(i int) string { return fmt.Sprintf("http_trackers[%d]", i) }
+
+// inheritedUDP gives the UDP listener i the old process's sockets, if this
+// is an upgrade and the listener's address did not change.
+func (d *Daemon) inheritedUDP(i int, bind string) ([]*net.UDPConn, error) {
+	if d.child == nil {
+		return nil, nil
+	}
+	return d.child.UDP(udpName(i), bind)
+}
+
+// inheritedTCP is inheritedUDP for a TCP listener.
+func (d *Daemon) inheritedTCP(name, bind string) (net.Listener, error) {
+	if d.child == nil {
+		return nil, nil
+	}
+	return d.child.TCP(name, bind)
+}
+
+// takeOver is the new process's part of an upgrade, once every listener is
+// bound: say prepared, wait for the old process to stop changing its
+// swarms and write them out, and load them.
+func (d *Daemon) takeOver(ctx context.Context) error {
+	c := d.child
+	c.CloseUnused()
+	wait, cancel := context.WithTimeout(ctx, UpgradeTimeout)
+	defer cancel()
+	path, err := c.Prepared(wait)
+	if err != nil {
+		return err
+	}
+	if path == "" {
+		return nil
+	}
+	dumper, ok := d.store.(swarm.Dumper)
+	if !ok {
+		return nil
+	}
+	cutoff := time.Now().Unix() - d.reload.maxPeerTimeout.Load()
+	st, err := snapshot.LoadFile(path, dumper.Restore, cutoff)
+	if err != nil {
+		err = fmt.Errorf("load the swarms handed over in %s: %w", path, err)
+		c.Fail(err)
+		return err
+	}
+	d.log.Info("upgrade: swarms taken over", "old_pid", c.Manifest.OldPID, "peers", st.Peers-st.Expired,
+		"took", st.Took.Round(time.Millisecond))
+	return nil
+}
+
+// Upgrade starts the binary at this process's path with the same
+// arguments, hands it the listening sockets and, once it is built, the
+// swarms; when it serves, this process stops (Run returns nil). If the new
+// process fails or is not ready within UpgradeTimeout, it is killed and
+// this one serves on, and the error says why.
+func (d *Daemon) Upgrade(ctx context.Context) (err error) {
+	if !d.upgrading.CompareAndSwap(false, true) {
+		return handoff.ErrBusy
+	}
+	defer func() {
+		if err != nil {
+			d.upgrading.Store(false)
+			d.log.Error("upgrade failed: this process serves on", "err", err)
+		}
+	}()
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this binary's path: %w", err)
+	}
+	m, files, err := d.handoffFiles()
+	if err != nil {
+		return err
+	}
+	d.log.Info("upgrade: starting the new binary", "path", exe)
+	p, err := handoff.Start(exe, os.Args[1:], os.Environ(), m, files)
+	for _, f := range files {
+		f.Close() // the new process has its own copies
+	}
+	if err != nil {
+		return err
+	}
+	wait, cancel := context.WithTimeout(ctx, UpgradeTimeout)
+	defer cancel()
+	if err := p.WaitPrepared(wait); err != nil {
+		p.Abort()
+		return err
+	}
+	// From here the swarms must not change here: UDP stops reading (its
+	// requests wait in the sockets for the new process), and the swarms
+	// are written for it. HTTP serves on until the new process does;
+	// what its announces change here is not handed over.
+	var paused []*udptracker.Server
+	resume := func() {
+		for _, u := range paused {
+			u.Resume()
+		}
+	}
+	for _, u := range d.udp {
+		if err := u.Pause(wait); err != nil {
+			resume()
+			p.Abort()
+			return fmt.Errorf("pause the UDP tracker: %w", err)
+		}
+		paused = append(paused, u)
+	}
+	path, err := d.handoverSnapshot()
+	if err != nil {
+		resume()
+		p.Abort()
+		return err
+	}
+	if path != "" {
+		defer os.Remove(path)
+	}
+	if err := p.Go(path); err != nil {
+		resume()
+		p.Abort()
+		return fmt.Errorf("tell the new process to go: %w", err)
+	}
+	if err := p.WaitReady(wait); err != nil {
+		resume()
+		p.Abort()
+		return err
+	}
+	p.Release()
+	d.log.Info("upgrade: the new process serves; this one stops", "new_pid", p.PID())
+	d.handedOver.Store(true)
+	close(d.upgraded)
+	return nil
+}
+
+// handoffFiles duplicates every listening socket for the new process and
+// describes them, with the connection-id key.
+func (d *Daemon) handoffFiles() (m handoff.Manifest, files []*os.File, err error) {
+	defer func() {
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+		}
+	}()
+	key, err := udptracker.ConnectionIDKey()
+	if err != nil {
+		return m, nil, err
+	}
+	m.OldPID = os.Getpid()
+	m.Secrets = map[string][]byte{secretConnectionIDKey: key[:]}
+	add := func(name, network, addr string, fs ...*os.File) {
+		l := handoff.Listener{Name: name, Network: network, Addr: addr}
+		for _, f := range fs {
+			l.Files = append(l.Files, len(files))
+			files = append(files, f)
+		}
+		m.Listeners = append(m.Listeners, l)
+	}
+	for i, u := range d.udp {
+		fs, err := u.Files()
+		if err != nil {
+			return m, files, err
+		}
+		add(udpName(i), "udp", d.cfg.UDPTrackers[i].BindAddress.String(), fs...)
+	}
+	tcp := func(name, bind string, ln net.Listener) error {
+		tl, ok := ln.(*net.TCPListener)
+		if !ok {
+			return fmt.Errorf("%s: not a TCP listener", name)
+		}
+		f, err := tl.File()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		add(name, "tcp", bind, f)
+		return nil
+	}
+	for i, h := range d.http {
+		if err := tcp(httpName(i), h.bind, h.ln); err != nil {
+			return m, files, err
+		}
+	}
+	for _, s := range d.aux {
+		if s.raw != nil {
+			if err := tcp(s.key, s.bind, s.raw); err != nil {
+				return m, files, err
+			}
+		}
+	}
+	return m, files, nil
+}
+
+// handoverSnapshot writes the swarms for the new process, beside the
+// snapshot file (or in the temporary directory without one); "" when the
+// store keeps its swarms elsewhere.
+func (d *Daemon) handoverSnapshot() (string, error) {
+	dumper, ok := d.store.(swarm.Dumper)
+	if !ok {
+		return "", nil
+	}
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("starling-upgrade-%d.snapshot", os.Getpid()))
+	if d.snap != nil {
+		path = d.snap.path + ".upgrade"
+	}
+	st, err := snapshot.Write(path, dumper.Dump, time.Now())
+	if err != nil {
+		return "", fmt.Errorf("write the swarms for the new process: %w", err)
+	}
+	d.log.Info("upgrade: swarms written for the new process", "path", path, "peers", st.Peers, "took", st.Took.Round(time.Millisecond))
+	return path, nil
+}
+
