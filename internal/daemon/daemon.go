@@ -373,7 +373,11 @@ func (d *Daemon) closeUnserved() {
 }
 
 func (d *Daemon) shutdown(ctx context.Context) error {
-	d.markShuttingDown()
+	// After an upgrade the health check's socket is the new process's
+	// too: this one must not answer it as going down.
+	if !d.handedOver.Load() {
+		d.markShuttingDown()
+	}
 	if d.stopSweep != nil {
 		close(d.stopSweep)
 		<-d.sweepDone

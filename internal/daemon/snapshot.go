@@ -74,7 +74,11 @@ func (d *Daemon) startSnapshots() {
 			case <-s.stop:
 				return
 			case <-t.C:
-				d.writeSnapshot("periodic")
+				// During an upgrade the swarms go to the new process,
+				// which owns the file once it serves.
+				if !d.upgrading.Load() {
+					d.writeSnapshot("periodic")
+				}
 			}
 		}
 	}()
