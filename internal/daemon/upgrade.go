@@ -250,4 +250,3 @@ func (d *Daemon) handoverSnapshot() (string, error) {
 	d.log.Info("upgrade: swarms written for the new process", "path", path, "peers", st.Peers, "took", st.Took.Round(time.Millisecond))
 	return path, nil
 }
-
