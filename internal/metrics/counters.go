@@ -23,6 +23,15 @@ const (
 	UDP6Connections
 	UDP6Announces
 	UDP6Scrapes
+	// WebSocket (WebTorrent) trackers, after Torrust's twelve so that
+	// their numbers keep their place: announces and scrapes by the family
+	// of the connection, and the offers and answers relayed between peers.
+	WS4Announces
+	WS4Scrapes
+	WS6Announces
+	WS6Scrapes
+	WSOffersRelayed
+	WSAnswersRelayed
 	// UDPRequests counts datagrams received by the UDP trackers.
 	UDPRequests
 	// UDPErrors counts error packets sent (bad requests, refusals).
@@ -34,6 +43,8 @@ const (
 	UDPRateLimited
 	// HTTPErrors counts HTTP tracker failure responses.
 	HTTPErrors
+	// WSErrors counts WebSocket tracker failure messages sent.
+	WSErrors
 	// Panics counts requests whose handler panicked (recovered).
 	Panics
 	numCounters
@@ -44,8 +55,10 @@ var counterNames = [numCounters]string{
 	"tcp6_connections_handled", "tcp6_announces_handled", "tcp6_scrapes_handled",
 	"udp4_connections_handled", "udp4_announces_handled", "udp4_scrapes_handled",
 	"udp6_connections_handled", "udp6_announces_handled", "udp6_scrapes_handled",
+	"ws4_announces_handled", "ws4_scrapes_handled", "ws6_announces_handled", "ws6_scrapes_handled",
+	"ws_offers_relayed", "ws_answers_relayed",
 	"udp_requests", "udp_errors", "udp_bad_connection_ids", "udp_rate_limited",
-	"http_errors", "panics",
+	"http_errors", "ws_errors", "panics",
 }
 
 // String is the counter's name as /api/v1/stats shows it.

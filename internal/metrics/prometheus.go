@@ -101,6 +101,9 @@ var (
 		"UDP announces and scrapes with a wrong or expired connection id.", nil, nil)
 	rateLimitedDesc = prometheus.NewDesc("starling_udp_rate_limited_total",
 		"UDP error answers (bad connection ids, malformed requests) suppressed by the per-IP limit.", nil, nil)
+	wsRelayedDesc = prometheus.NewDesc("starling_websocket_relayed_total",
+		"WebRTC offers and answers the WebSocket trackers relayed from one peer to another, by kind.",
+		[]string{"kind"}, nil)
 	panicsDesc = prometheus.NewDesc("starling_panics_total",
 		"Requests whose handler panicked (recovered and logged).", nil, nil)
 	latencyDesc = prometheus.NewDesc("starling_request_duration_seconds",
@@ -131,6 +134,10 @@ var requestSeries = []struct {
 	{TCP4Scrapes, "http", "ipv4", "scrape"},
 	{TCP6Announces, "http", "ipv6", "announce"},
 	{TCP6Scrapes, "http", "ipv6", "scrape"},
+	{WS4Announces, "websocket", "ipv4", "announce"},
+	{WS4Scrapes, "websocket", "ipv4", "scrape"},
+	{WS6Announces, "websocket", "ipv6", "announce"},
+	{WS6Scrapes, "websocket", "ipv6", "scrape"},
 }
 
 // counterCollector reads the striped counters at scrape time, so counting
@@ -138,7 +145,7 @@ var requestSeries = []struct {
 type counterCollector struct{ c *Counters }
 
 func (cc *counterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{requestsDesc, udpReceivedDesc, errorResponsesDesc, badConnIDDesc, rateLimitedDesc, panicsDesc} {
+	for _, d := range []*prometheus.Desc{requestsDesc, udpReceivedDesc, errorResponsesDesc, badConnIDDesc, rateLimitedDesc, panicsDesc, wsRelayedDesc} {
 		ch <- d
 	}
 }
@@ -151,6 +158,9 @@ func (cc *counterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(udpReceivedDesc, prometheus.CounterValue, float64(v[UDPRequests]))
 	ch <- prometheus.MustNewConstMetric(errorResponsesDesc, prometheus.CounterValue, float64(v[UDPErrors]), "udp")
 	ch <- prometheus.MustNewConstMetric(errorResponsesDesc, prometheus.CounterValue, float64(v[HTTPErrors]), "http")
+	ch <- prometheus.MustNewConstMetric(errorResponsesDesc, prometheus.CounterValue, float64(v[WSErrors]), "websocket")
+	ch <- prometheus.MustNewConstMetric(wsRelayedDesc, prometheus.CounterValue, float64(v[WSOffersRelayed]), "offer")
+	ch <- prometheus.MustNewConstMetric(wsRelayedDesc, prometheus.CounterValue, float64(v[WSAnswersRelayed]), "answer")
 	ch <- prometheus.MustNewConstMetric(badConnIDDesc, prometheus.CounterValue, float64(v[UDPBadConnectionIDs]))
 	ch <- prometheus.MustNewConstMetric(rateLimitedDesc, prometheus.CounterValue, float64(v[UDPRateLimited]))
 	ch <- prometheus.MustNewConstMetric(panicsDesc, prometheus.CounterValue, float64(v[Panics]))

@@ -94,6 +94,26 @@ type Store interface {
 	Sweep(ctx context.Context, cutoff int64) (SweepResult, error)
 }
 
+// RelayCounter is implemented by stores that count peers they do not hold.
+// WebSocket (WebTorrent) peers cannot take a TCP or UDP connection, so they
+// must never be handed to UDP or HTTP peers, and the WebSocket tracker
+// reaches them only through their own connections: it keeps them itself
+// (wstracker), and tells the store how many seeders and leechers each swarm
+// has there, so that scrape, the answers' counts, the API's torrents and
+// the totals include them while Announce never hands one out (the store
+// has no address for them). A torrent with relayed peers is not peerless:
+// Sweep keeps it until they are gone.
+type RelayCounter interface {
+	// CountRelayed adds seeders and leechers (either may be negative) to
+	// the swarm's relayed peers, and counts one completion when completed
+	// (the caller counts once per peer). It returns the swarm's counts
+	// after the change, stored and relayed peers together, and whether
+	// the completion was counted. A swarm is created when anything is
+	// added; negative changes to a swarm the store does not know (swept)
+	// are ignored.
+	CountRelayed(ctx context.Context, h bittorrent.InfoHash, seeders, leechers int32, completed bool) (bittorrent.SwarmStats, Result, error)
+}
+
 // Prefetcher is implemented by stores that can warm the CPU caches for a
 // batch of announces before they are applied one by one (the UDP tracker
 // reads up to 64 requests per system call). It is only a hint: it changes

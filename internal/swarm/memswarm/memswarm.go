@@ -76,6 +76,10 @@ type torrent struct {
 	seeders   uint32
 	leechers  uint32
 	completed uint32
+	// relayed are the WebSocket peers of the swarm, which the store counts
+	// but does not hold (swarm.RelayCounter); seeders and leechers above
+	// are the stored peers alone, which pick relies on.
+	relayed relayed
 }
 
 type shard struct {
@@ -135,8 +139,8 @@ func (sh *shard) drop(i uint32) {
 	t := &sh.torrents[i]
 	sh.p4.release(t.p4)
 	sh.p6.release(t.p6)
-	sh.seeders -= uint64(t.seeders)
-	sh.leechers -= uint64(t.leechers)
+	sh.seeders -= uint64(t.seeders) + uint64(t.relayed.seeders)
+	sh.leechers -= uint64(t.leechers) + uint64(t.relayed.leechers)
 	sh.completed -= uint64(t.completed)
 	sh.nTorrents--
 	sh.index.remove(&t.hash, sh.torrents)
@@ -188,7 +192,7 @@ func (s *Store) Announce(_ context.Context, a *swarm.Announce, resp *bittorrent.
 		self6 = update(sh, &sh.p6, t, &t.p6, ip.As16(), port, keep, a, &res)
 	}
 	res.Completed = t.completed
-	resp.Seeders, resp.Leechers = t.seeders, t.leechers
+	resp.Seeders, resp.Leechers = t.seeders+t.relayed.seeders, t.leechers+t.relayed.leechers
 	if a.NumWant > 0 {
 		sh.pick(t, a, self4, self6, resp)
 	}
@@ -688,7 +692,7 @@ func (s *Store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, out []bi
 		var st bittorrent.SwarmStats
 		sh.mu.Lock()
 		if t, ok := sh.get(h); ok {
-			st = bittorrent.SwarmStats{Seeders: t.seeders, Completed: t.completed, Leechers: t.leechers}
+			st = stats(t)
 		}
 		sh.mu.Unlock()
 		out = append(out, st)
@@ -697,8 +701,7 @@ func (s *Store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, out []bi
 }
 
 func summary(t *torrent) swarm.TorrentSummary {
-	return swarm.TorrentSummary{InfoHash: t.hash, SwarmStats: bittorrent.SwarmStats{
-		Seeders: t.seeders, Completed: t.completed, Leechers: t.leechers}}
+	return swarm.TorrentSummary{InfoHash: t.hash, SwarmStats: stats(t)}
 }
 
 func info[A addr](p *peer[A], a netip.Addr) swarm.PeerInfo {
@@ -888,7 +891,7 @@ func (s *Store) sweepStep(sh *shard, st *sweepState, cutoff int64, res *swarm.Sw
 		if st.c4 > 0 || st.c6 > 0 {
 			return // the budget ran out inside this swarm
 		}
-		if s.opts.RemovePeerlessTorrents && t.p4.n == 0 && t.p6.n == 0 &&
+		if s.opts.RemovePeerlessTorrents && t.p4.n == 0 && t.p6.n == 0 && t.relayed.none() &&
 			!(s.opts.KeepCompleted && t.completed > 0) {
 			sh.drop(uint32(st.i))
 			res.Torrents++

@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("TorrentsPaging", func(t *testing.T) { testTorrentsPaging(t, newStore) })
 	t.Run("Model", func(t *testing.T) { testModel(t, newStore) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newStore) })
+	t.Run("Relayed", func(t *testing.T) { testRelayed(t, newStore) })
 }
 
 var h1 = Hash(1)

@@ -1,0 +1,314 @@
+package wstracker
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/metrics"
+)
+
+const (
+	eventStopped   = bittorrent.EventStopped
+	eventCompleted = bittorrent.EventCompleted
+	// maxFullScrape bounds the swarms a full scrape lists.
+	maxFullScrape = 1000
+)
+
+// conn is one client's WebSocket. Its reader is the goroutine net/http
+// started for the upgrade request; a writer goroutine runs only while
+// messages wait in its queue, so an idle connection holds one goroutine.
+type conn struct {
+	srv    *Server
+	ws     *websocket.Conn
+	ip     netip.Addr
+	v6     bool
+	key    bittorrent.Key
+	hasKey bool
+	badKey bool // a key in the path that is not 32 alphanumerics
+	stripe *metrics.Stripe
+
+	lastRequest atomic.Int64 // unix nanoseconds of the last announce or scrape
+	pending     atomic.Int32 // offers relayed from here, waiting for an answer
+
+	mu      sync.Mutex
+	queue   [][]byte
+	queued  int // bytes in queue
+	writing bool
+	closed  bool
+	// torrents maps each swarm this connection is in to its peer id there
+	// (the registry changes it under the swarm's shard lock).
+	torrents map[id]id
+
+	closeOnce sync.Once
+}
+
+func newConn(s *Server, ws *websocket.Conn, ip netip.Addr, k key) *conn {
+	c := &conn{srv: s, ws: ws, ip: ip, v6: ip.Is6(), stripe: s.counters.Stripe(), torrents: make(map[id]id)}
+	if k.has {
+		var err error
+		c.key, err = bittorrent.ParseKey(k.raw)
+		c.hasKey, c.badKey = err == nil, err != nil
+	}
+	c.lastRequest.Store(time.Now().UnixNano())
+	return c
+}
+
+// serve reads messages until the connection fails or is closed, then takes
+// the connection's peers out of their swarms.
+func (c *conn) serve(ctx context.Context) {
+	s := c.srv
+	defer func() {
+		if p := recover(); p != nil {
+			c.stripe.Inc(metrics.Panics)
+			s.log.Error("websocket tracker: panic", "remote", c.ip, "panic", p)
+		}
+		c.close(websocket.CloseNormalClosure, "")
+		s.uncount(ctx, s.reg.removeConn(c))
+		s.forget(c)
+		s.wg.Done()
+	}()
+	ws := c.ws
+	ws.SetReadLimit(s.cfg.MaxMessageBytes)
+	alive := func() {
+		_ = ws.SetReadDeadline(time.Now().Add(2*s.cfg.PingInterval + s.cfg.WriteTimeout))
+	}
+	alive()
+	ws.SetPongHandler(func(string) error { alive(); return nil })
+	ws.SetPingHandler(func(data string) error {
+		alive()
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(s.cfg.WriteTimeout))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil
+		}
+		return err
+	})
+	for {
+		typ, msg, err := ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		alive()
+		if typ != websocket.TextMessage && typ != websocket.BinaryMessage {
+			continue
+		}
+		c.lastRequest.Store(time.Now().UnixNano())
+		c.handle(ctx, msg)
+	}
+}
+
+func (c *conn) handle(ctx context.Context, msg []byte) {
+	s := c.srv
+	q, err := parse(msg, limits{maxOffers: s.cfg.MaxOffers, maxHashes: s.cfg.MaxScrapeHashes})
+	if err != nil {
+		c.fail(q, err.Error())
+		return
+	}
+	switch {
+	case q.action == actionScrape:
+		c.scrape(ctx, q)
+	case q.answer != nil:
+		c.answer(q)
+	default:
+		c.announce(ctx, q)
+	}
+}
+
+func (c *conn) announce(ctx context.Context, q *request) {
+	s := c.srv
+	cfg := s.tracker.Config()
+	if cfg.Private && c.badKey {
+		c.fail(q, bittorrent.AuthErrorPrefix+bittorrent.ErrKeyFormat.Msg)
+		return
+	}
+	areq := bittorrent.AnnounceRequest{InfoHash: q.infoHash, PeerID: q.peerID, Key: c.key, HasKey: c.hasKey}
+	if err := s.tracker.Authorize(&areq); err != nil {
+		c.failErr(q, err)
+		return
+	}
+	ch, targets, err := s.reg.announce(c, q, time.Now().UnixNano(), &s.cfg)
+	if err != nil {
+		c.fail(q, err.Error())
+		return
+	}
+	st, err := s.tracker.CountRelayed(ctx, q.infoHash, ch.seeders, ch.leechers, ch.completed)
+	if err != nil {
+		c.failErr(q, err)
+		return
+	}
+	if c.v6 {
+		c.stripe.Inc(metrics.WS6Announces)
+	} else {
+		c.stripe.Inc(metrics.WS4Announces)
+	}
+	c.send(appendAnnounceResponse(nil, &q.infoHash, cfg.Interval, st))
+	for _, t := range targets {
+		o := &q.offers[t.offer]
+		if t.c.send(appendRelay(nil, &q.infoHash, &q.peerID, &o.id, "offer", o.sdp)) {
+			c.stripe.Inc(metrics.WSOffersRelayed)
+		}
+	}
+}
+
+func (c *conn) answer(q *request) {
+	s := c.srv
+	to, err := s.reg.answer(c, q, time.Now().UnixNano())
+	if err != nil {
+		c.fail(q, err.Error())
+		return
+	}
+	if to.send(appendRelay(nil, &q.infoHash, &q.peerID, &q.offerID, "answer", q.answer)) {
+		c.stripe.Inc(metrics.WSAnswersRelayed)
+	}
+}
+
+func (c *conn) scrape(ctx context.Context, q *request) {
+	s := c.srv
+	hashes := q.hashes
+	if q.allHashes {
+		if !s.cfg.FullScrape {
+			c.fail(q, "Full scrapes are not allowed")
+			return
+		}
+		hashes = s.reg.hashes(maxFullScrape)
+	}
+	// A JSON object's keys are unique: a hash asked twice is answered once.
+	uniq := make([]bittorrent.InfoHash, 0, len(hashes))
+	for _, h := range hashes {
+		if !slices.Contains(uniq, h) {
+			uniq = append(uniq, h)
+		}
+	}
+	req := bittorrent.ScrapeRequest{InfoHashes: uniq, Key: c.key, HasKey: c.hasKey}
+	var resp bittorrent.ScrapeResponse
+	if err := s.tracker.Scrape(ctx, &req, &resp); err != nil {
+		c.failErr(q, err)
+		return
+	}
+	files := make([]scrapeFile, len(uniq))
+	for i := range uniq {
+		files[i] = scrapeFile{hash: uniq[i], st: resp.Files[i]}
+	}
+	if c.v6 {
+		c.stripe.Inc(metrics.WS6Scrapes)
+	} else {
+		c.stripe.Inc(metrics.WS4Scrapes)
+	}
+	c.send(appendScrape(nil, files, q.single, s.tracker.Config().MinInterval))
+}
+
+// failErr sends a refusal by the tracker's rules with the texts HTTP uses;
+// anything but a client error is logged and sent as a generic failure.
+func (c *conn) failErr(q *request, err error) {
+	var ce *bittorrent.ClientError
+	if !errors.As(err, &ce) {
+		c.srv.log.Warn("websocket tracker: request failed", "remote", c.ip, "error", err)
+		c.fail(q, "Tracker error: internal error")
+		return
+	}
+	switch ce.Kind {
+	case bittorrent.KindAuth:
+		c.fail(q, bittorrent.AuthErrorPrefix+ce.Msg)
+	case bittorrent.KindTracker:
+		c.fail(q, "Tracker error: "+ce.Msg)
+	default:
+		c.fail(q, ce.Msg)
+	}
+}
+
+func (c *conn) fail(q *request, reason string) {
+	var h *id
+	if q.hasHash {
+		h = &q.infoHash
+	}
+	c.stripe.Inc(metrics.WSErrors)
+	c.send(appendFailure(nil, q.action, h, reason))
+}
+
+// send queues msg for the client and starts the writer if it is not
+// running. A client that lets MaxQueuedMessages or MaxQueuedBytes pile up
+// (it reads slower than its swarms send to it) is closed: the tracker does
+// not buffer for it. It reports whether msg was queued.
+func (c *conn) send(msg []byte) bool {
+	cfg := &c.srv.cfg
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= cfg.MaxQueuedMessages || c.queued+len(msg) > cfg.MaxQueuedBytes {
+		c.mu.Unlock()
+		c.srv.log.Debug("websocket tracker: closing a client that does not read", "remote", c.ip)
+		c.close(0, "")
+		return false
+	}
+	c.queue = append(c.queue, msg)
+	c.queued += len(msg)
+	if !c.writing {
+		c.writing = true
+		// The reader holds its own count in wg until it has set closed,
+		// so this Add never races Shutdown's Wait.
+		c.srv.wg.Add(1)
+		go c.flush()
+	}
+	c.mu.Unlock()
+	return true
+}
+
+// flush writes the queue out and ends when it is empty. A message counts
+// against the queue's bounds until it is written.
+func (c *conn) flush() {
+	defer c.srv.wg.Done()
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 || c.closed {
+			c.writing = false
+			c.queue, c.queued = nil, 0
+			c.mu.Unlock()
+			return
+		}
+		msg := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		c.mu.Unlock()
+		_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		err := c.ws.WriteMessage(websocket.TextMessage, msg)
+		c.mu.Lock()
+		c.queued -= len(msg)
+		c.mu.Unlock()
+		if err != nil {
+			c.close(0, "")
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// close ends the connection: with a close frame when code is not 0 (given
+// a tenth of a second, so a client that does not read cannot hold up the
+// caller), then the socket, which ends the reader.
+func (c *conn) close(code int, text string) {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.queue, c.queued = nil, 0
+		c.mu.Unlock()
+		if code != 0 {
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(100*time.Millisecond))
+		}
+		_ = c.ws.Close()
+	})
+}

@@ -1,0 +1,60 @@
+package wstracker
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+)
+
+// FuzzParse feeds the message parser anything: it must not panic, and what
+// it accepts must round-trip: the binary strings re-encoded and parsed
+// again give the same bytes, and every message built from the request is
+// JSON. Seeds in testdata/fuzz/FuzzParse are the clients' shapes.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(announceJSON(tricky, id{1}, `,"left":null,"event":"started"`+offersJSON(id{2}))))
+	f.Add([]byte(`{"action":"scrape","info_hash":["aaaaaaaaaaaaaaaaaaaa","\u00ff\u0000aaaaaaaaaaaaaaaaaa"]}`))
+	lim := limits{maxOffers: 10, maxHashes: 74}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		q, err := parse(data, lim)
+		if q == nil {
+			t.Fatal("nil request")
+		}
+		var h *id
+		if q.hasHash {
+			h = &q.infoHash
+		}
+		if err != nil {
+			if !json.Valid(appendFailure(nil, q.action, h, err.Error())) {
+				t.Fatal("failure message is not JSON")
+			}
+			return
+		}
+		if q.action == actionScrape {
+			files := make([]scrapeFile, len(q.hashes))
+			for i := range q.hashes {
+				files[i].hash = q.hashes[i]
+			}
+			if !json.Valid(appendScrape(nil, files, q.single, 1)) {
+				t.Fatal("scrape answer is not JSON")
+			}
+			return
+		}
+		again, err := parse([]byte(announceJSON(q.infoHash, q.peerID, "")), lim)
+		if err != nil || again.infoHash != q.infoHash || again.peerID != q.peerID {
+			t.Fatalf("ids do not round-trip: %x %x, %v", q.infoHash, q.peerID, err)
+		}
+		msgs := [][]byte{appendAnnounceResponse(nil, &q.infoHash, 120, bittorrent.SwarmStats{})}
+		for _, o := range q.offers {
+			msgs = append(msgs, appendRelay(nil, &q.infoHash, &q.peerID, &o.id, "offer", o.sdp))
+		}
+		if q.answer != nil {
+			msgs = append(msgs, appendRelay(nil, &q.infoHash, &q.peerID, &q.offerID, "answer", q.answer))
+		}
+		for _, m := range msgs {
+			if !json.Valid(m) {
+				t.Fatalf("%s is not JSON", m)
+			}
+		}
+	})
+}

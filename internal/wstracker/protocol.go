@@ -1,0 +1,390 @@
+package wstracker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+)
+
+// The WebTorrent protocol carries 20-byte values (info_hash, peer_id,
+// offer_id, to_peer_id) as JSON strings of 20 characters, one code point
+// U+0000 to U+00FF per byte (latin1). encoding/json gets both directions
+// wrong for such bytes (string(b) turns 0x80..0xFF into U+FFFD, []byte
+// becomes base64), so they are decoded rune by rune and encoded by hand.
+
+// id is one 20-byte binary string of the protocol.
+type id = [20]byte
+
+// Actions.
+const (
+	actionAnnounce = "announce"
+	actionScrape   = "scrape"
+)
+
+// Parse errors, with the texts the reference server sends for them.
+var (
+	errBadJSON     = errors.New("invalid request: not a JSON object")
+	errBadAction   = errors.New("invalid action")
+	errBadInfoHash = errors.New("invalid info_hash")
+	errBadPeerID   = errors.New("invalid peer_id")
+	errBadOfferID  = errors.New("invalid offer_id")
+	errBadToPeerID = errors.New("invalid `to_peer_id` (required with `answer`)")
+	errBadOffer    = errors.New("invalid offer: expected {\"offer\":{…},\"offer_id\":…}")
+	errBadAnswer   = errors.New("invalid answer: expected a JSON object")
+	errBadNumber   = errors.New("invalid number")
+	errBadEvent    = errors.New("invalid event")
+)
+
+// request is one client message, decoded and checked.
+type request struct {
+	action   string
+	infoHash id
+	// hasHash says infoHash was read (a failure can then name it).
+	hasHash bool
+	// hashes are a scrape's info hashes; allHashes is a scrape without any.
+	hashes    []id
+	allHashes bool
+	// single says the scrape named one hash as a string (not an array).
+	single bool
+
+	peerID   id
+	event    bittorrent.Event
+	left     int64 // bittorrent.LeftUnknown for null, absent or negative
+	numWant  int
+	offers   []offer
+	answer   json.RawMessage // an answer to relay, with toPeerID and offerID
+	toPeerID id
+	offerID  id
+}
+
+type offer struct {
+	sdp json.RawMessage // the "offer" object, relayed as sent
+	id  id
+}
+
+// wire is the JSON shape of a client message. Unknown fields (trackerid,
+// corrupt, key, ...) are ignored, as the reference server ignores them.
+type wire struct {
+	Action     *string         `json:"action"`
+	InfoHash   json.RawMessage `json:"info_hash"`
+	PeerID     *string         `json:"peer_id"`
+	Event      *string         `json:"event"`
+	Left       json.RawMessage `json:"left"`
+	NumWant    json.RawMessage `json:"numwant"`
+	Offers     json.RawMessage `json:"offers"`
+	Answer     json.RawMessage `json:"answer"`
+	ToPeerID   *string         `json:"to_peer_id"`
+	OfferID    *string         `json:"offer_id"`
+	Uploaded   json.RawMessage `json:"uploaded"`
+	Downloaded json.RawMessage `json:"downloaded"`
+}
+
+type wireOffer struct {
+	Offer   json.RawMessage `json:"offer"`
+	OfferID *string         `json:"offer_id"`
+}
+
+// limits bound what one message may ask for; parse refuses more.
+type limits struct {
+	maxOffers int // offers beyond this are dropped, not refused (clients send up to 10)
+	maxHashes int
+}
+
+// errTooManyHashes is a scrape with more hashes than the limit.
+var errTooManyHashes = errors.New("too many info_hash values in one scrape")
+
+// parse decodes one text message. On error, the returned request still
+// holds the action and info hash when they were read, so the failure can
+// name them.
+func parse(msg []byte, lim limits) (*request, error) {
+	var w wire
+	r := &request{left: bittorrent.LeftUnknown}
+	msg = bytes.TrimSpace(msg)
+	if len(msg) == 0 || msg[0] != '{' {
+		return r, errBadJSON
+	}
+	if err := json.Unmarshal(msg, &w); err != nil {
+		return r, errBadJSON
+	}
+	if w.Action == nil {
+		return r, errBadAction
+	}
+	switch *w.Action {
+	case actionAnnounce, actionScrape:
+		r.action = *w.Action
+	default:
+		return r, errBadAction
+	}
+	if r.action == actionScrape {
+		return r, parseScrapeHashes(r, w.InfoHash, lim)
+	}
+	if !decodeJSONID(w.InfoHash, &r.infoHash) {
+		return r, errBadInfoHash
+	}
+	r.hasHash = true
+	if w.PeerID == nil || !decodeID(*w.PeerID, &r.peerID) {
+		return r, errBadPeerID
+	}
+	if len(w.Answer) > 0 && !isNull(w.Answer) {
+		// An answer to someone's offer: it names whom and which offer.
+		if w.Answer[0] != '{' {
+			return r, errBadAnswer
+		}
+		if w.ToPeerID == nil || !decodeID(*w.ToPeerID, &r.toPeerID) {
+			return r, errBadToPeerID
+		}
+		if w.OfferID == nil || !decodeID(*w.OfferID, &r.offerID) {
+			return r, errBadOfferID
+		}
+		r.answer = w.Answer
+		return r, nil
+	}
+	if w.Event != nil {
+		switch *w.Event {
+		case "started":
+			r.event = bittorrent.EventStarted
+		case "stopped":
+			r.event = bittorrent.EventStopped
+		case "completed":
+			r.event = bittorrent.EventCompleted
+		default:
+			// "update", "paused" (libtorrent), "" and anacrolix's
+			// "<regular>" are all a regular announce.
+		}
+	}
+	if n, ok, err := number(w.Left); err != nil {
+		return r, err
+	} else if ok && n >= 0 {
+		r.left = n
+	}
+	if n, ok, err := number(w.NumWant); err != nil {
+		return r, err
+	} else if ok && n > 0 {
+		r.numWant = int(min(n, math.MaxInt32))
+	}
+	if len(w.Offers) > 0 && !isNull(w.Offers) {
+		var offers []wireOffer
+		if err := json.Unmarshal(w.Offers, &offers); err != nil {
+			return r, errBadOffer
+		}
+		for i := range offers {
+			o := &offers[i]
+			if len(o.Offer) == 0 || o.Offer[0] != '{' || o.OfferID == nil {
+				return r, errBadOffer
+			}
+			var id id
+			if !decodeID(*o.OfferID, &id) {
+				return r, errBadOfferID
+			}
+			if len(r.offers) < lim.maxOffers {
+				r.offers = append(r.offers, offer{sdp: o.Offer, id: id})
+			}
+		}
+	}
+	return r, nil
+}
+
+func parseScrapeHashes(r *request, raw json.RawMessage, lim limits) error {
+	if len(raw) == 0 || isNull(raw) {
+		r.allHashes = true
+		return nil
+	}
+	if raw[0] == '"' {
+		var h id
+		if !decodeJSONID(raw, &h) {
+			return errBadInfoHash
+		}
+		r.single = true
+		r.infoHash, r.hasHash = h, true
+		r.hashes = append(r.hashes, h)
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return errBadInfoHash
+	}
+	if len(list) > lim.maxHashes {
+		return errTooManyHashes
+	}
+	if len(list) == 0 {
+		r.allHashes = true
+		return nil
+	}
+	r.hashes = make([]id, len(list))
+	for i, s := range list {
+		if !decodeID(s, &r.hashes[i]) {
+			return errBadInfoHash
+		}
+	}
+	r.infoHash, r.hasHash = r.hashes[0], true
+	return nil
+}
+
+func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
+
+// number reads a JSON number (a JS client may send 1.5e3 or -1); null or
+// absent is not ok. Values beyond int64 are clamped.
+func number(raw json.RawMessage) (int64, bool, error) {
+	if len(raw) == 0 || isNull(raw) {
+		return 0, false, nil
+	}
+	if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		return n, true, nil
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || math.IsNaN(f) {
+		return 0, false, errBadNumber
+	}
+	switch {
+	case f >= math.MaxInt64:
+		return math.MaxInt64, true, nil
+	case f <= math.MinInt64:
+		return math.MinInt64, true, nil
+	}
+	return int64(f), true, nil
+}
+
+// decodeJSONID decodes a JSON string value that must hold a binary id.
+func decodeJSONID(raw json.RawMessage, out *id) bool {
+	if len(raw) == 0 || raw[0] != '"' {
+		return false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return false
+	}
+	return decodeID(s, out)
+}
+
+// decodeID reads exactly 20 code points, each at most U+00FF. Invalid
+// UTF-8 was turned into U+FFFD by encoding/json and fails here too.
+func decodeID(s string, out *id) bool {
+	n := 0
+	for _, r := range s {
+		if r > 0xFF || n == len(out) {
+			return false
+		}
+		out[n] = byte(r)
+		n++
+	}
+	return n == len(out)
+}
+
+// appendID appends b as a quoted JSON string of 20 code points: bytes
+// below 0x20, '"' and '\\' escaped, 0x80..0xFF as two-byte UTF-8.
+func appendID(dst []byte, b *id) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for _, c := range b {
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+		case c < utf8.RuneSelf:
+			dst = append(dst, c)
+		default:
+			dst = append(dst, 0xC0|c>>6, 0x80|c&0x3F)
+		}
+	}
+	return append(dst, '"')
+}
+
+// The server's messages. Each carries "action" (the reference client closes
+// the socket on a message without one) and "info_hash" (the client shares
+// one socket between its torrents, and libtorrent ignores messages without
+// it), built by appending, since one is built for every relayed offer.
+
+func appendAnnounceResponse(dst []byte, h *id, interval uint32, st bittorrent.SwarmStats) []byte {
+	dst = append(dst, `{"action":"announce","interval":`...)
+	dst = strconv.AppendUint(dst, uint64(interval), 10)
+	dst = append(dst, `,"info_hash":`...)
+	dst = appendID(dst, h)
+	dst = append(dst, `,"complete":`...)
+	dst = strconv.AppendUint(dst, uint64(st.Seeders), 10)
+	dst = append(dst, `,"incomplete":`...)
+	dst = strconv.AppendUint(dst, uint64(st.Leechers), 10)
+	return append(dst, '}')
+}
+
+// appendRelay builds an offer (kind "offer") or answer (kind "answer")
+// relayed to another peer; from is the peer that sent it.
+func appendRelay(dst []byte, h, from, offerID *id, kind string, sdp json.RawMessage) []byte {
+	dst = append(dst, `{"action":"announce","info_hash":`...)
+	dst = appendID(dst, h)
+	dst = append(dst, `,"peer_id":`...)
+	dst = appendID(dst, from)
+	dst = append(dst, `,"offer_id":`...)
+	dst = appendID(dst, offerID)
+	dst = append(dst, `,"`...)
+	dst = append(dst, kind...)
+	dst = append(dst, `":`...)
+	dst = append(dst, sdp...)
+	return append(dst, '}')
+}
+
+// appendFailure builds a failure; h is nil when the message named no valid
+// info hash.
+func appendFailure(dst []byte, action string, h *id, reason string) []byte {
+	if action == "" {
+		action = actionAnnounce
+	}
+	dst = append(dst, `{"action":`...)
+	dst = strconv.AppendQuote(dst, action)
+	if h != nil {
+		dst = append(dst, `,"info_hash":`...)
+		dst = appendID(dst, h)
+	}
+	dst = append(dst, `,"failure reason":`...)
+	reasonJSON, _ := json.Marshal(reason)
+	dst = append(dst, reasonJSON...)
+	return append(dst, '}')
+}
+
+// scrapeFile is one entry of a scrape answer.
+type scrapeFile struct {
+	hash id
+	st   bittorrent.SwarmStats
+}
+
+// appendScrape builds a scrape answer. info_hash repeats the request's
+// (a string for one hash, else an array), so the message carries it too.
+func appendScrape(dst []byte, files []scrapeFile, single bool, minInterval uint32) []byte {
+	dst = append(dst, `{"action":"scrape","info_hash":`...)
+	switch {
+	case single && len(files) == 1:
+		dst = appendID(dst, &files[0].hash)
+	default:
+		dst = append(dst, '[')
+		for i := range files {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendID(dst, &files[i].hash)
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, `,"files":{`...)
+	for i := range files {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		f := &files[i]
+		dst = appendID(dst, &f.hash)
+		dst = append(dst, `:{"complete":`...)
+		dst = strconv.AppendUint(dst, uint64(f.st.Seeders), 10)
+		dst = append(dst, `,"incomplete":`...)
+		dst = strconv.AppendUint(dst, uint64(f.st.Leechers), 10)
+		dst = append(dst, `,"downloaded":`...)
+		dst = strconv.AppendUint(dst, uint64(f.st.Completed), 10)
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `},"flags":{"min_request_interval":`...)
+	dst = strconv.AppendUint(dst, uint64(minInterval), 10)
+	return append(dst, `}}`...)
+}
