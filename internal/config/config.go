@@ -67,6 +67,9 @@ type Config struct {
 	UDPTrackers []UDPTracker `toml:"udp_trackers"`
 	// HTTPTrackers are the HTTP listeners; absent in a file means none.
 	HTTPTrackers []HTTPTracker `toml:"http_trackers"`
+	// WebSocketTrackers are the WebSocket (WebTorrent) listeners, a
+	// Starling extension (websocket.go); absent means none.
+	WebSocketTrackers []WebSocketTracker `toml:"websocket_trackers"`
 	// HTTPAPI is the REST API; nil (no [http_api] in a file) means off.
 	HTTPAPI        *HTTPAPI       `toml:"http_api"`
 	HealthCheckAPI HealthCheckAPI `toml:"health_check_api"`

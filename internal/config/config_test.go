@@ -137,6 +137,11 @@ func TestParseFiles(t *testing.T) {
 					{BindAddress: ap("[::1]:7443"), MaxScrapeTorrents: 74, TLS: &config.TLSConfig{
 						SSLCertPath: "./storage/tracker/lib/tls/localhost.crt", SSLKeyPath: "./storage/tracker/lib/tls/localhost.key"}},
 				},
+				WebSocketTrackers: []config.WebSocketTracker{
+					{BindAddress: ap("0.0.0.0:8000"), MaxOffers: 5, MaxConnections: 100_000, MaxConnectionsPerIP: 256},
+					{BindAddress: ap("[::]:8443"), MaxOffers: 10, MaxConnections: 50000, MaxConnectionsPerIP: 16, TLS: &config.TLSConfig{
+						SSLCertPath: "/etc/starling/ws.crt", SSLKeyPath: "/etc/starling/ws.key"}},
+				},
 				HTTPAPI: &config.HTTPAPI{
 					BindAddress: ap("127.0.0.1:1212"),
 					TLS:         &config.TLSConfig{SSLCertPath: "/etc/starling/api.crt", SSLKeyPath: "/etc/starling/api.key"},

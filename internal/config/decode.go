@@ -471,6 +471,9 @@ func defaultsFor(t reflect.Type) reflect.Value {
 	case reflect.TypeFor[HTTPTracker]():
 		v := DefaultHTTPTracker()
 		return reflect.ValueOf(&v)
+	case reflect.TypeFor[WebSocketTracker]():
+		v := DefaultWebSocketTracker()
+		return reflect.ValueOf(&v)
 	case reflect.TypeFor[HTTPAPI]():
 		v := DefaultHTTPAPI()
 		return reflect.ValueOf(&v)

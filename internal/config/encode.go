@@ -131,6 +131,8 @@ func (c *Config) Encode(w io.Writer) error {
 		}
 	}
 
+	e.webSocketTrackers(c)
+
 	e.blank()
 	if a := c.HTTPAPI; a == nil {
 		e.comment("No [http_api] section: the REST API is off.")

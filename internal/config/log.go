@@ -24,6 +24,9 @@ func (c Config) LogValue() slog.Value {
 	for i, h := range c.HTTPTrackers {
 		attrs = append(attrs, slog.Any("http_trackers."+strconv.Itoa(i), h))
 	}
+	for i, w := range c.WebSocketTrackers {
+		attrs = append(attrs, slog.Any("websocket_trackers."+strconv.Itoa(i), w))
+	}
 	if c.HTTPAPI != nil {
 		attrs = append(attrs, slog.Any("http_api", *c.HTTPAPI))
 	}

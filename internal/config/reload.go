@@ -49,6 +49,7 @@ func Reload(running, next *Config) (merged *Config, changed, restart []string) {
 	fixed("core.tracker_policy.remove_peerless_torrents", running.Core.TrackerPolicy.RemovePeerlessTorrents, next.Core.TrackerPolicy.RemovePeerlessTorrents)
 	fixed("core.tracker_usage_statistics", running.Core.TrackerUsageStatistics, next.Core.TrackerUsageStatistics)
 	fixed("health_check_api.bind_address", running.HealthCheckAPI, next.HealthCheckAPI)
+	fixed("websocket_trackers", running.WebSocketTrackers, next.WebSocketTrackers)
 
 	// Listeners: the lists must keep their length for any entry's live
 	// settings to apply, since an entry is known only by its place.

@@ -122,6 +122,7 @@ func (c *Config) validate() Problems {
 		}
 		validateTLS(h.TLS, key+".tls_config", add)
 	}
+	c.validateWebSocketTrackers(add, func(ap netip.AddrPort, key string) { claim(tcp, ap, key) })
 	if a := c.HTTPAPI; a != nil {
 		claim(tcp, a.BindAddress, "http_api.bind_address")
 		validateTLS(a.TLS, "http_api.tls_config", add)
@@ -251,6 +252,9 @@ func (c *Config) FileProblems() Problems {
 	}
 	for i, h := range c.HTTPTrackers {
 		tlsFiles(h.TLS, fmt.Sprintf("http_trackers[%d].tls_config", i))
+	}
+	for i, w := range c.WebSocketTrackers {
+		tlsFiles(w.TLS, fmt.Sprintf("websocket_trackers[%d].tls_config", i))
 	}
 	if a := c.HTTPAPI; a != nil {
 		tlsFiles(a.TLS, "http_api.tls_config")

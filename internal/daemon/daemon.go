@@ -60,7 +60,8 @@ type Daemon struct {
 
 	udp  []*udptracker.Server
 	http []*httpListener
-	aux  []*auxServer // the REST API and the health check
+	ws   []*wsListener // websocket.go
+	aux  []*auxServer  // the REST API and the health check
 
 	health *healthcheck.Server
 
@@ -214,6 +215,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}
 		d.http = append(d.http, &httpListener{srv: srv, bind: hc.BindAddress, scheme: scheme, v6only: h.IPv6V6Only})
 	}
+	if err := d.buildWebSocket(); err != nil {
+		return nil, err
+	}
 	if err := d.buildAux(); err != nil {
 		return nil, err
 	}
@@ -237,7 +241,7 @@ func (d *Daemon) Tracker() *tracker.Tracker { return d.tracker }
 // are flushed, and the database is closed. A listener that cannot bind
 // stops start-up with its address in the error.
 func (d *Daemon) Run(ctx context.Context) error {
-	errc := make(chan error, len(d.udp)+len(d.http)+len(d.aux))
+	errc := make(chan error, len(d.udp)+len(d.http)+len(d.ws)+len(d.aux))
 	var wg sync.WaitGroup
 	serve := func(name string, f func() error, closed error) {
 		wg.Add(1)
@@ -262,6 +266,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			serve("http tracker", func() error { return h.srv.Serve(h.ln) }, httptracker.ErrServerClosed)
 		}
 		d.serveAux(serve)
+		d.serveWebSocket(serve)
 		for _, h := range d.http {
 			<-h.srv.Ready()
 		}
@@ -332,6 +337,9 @@ func (d *Daemon) bind(ctx context.Context) error {
 		}
 		h.ln = ln
 	}
+	if err := d.bindWebSocket(ctx); err != nil {
+		return err
+	}
 	if err := d.bindAux(ctx); err != nil {
 		return err
 	}
@@ -358,6 +366,7 @@ func tcpNetwork(bind string, v6only bool) string {
 // closeUnserved closes the sockets bound before a later bind failed; their
 // servers never started, so their Shutdown would not close them.
 func (d *Daemon) closeUnserved() {
+	d.closeWebSocketUnserved()
 	for _, h := range d.http {
 		if h.ln != nil {
 			_ = h.ln.Close()
@@ -404,6 +413,7 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 			stop(h.srv.Shutdown)
 		}
 	}
+	d.stopWebSocket(stop)
 	wg.Wait()
 	d.shutdownAux(ctx, stop)
 	wg.Wait()

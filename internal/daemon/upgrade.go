@@ -221,6 +221,9 @@ func (d *Daemon) handoffFiles() (m handoff.Manifest, files []*os.File, err error
 			return m, files, err
 		}
 	}
+	if err := d.handoffWebSocket(tcp); err != nil {
+		return m, files, err
+	}
 	for _, s := range d.aux {
 		if s.raw != nil {
 			if err := tcp(s.key, s.bind, s.raw); err != nil {

@@ -255,6 +255,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls)
 	}
+	s.log.Info(fmt.Sprintf("WebSocket tracker listening on %s", s.URL()))
 	s.wg.Add(2)
 	go s.pinger()
 	go s.sweeper()
