@@ -43,15 +43,15 @@ type conn struct {
 	queued  int // bytes in queue
 	writing bool
 	closed  bool
-	// torrents maps each swarm this connection is in to its peer id there
-	// (the registry changes it under the swarm's shard lock).
-	torrents map[id]id
+	// peers are the peers this connection announced (the registry changes
+	// it under the swarm's shard lock).
+	peers map[peerKey]struct{}
 
 	closeOnce sync.Once
 }
 
 func newConn(s *Server, ws *websocket.Conn, ip netip.Addr, k key) *conn {
-	c := &conn{srv: s, ws: ws, ip: ip, v6: ip.Is6(), stripe: s.counters.Stripe(), torrents: make(map[id]id)}
+	c := &conn{srv: s, ws: ws, ip: ip, v6: ip.Is6(), stripe: s.counters.Stripe(), peers: make(map[peerKey]struct{})}
 	if k.has {
 		var err error
 		c.key, err = bittorrent.ParseKey(k.raw)

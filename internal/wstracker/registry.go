@@ -17,7 +17,7 @@ const regShards = 64
 var (
 	errPeerIDInUse = errors.New("peer_id is in use by another connection for this torrent")
 	errNoOffer     = errors.New("Could not find the offer corresponding to your answer. It may have expired.")
-	errTooMany     = errors.New("too many torrents on one connection")
+	errTooMany     = errors.New("too many peers on one connection")
 )
 
 type registry struct {
@@ -76,6 +76,9 @@ type target struct {
 	offer int // index in the request's offers
 }
 
+// peerKey is one peer of a connection: a torrent and the peer id.
+type peerKey struct{ hash, peer id }
+
 // leaving is a peer that left its swarm, for the store's counts.
 type leaving struct {
 	hash   id
@@ -108,29 +111,27 @@ func (sw *wsSwarm) remove(m *member) {
 func (sw *wsSwarm) empty() bool { return len(sw.members) == 0 && len(sw.offers) == 0 }
 
 // announce records c's peer (or removes it on stopped) and picks the peers
-// the announce's offers go to, recording each offer for its answer.
+// the announce's offers go to, recording each offer for its answer. A
+// connection may hold several peers of one torrent (two clients of one
+// page share the socket), each peer id bound to it.
 func (r *registry) announce(c *conn, q *request, now int64, cfg *Config) (change, []target, error) {
 	var ch change
 	h := q.infoHash
+	pk := peerKey{h, q.peerID}
 	sh := r.shard(&h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sw := sh.swarms[h]
-	if m := swarmMember(sw, q.peerID); m != nil && m.c != c {
+	m := swarmMember(sw, q.peerID)
+	if m != nil && m.c != c {
 		return ch, nil, errPeerIDInUse
 	}
-	c.mu.Lock()
-	prev, had := c.torrents[h]
-	n := len(c.torrents)
-	c.mu.Unlock()
 	if q.event == eventStopped {
-		if had && sw != nil {
-			if m := sw.byID[prev]; m != nil && m.c == c {
-				sw.remove(m)
-				ch.add(m.seeder, -1)
-			}
+		if m != nil {
+			sw.remove(m)
+			ch.add(m.seeder, -1)
 			c.mu.Lock()
-			delete(c.torrents, h)
+			delete(c.peers, pk)
 			c.mu.Unlock()
 			if sw.empty() {
 				delete(sh.swarms, h)
@@ -138,31 +139,25 @@ func (r *registry) announce(c *conn, q *request, now int64, cfg *Config) (change
 		}
 		return ch, nil, nil
 	}
-	if !had && n >= cfg.MaxTorrentsPerConnection {
-		return ch, nil, errTooMany
-	}
-	if sw == nil {
-		sw = &wsSwarm{byID: make(map[id]*member), offers: make(map[offerKey]pendingOffer)}
-		sh.swarms[h] = sw
-	}
-	if had && prev != q.peerID {
-		// The connection announces this torrent under a new peer id: the
-		// old peer is gone.
-		if m := sw.byID[prev]; m != nil && m.c == c {
-			sw.remove(m)
-			ch.add(m.seeder, -1)
-		}
-	}
 	seeder := q.left == 0
-	m := sw.byID[q.peerID]
 	if m == nil {
+		c.mu.Lock()
+		n := len(c.peers)
+		if n < cfg.MaxPeersPerConnection {
+			c.peers[pk] = struct{}{}
+		}
+		c.mu.Unlock()
+		if n >= cfg.MaxPeersPerConnection {
+			return ch, nil, errTooMany
+		}
+		if sw == nil {
+			sw = &wsSwarm{byID: make(map[id]*member), offers: make(map[offerKey]pendingOffer)}
+			sh.swarms[h] = sw
+		}
 		m = &member{c: c, id: q.peerID, seeder: seeder, pos: len(sw.members)}
 		sw.members = append(sw.members, m)
 		sw.byID[q.peerID] = m
 		ch.add(seeder, 1)
-		c.mu.Lock()
-		c.torrents[h] = q.peerID
-		c.mu.Unlock()
 	} else if m.seeder != seeder {
 		ch.add(m.seeder, -1)
 		ch.add(seeder, 1)
@@ -266,11 +261,12 @@ func (r *registry) answer(c *conn, q *request, now int64) (*conn, error) {
 // removeConn takes every peer of c out of its swarm.
 func (r *registry) removeConn(c *conn) []leaving {
 	c.mu.Lock()
-	ts := c.torrents
-	c.torrents = nil
+	ps := c.peers
+	c.peers = nil
 	c.mu.Unlock()
 	var gone []leaving
-	for h, pid := range ts {
+	for pk := range ps {
+		h, pid := pk.hash, pk.peer
 		sh := r.shard(&h)
 		sh.mu.Lock()
 		if sw := sh.swarms[h]; sw != nil {
@@ -310,9 +306,7 @@ func (r *registry) sweep(now, cutoff int64) []leaving {
 				sw.remove(m)
 				gone = append(gone, leaving{h, m.seeder})
 				m.c.mu.Lock()
-				if m.c.torrents[h] == m.id {
-					delete(m.c.torrents, h)
-				}
+				delete(m.c.peers, peerKey{h, m.id})
 				m.c.mu.Unlock()
 			}
 			if sw.empty() {

@@ -85,9 +85,10 @@ type Config struct {
 	MaxPendingOffers int
 	// OfferTTL is how long an offer waits for its answer (120 s).
 	OfferTTL time.Duration
-	// MaxTorrentsPerConnection bounds the swarms one connection is in
-	// (a client shares one socket between all its torrents).
-	MaxTorrentsPerConnection int
+	// MaxPeersPerConnection bounds the peers one connection announces: a
+	// client shares one socket between all its torrents (and the clients
+	// of one page share it too), one peer each.
+	MaxPeersPerConnection int
 	// MaxConnections bounds the open connections of this listener, and
 	// MaxConnectionsPerIP those from one source address.
 	MaxConnections      int
@@ -112,20 +113,20 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultMaxMessageBytes          = 64 << 10
-	DefaultMaxOffers                = 10
-	DefaultMaxScrapeHashes          = 74
-	DefaultMaxPendingOffers         = 100
-	DefaultOfferTTL                 = 120 * time.Second
-	DefaultMaxTorrentsPerConnection = 1000
-	DefaultMaxConnections           = 100_000
-	DefaultMaxConnectionsPerIP      = 256
-	DefaultPingInterval             = 60 * time.Second
-	DefaultIdleTimeout              = 300 * time.Second
-	DefaultWriteTimeout             = 10 * time.Second
-	DefaultHandshakeTimeout         = 10 * time.Second
-	DefaultMaxQueuedMessages        = 256
-	DefaultMaxQueuedBytes           = 1 << 20
+	DefaultMaxMessageBytes       = 64 << 10
+	DefaultMaxOffers             = 10
+	DefaultMaxScrapeHashes       = 74
+	DefaultMaxPendingOffers      = 100
+	DefaultOfferTTL              = 120 * time.Second
+	DefaultMaxPeersPerConnection = 1000
+	DefaultMaxConnections        = 100_000
+	DefaultMaxConnectionsPerIP   = 256
+	DefaultPingInterval          = 60 * time.Second
+	DefaultIdleTimeout           = 300 * time.Second
+	DefaultWriteTimeout          = 10 * time.Second
+	DefaultHandshakeTimeout      = 10 * time.Second
+	DefaultMaxQueuedMessages     = 256
+	DefaultMaxQueuedBytes        = 1 << 20
 )
 
 func (c *Config) setDefaults() {
@@ -145,7 +146,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxOffers, DefaultMaxOffers)
 	def(&c.MaxScrapeHashes, DefaultMaxScrapeHashes)
 	def(&c.MaxPendingOffers, DefaultMaxPendingOffers)
-	def(&c.MaxTorrentsPerConnection, DefaultMaxTorrentsPerConnection)
+	def(&c.MaxPeersPerConnection, DefaultMaxPeersPerConnection)
 	def(&c.MaxConnections, DefaultMaxConnections)
 	def(&c.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
 	def(&c.MaxQueuedMessages, DefaultMaxQueuedMessages)

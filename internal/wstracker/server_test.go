@@ -573,9 +573,9 @@ func TestConnectionLimits(t *testing.T) {
 	dialWith(t, d2, srv, "", true)
 }
 
-func TestTorrentsPerConnectionLimit(t *testing.T) {
+func TestPeersPerConnectionLimit(t *testing.T) {
 	r := newRules(t, tracker.DefaultConfig())
-	srv := start(t, Config{MaxTorrentsPerConnection: 2}, r)
+	srv := start(t, Config{MaxPeersPerConnection: 2}, r)
 	c := dial(t, srv, "")
 	c.announce(id{1}, id{'a'}, "")
 	c.announce(id{2}, id{'a'}, "")
@@ -680,5 +680,29 @@ func TestShutdownClosesConnections(t *testing.T) {
 	}
 	if got := scrapeCounts(t, r, id{1}); got != (bittorrent.SwarmStats{}) {
 		t.Fatalf("peers left after shutdown: %+v", got)
+	}
+}
+
+// Two clients of one page share a socket: both peers of a torrent live on
+// one connection, an offer of one reaches the other, and each leaves alone.
+func TestPeersSharingAConnection(t *testing.T) {
+	r := newRules(t, tracker.DefaultConfig())
+	srv := start(t, Config{}, r)
+	h, pa, pb := id{1}, id{'a'}, id{'b'}
+	c := dial(t, srv, "")
+	c.announce(h, pa, `,"left":1`)
+	m := c.announce(h, pb, `,"left":1`+offersJSON(id{7}))
+	if m.num("incomplete") != 2 {
+		t.Fatalf("counts %s", m.text)
+	}
+	if m := c.read(); m.id("peer_id") != pb || m.raw["offer"] == nil {
+		t.Fatalf("got %s, want b's offer (for a)", m.text)
+	}
+	c.send(answerJSON(h, pa, pb, id{7}))
+	if m := c.read(); m.id("peer_id") != pa || m.raw["answer"] == nil {
+		t.Fatalf("got %s, want a's answer (for b)", m.text)
+	}
+	if m := c.announce(h, pa, `,"event":"stopped"`); m.num("incomplete") != 1 || srv.reg.peers(h) != 1 {
+		t.Fatalf("after a stopped: %s", m.text)
 	}
 }
