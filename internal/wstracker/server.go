@@ -471,6 +471,15 @@ func (s *Server) pinger() {
 					c.close(websocket.CloseNormalClosure, "idle")
 					continue
 				}
+				// A connection being written to needs no ping: the write
+				// fails on its own deadline if the client is gone, and
+				// the ping would wait behind it.
+				c.mu.Lock()
+				busy := c.writing
+				c.mu.Unlock()
+				if busy {
+					continue
+				}
 				if err := c.ws.WriteControl(websocket.PingMessage, nil, now.Add(time.Second)); err != nil {
 					c.close(websocket.CloseGoingAway, "ping failed")
 				}
