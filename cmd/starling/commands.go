@@ -19,5 +19,6 @@ func addBenchCommands(bench *cobra.Command) {
 		newBenchUDPCmd(),
 		newBenchUDPEchoCmd(),
 		newBenchHTTPCmd(),
+		newBenchWSCmd(),
 	)
 }

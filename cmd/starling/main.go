@@ -100,7 +100,7 @@ func unknownCommand(cmd *cobra.Command, word string) error {
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Load generators for UDP and HTTP trackers",
+		Short: "Load generators for UDP, HTTP and WebSocket trackers",
 	}
 	addBenchCommands(cmd)
 	return cmd

@@ -44,14 +44,14 @@ type conn struct {
 	writing bool
 	closed  bool
 	// peers are the peers this connection announced (the registry changes
-	// it under the swarm's shard lock).
+	// it under the swarm's shard lock); nil until the first.
 	peers map[peerKey]struct{}
 
 	closeOnce sync.Once
 }
 
 func newConn(s *Server, ws *websocket.Conn, ip netip.Addr, k key) *conn {
-	c := &conn{srv: s, ws: ws, ip: ip, v6: ip.Is6(), stripe: s.counters.Stripe(), peers: make(map[peerKey]struct{})}
+	c := &conn{srv: s, ws: ws, ip: ip, v6: ip.Is6(), stripe: s.counters.Stripe()}
 	if k.has {
 		var err error
 		c.key, err = bittorrent.ParseKey(k.raw)

@@ -144,6 +144,9 @@ func (r *registry) announce(c *conn, q *request, now int64, cfg *Config) (change
 		c.mu.Lock()
 		n := len(c.peers)
 		if n < cfg.MaxPeersPerConnection {
+			if c.peers == nil {
+				c.peers = make(map[peerKey]struct{}, 1)
+			}
 			c.peers[pk] = struct{}{}
 		}
 		c.mu.Unlock()

@@ -158,6 +158,9 @@ func (c *Config) setDefaults() {
 	defd(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 }
 
+// readBufferSize is each connection's read buffer.
+const readBufferSize = 512
+
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("websocket tracker: server closed")
 
@@ -172,6 +175,10 @@ type Server struct {
 	upgrader websocket.Upgrader
 	http     *http.Server
 	reg      *registry
+	// ctx is the connections' context, ended by Shutdown once they are
+	// gone (net/http's request context ends when the upgrade returns).
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -213,6 +220,7 @@ func New(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Logger) (*
 		stop:     make(chan struct{}),
 		shutdown: make(chan struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if cfg.TLSCertPath != "" || cfg.TLSKeyPath != "" {
 		if cfg.TLSCertPath == "" || cfg.TLSKeyPath == "" {
 			return nil, fmt.Errorf("websocket tracker %s: tls_config needs both ssl_cert_path and ssl_key_path", cfg.BindAddress)
@@ -226,9 +234,11 @@ func New(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Logger) (*
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
-		// 0: the read side reuses the buffer net/http read the upgrade
-		// request with; the write buffer comes from the pool and goes
-		// back after each message, so an idle connection holds none.
+		// A small read buffer of its own (net/http's 4 KiB one is let go):
+		// an idle connection keeps it, and messages are read through it
+		// in pieces. The write buffer comes from the pool and goes back
+		// after each message, so an idle connection holds none.
+		ReadBufferSize:  readBufferSize,
 		WriteBufferPool: &sync.Pool{},
 		// Trackers are used by pages of any origin (instant.io, βTorrent).
 		CheckOrigin: func(*http.Request) bool { return true },
@@ -337,6 +347,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
+	s.cancel()
 	s.shutErr = err
 	close(s.shutdown)
 	return err
@@ -373,8 +384,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	// net/http's handler goroutine becomes the connection's reader.
-	c.serve(r.Context())
+	// The reader is a goroutine of its own, started with a small stack,
+	// rather than net/http's, whose stack grew reading the upgrade
+	// request and which would keep net/http's state of the connection.
+	go c.serve(s.ctx)
 }
 
 // admit takes a connection slot for ip, or says which status refuses it.
