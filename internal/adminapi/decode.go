@@ -247,6 +247,15 @@ type pageParams struct {
 
 const defaultLimit = 4000
 
+// MaxLimit caps /torrents?limit= (Torrust has no cap: limit=4294967295
+// over two million torrents built a 166 MB answer): a larger limit gets
+// this many torrents, and a client pages on with offset.
+const MaxLimit = 10000
+
+// MaxTorrentPeers caps the peers one /torrent/{info_hash} answer lists (a
+// swarm of 256,000 peers made a 58 MB answer); its counts stay exact.
+const MaxTorrentPeers = 10000
+
 // parseTorrentsQuery decodes offset, limit (u32, empty = absent) and the
 // repeatable info_hash filter. Errors are the text after Torrust's
 // "Failed to deserialize query string: ".
@@ -267,11 +276,11 @@ func parseTorrentsQuery(q []pair) (pageParams, error) {
 		if name == "offset" {
 			p.offset = uint32(n)
 		} else {
-			p.limit = uint32(n)
+			p.limit = uint32(min(n, MaxLimit))
 		}
 	}
 	for _, kv := range q {
-		if kv.name == "info_hash" {
+		if kv.name == "info_hash" && len(p.hashes) < MaxLimit {
 			p.hashes = append(p.hashes, kv.value)
 		}
 	}

@@ -168,9 +168,9 @@ func (a *API) torrent(ctx context.Context, param string) response {
 		return jsonResponse(http.StatusOK, []byte(`"torrent not known"`))
 	}
 	body := summaryBody(t.TorrentSummary)
-	peers := make([]peerBody, len(t.Peers))
-	for i, p := range t.Peers {
-		peers[i] = peerJSON(p)
+	peers := make([]peerBody, min(len(t.Peers), MaxTorrentPeers))
+	for i := range peers {
+		peers[i] = peerJSON(t.Peers[i])
 	}
 	body.Peers = &peers
 	return mustJSON(body)
