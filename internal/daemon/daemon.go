@@ -480,7 +480,7 @@ func (d *Daemon) startSweeper() {
 					}
 				}()
 				// Read at every sweep: a reload may change it.
-				res, err := d.store.Sweep(ctx, d.clock.Now()-d.reload.maxPeerTimeout.Load())
+				res, err := d.store.Sweep(ctx, expiryCutoff(d.clock.Now(), d.reload.maxPeerTimeout.Load()))
 				cancel()
 				if err != nil && !errors.Is(err, context.Canceled) {
 					d.log.Error("sweep inactive peers", "err", err)

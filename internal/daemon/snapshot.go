@@ -36,7 +36,7 @@ func (d *Daemon) restoreSnapshot(fresh func() (swarm.Store, error)) error {
 	if d.child != nil {
 		return nil // an upgrade: the old process hands its swarms over
 	}
-	cutoff := time.Now().Unix() - int64(d.cfg.Core.TrackerPolicy.MaxPeerTimeout)
+	cutoff := expiryCutoff(time.Now().Unix(), int64(d.cfg.Core.TrackerPolicy.MaxPeerTimeout))
 	st, err := snapshot.LoadFile(path, dumper.Restore, cutoff)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -115,3 +115,10 @@ func (d *Daemon) writeSnapshot(reason string) error {
 		"peers", st.Peers, "bytes", st.Bytes, "took", st.Took.Round(time.Millisecond))
 	return nil
 }
+
+// expiryCutoff is the last-seen time (unix seconds) at or before which a
+// peer has been silent for longer than timeout at now. A peer's time is
+// stored in whole seconds, read from a clock up to 100 ms behind, and now
+// may be as well: two seconds of margin keep every peer for at least
+// timeout (a sweep at now-timeout removed some up to a second early).
+func expiryCutoff(now, timeout int64) int64 { return now - timeout - 2 }

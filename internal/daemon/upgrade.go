@@ -80,7 +80,7 @@ func (d *Daemon) takeOver(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	cutoff := time.Now().Unix() - d.reload.maxPeerTimeout.Load()
+	cutoff := expiryCutoff(time.Now().Unix(), d.reload.maxPeerTimeout.Load())
 	st, err := snapshot.LoadFile(path, dumper.Restore, cutoff)
 	if err != nil {
 		err = fmt.Errorf("load the swarms handed over in %s: %w", path, err)

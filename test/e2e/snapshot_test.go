@@ -116,14 +116,14 @@ func TestSnapshotExpiry(t *testing.T) {
 	ih := infohash.T{0x42}
 	began := time.Now()
 	announceWith(t, p.addr("udp")+"/announce", ih, 1, 7001, 100, tracker.Started)
-	time.Sleep(3 * time.Second)
+	time.Sleep(5 * time.Second)
 	announceWith(t, p.addr("udp")+"/announce", ih, 2, 7002, 100, tracker.Started)
 	if code := p.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, p.Log())
 	}
 	// Down long enough for the first peer (last seen at 0 s) to be past its
-	// 4 s, not the second (3 s).
-	time.Sleep(time.Until(began.Add(5500 * time.Millisecond)))
+	// 4 s and the 2 s of margin for whole-second times, not the second (5 s).
+	time.Sleep(time.Until(began.Add(7500 * time.Millisecond)))
 	p2 := start(t, dir, cfg)
 	st := swarmState(t, p2)
 	tr, _ := st[ih.HexString()].(map[string]any)
