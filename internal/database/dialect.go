@@ -279,7 +279,8 @@ func openSQLiteDSN(name, dsn string, log *slog.Logger) (*DB, error) {
 }
 
 // openMySQL opens mysql://user:pass@host:port/db as Torrust takes it. Query
-// parameters are go-sql-driver options (tls=true, timeout=10s, …).
+// parameters are sqlx's (ssl-mode=REQUIRED) or go-sql-driver's (tls=true,
+// timeout=10s, …); see mysqlOptions.
 func openMySQL(raw string, log *slog.Logger) (*DB, error) {
 	name := Redact(raw)
 	u, err := url.Parse(raw)
@@ -294,9 +295,13 @@ func openMySQL(raw string, log *slog.Logger) (*DB, error) {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "3306")
 	}
+	opts, err := mysqlOptions(u.Query())
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", name, err)
+	}
 	// Parse only the parts without secrets as a DSN, so that a password with
 	// '/' or '@' in it cannot confuse the DSN syntax.
-	cfg, err := mysql.ParseDSN("tcp(" + host + ")/" + url.PathEscape(db) + "?" + u.RawQuery)
+	cfg, err := mysql.ParseDSN("tcp(" + host + ")/" + url.PathEscape(db) + "?" + opts.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
@@ -324,6 +329,53 @@ func openMySQL(raw string, log *slog.Logger) (*DB, error) {
 	conn := sql.OpenDB(connector)
 	pool(conn)
 	return newDB(MySQL, name, pass, conn, mysqlDialect, log), nil
+}
+
+// mysqlDriverOptions are go-sql-driver's own DSN parameters.
+var mysqlDriverOptions = map[string]bool{
+	"allowAllFiles": true, "allowCleartextPasswords": true, "allowFallbackToPlaintext": true,
+	"allowNativePasswords": true, "allowOldPasswords": true, "charset": true, "checkConnLiveness": true,
+	"clientFoundRows": true, "collation": true, "columnsWithAlias": true, "compress": true,
+	"connectionAttributes": true, "interpolateParams": true, "loc": true, "maxAllowedPacket": true,
+	"multiStatements": true, "parseTime": true, "readTimeout": true, "rejectReadOnly": true,
+	"serverPubKey": true, "timeTruncate": true, "timeout": true, "tls": true, "writeTimeout": true,
+}
+
+// mysqlOptions turns a mysql:// URL's query into driver parameters. The
+// driver sends any parameter it does not know as "SET name=value" on every
+// new connection, so a URL written for Torrust (sqlx: ssl-mode=REQUIRED)
+// or for PostgreSQL (sslmode=disable) failed at its first query, not at
+// start. Here sqlx's options are translated, the driver's own are kept,
+// and anything else stops start-up naming the option.
+func mysqlOptions(q url.Values) (url.Values, error) {
+	out := url.Values{}
+	for k, vs := range q {
+		v := vs[len(vs)-1]
+		switch {
+		case mysqlDriverOptions[k]:
+			out.Set(k, v)
+		case k == "ssl-mode":
+			// sqlx's modes; VERIFY_CA and VERIFY_IDENTITY both verify
+			// the certificate against the system roots here.
+			switch strings.ToUpper(v) {
+			case "DISABLED":
+				out.Set("tls", "false")
+			case "PREFERRED":
+				out.Set("tls", "preferred")
+			case "REQUIRED":
+				out.Set("tls", "skip-verify")
+			case "VERIFY_CA", "VERIFY_IDENTITY":
+				out.Set("tls", "true")
+			default:
+				return nil, fmt.Errorf("ssl-mode=%q: use DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY", v)
+			}
+		case k == "statement-cache-capacity":
+			// sqlx's prepared-statement cache: nothing to set here.
+		default:
+			return nil, fmt.Errorf("unknown MySQL URL option %q: use ssl-mode (DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY), charset, collation, timeout, readTimeout, writeTimeout or tls", k)
+		}
+	}
+	return out, nil
 }
 
 type mysqlLogger struct{ log *slog.Logger }
