@@ -103,6 +103,10 @@ func (d *Daemon) reloadLocked(ctx context.Context) (adminapi.ReloadResult, error
 			return res, fmt.Errorf("http_api.tls_config: %w", err)
 		}
 	}
+	wsPairs, err := d.loadWebSocketCerts(merged)
+	if err != nil {
+		return res, err
+	}
 	if merged.Core.Private {
 		if err := d.lists.ReloadKeys(ctx); err != nil {
 			return res, fmt.Errorf("reload peer keys from %s: %w", d.db, err)
@@ -131,6 +135,7 @@ func (d *Daemon) reloadLocked(ctx context.Context) (adminapi.ReloadResult, error
 			h.srv.Certificates().Set(httpPairs[i])
 		}
 	}
+	d.setWebSocketCerts(wsPairs)
 	if apiPair != nil {
 		r.apiCerts.Set(apiPair)
 	}

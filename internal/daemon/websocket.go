@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/starling-tracker/starling/internal/certs"
 	"github.com/starling-tracker/starling/internal/config"
 	"github.com/starling-tracker/starling/internal/wstracker"
 )
@@ -107,6 +108,35 @@ func (d *Daemon) stopWebSocket(stop func(func(context.Context) error)) {
 	for _, w := range d.ws {
 		if w.ln != nil {
 			stop(w.srv.Shutdown)
+		}
+	}
+}
+
+// loadWebSocketCerts reads the wss:// certificates and keys again, for a
+// reload (a certificate renewed at the same paths); nothing is applied yet,
+// so a file that cannot be read changes nothing.
+func (d *Daemon) loadWebSocketCerts(cfg *config.Config) ([]*certs.Pair, error) {
+	pairs := make([]*certs.Pair, len(d.ws))
+	for i, w := range d.ws {
+		if w.srv.Certificates() == nil || i >= len(cfg.WebSocketTrackers) || cfg.WebSocketTrackers[i].TLS == nil {
+			continue
+		}
+		tc := cfg.WebSocketTrackers[i].TLS
+		p, err := certs.Load(tc.SSLCertPath, tc.SSLKeyPath)
+		if err != nil {
+			return nil, fmt.Errorf("websocket_trackers[%d].tls_config: %w", i, err)
+		}
+		pairs[i] = p
+	}
+	return pairs, nil
+}
+
+// setWebSocketCerts serves the certificates loadWebSocketCerts read to new
+// connections.
+func (d *Daemon) setWebSocketCerts(pairs []*certs.Pair) {
+	for i, p := range pairs {
+		if p != nil {
+			d.ws[i].srv.Certificates().Set(p)
 		}
 	}
 }

@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -154,5 +157,39 @@ func TestWebSocketTrackerOneSwarm(t *testing.T) {
 	}
 	if strings.Contains(p.Log(), "level=ERROR") {
 		t.Errorf("errors in the log:\n%s", p.Log())
+	}
+}
+
+// TestWebSocketTrackerTLS serves wss:// and, on SIGHUP, a certificate renewed
+// at the same paths.
+func TestWebSocketTrackerTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "ws.crt"), filepath.Join(dir, "ws.key")
+	writeCertPair(t, cert, key, 3001)
+	path := filepath.Join(dir, "tracker.toml")
+	cfg := ephemeralConfig(dir, "") + fmt.Sprintf("\n[[websocket_trackers]]\nbind_address = \"127.0.0.1:0\"\ntls_config = { ssl_cert_path = %q, ssl_key_path = %q }\n", cert, key)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, dir, []string{"STARLING_CONFIG_TOML_PATH=" + path})
+	u := wsURL(t, p)
+	if !strings.HasPrefix(u, "wss://") {
+		t.Fatalf("listening on %s", u)
+	}
+	d := &websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	ws, _, err := d.Dial(u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.Close()
+	host := strings.TrimPrefix(u, "wss://")
+	if got := servedSerial(t, host); got != 3001 {
+		t.Fatalf("certificate %d", got)
+	}
+	writeCertPair(t, cert, key, 3002)
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", func() bool { return strings.Contains(p.Log(), "configuration reloaded") })
+	if got := servedSerial(t, host); got != 3002 {
+		t.Fatalf("certificate %d after the reload, want the renewed 3002", got)
 	}
 }
