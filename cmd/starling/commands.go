@@ -20,5 +20,6 @@ func addBenchCommands(bench *cobra.Command) {
 		newBenchUDPEchoCmd(),
 		newBenchHTTPCmd(),
 		newBenchWSCmd(),
+		newBenchSoakCmd(),
 	)
 }

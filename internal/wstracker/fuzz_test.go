@@ -3,6 +3,7 @@ package wstracker
 import (
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
 )
@@ -10,7 +11,7 @@ import (
 // FuzzParse feeds the message parser anything: it must not panic, and what
 // it accepts must round-trip: the binary strings re-encoded and parsed
 // again give the same bytes, and every message built from the request is
-// JSON. Seeds in testdata/fuzz/FuzzParse are the clients' shapes.
+// JSON in UTF-8. Seeds in testdata/fuzz/FuzzParse are the clients' shapes.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(announceJSON(tricky, id{1}, `,"left":null,"event":"started"`+offersJSON(id{2}))))
 	f.Add([]byte(`{"action":"scrape","info_hash":["aaaaaaaaaaaaaaaaaaaa","\u00ff\u0000aaaaaaaaaaaaaaaaaa"]}`))
@@ -52,8 +53,10 @@ func FuzzParse(f *testing.F) {
 			msgs = append(msgs, appendRelay(nil, &q.infoHash, &q.peerID, &q.offerID, "answer", q.answer))
 		}
 		for _, m := range msgs {
-			if !json.Valid(m) {
-				t.Fatalf("%s is not JSON", m)
+			// Valid JSON, and UTF-8 (a text frame that is not fails a
+			// browser's connection; json.Valid does not check it).
+			if !json.Valid(m) || !utf8.Valid(m) {
+				t.Fatalf("%q is not JSON in UTF-8", m)
 			}
 		}
 	})

@@ -29,6 +29,7 @@ const (
 // Parse errors, with the texts the reference server sends for them.
 var (
 	errBadJSON     = errors.New("invalid request: not a JSON object")
+	errBadUTF8     = errors.New("invalid request: not UTF-8")
 	errBadAction   = errors.New("invalid action")
 	errBadInfoHash = errors.New("invalid info_hash")
 	errBadPeerID   = errors.New("invalid peer_id")
@@ -107,6 +108,13 @@ func parse(msg []byte, lim limits) (*request, error) {
 	msg = bytes.TrimSpace(msg)
 	if len(msg) == 0 || msg[0] != '{' {
 		return r, errBadJSON
+	}
+	// Offers and answers are relayed as sent, in text frames, which must
+	// be UTF-8: a browser fails the connection on a frame that is not.
+	// encoding/json lets invalid UTF-8 through inside strings, and gorilla
+	// does not check it, so one peer could cut its swarm off the tracker.
+	if !utf8.Valid(msg) {
+		return r, errBadUTF8
 	}
 	if err := json.Unmarshal(msg, &w); err != nil {
 		return r, errBadJSON

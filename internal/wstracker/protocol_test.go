@@ -110,6 +110,8 @@ func TestParseRefuses(t *testing.T) {
 		want      error
 	}{
 		{"not json", `hello`, errBadJSON},
+		{"invalid UTF-8 in an offer", announceJSON(h, p, ",\"offers\":[{\"offer\":{\"type\":\"offer\",\"sdp\":\"\xff\xfe\"},\"offer_id\":"+jsonID(p)+"}]"), errBadUTF8},
+		{"invalid UTF-8 in an unknown field", announceJSON(h, p, ",\"x\":\"\xc3\""), errBadUTF8},
 		{"array", `[1]`, errBadJSON},
 		{"no action", `{"info_hash":` + jsonID(h) + `}`, errBadAction},
 		{"unknown action", `{"action":"connect"}`, errBadAction},
