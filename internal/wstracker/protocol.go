@@ -116,7 +116,7 @@ func parse(msg []byte, lim limits) (*request, error) {
 	if !utf8.Valid(msg) {
 		return r, errBadUTF8
 	}
-	if err := json.Unmarshal(msg, &w); err != nil {
+	if !scanMessage(msg, &w) {
 		return r, errBadJSON
 	}
 	if w.Action == nil {
@@ -177,7 +177,7 @@ func parse(msg []byte, lim limits) (*request, error) {
 	}
 	if len(w.Offers) > 0 && !isNull(w.Offers) {
 		var offers []wireOffer
-		if err := json.Unmarshal(w.Offers, &offers); err != nil {
+		if !scanOffers(w.Offers, &offers) {
 			return r, errBadOffer
 		}
 		for i := range offers {
@@ -259,14 +259,15 @@ func number(raw json.RawMessage) (int64, bool, error) {
 
 // decodeJSONID decodes a JSON string value that must hold a binary id.
 func decodeJSONID(raw json.RawMessage, out *id) bool {
-	if len(raw) == 0 || raw[0] != '"' {
+	if len(raw) < 2 || raw[0] != '"' {
 		return false
 	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
+	sc := scanner{b: raw}
+	content, esc, ok := sc.str()
+	if !ok || sc.i != len(raw) {
 		return false
 	}
-	return decodeID(s, out)
+	return decodeID(unquote(content, esc), out)
 }
 
 // decodeID reads exactly 20 code points, each at most U+00FF. Invalid

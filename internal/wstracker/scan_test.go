@@ -1,0 +1,87 @@
+package wstracker
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// knownKeys are the fields scanMessage and scanOffers read.
+var knownKeys = []string{"action", "info_hash", "peer_id", "event", "left", "numwant", "offers", "answer",
+	"to_peer_id", "offer_id", "uploaded", "downloaded", "offer"}
+
+// foldedKey reports whether data holds a string that encoding/json would
+// take for a known key but is not one ("Action", "ſcrape"): the scanner
+// matches keys exactly where encoding/json folds case, a difference on
+// purpose.
+func foldedKey(data []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if s, ok := tok.(string); ok {
+			for _, k := range knownKeys {
+				if s != k && strings.EqualFold(s, k) {
+					return true
+				}
+			}
+		}
+	}
+}
+
+// FuzzScanMatchesEncodingJSON: on any UTF-8 input, the scanner accepts
+// what encoding/json accepts into the same fields, with the same values,
+// and refuses what it refuses (keys that differ only in case aside).
+func FuzzScanMatchesEncodingJSON(f *testing.F) {
+	f.Add([]byte(announceJSON(tricky, id{1}, `,"left":null,"event":"started","x":[1,{"y":-0.5e+3}]`+offersJSON(id{2}, id{3}))))
+	f.Add([]byte(`{"action":"scrape","info_hash":["a\u0000\ud83d\ude00","\ud800"],"peer_id":null}`))
+	f.Add([]byte(`{"action":"announce","action":"scrape","peer_id":5}`))
+	f.Add([]byte(`{"offers":[{"offer":null,"offer_id":"\/x"},null,3,{"offer":{"a":[]},"offer_id":null,"offer_id":"z"}]}`))
+	f.Add([]byte(` {"a":tru} `))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !utf8.Valid(data) || foldedKey(data) {
+			return
+		}
+		var want, got wire
+		wantOK := json.Unmarshal(data, &want) == nil
+		gotOK := scanMessage(data, &got)
+		if wantOK != gotOK {
+			t.Fatalf("%q: encoding/json ok %v, scanner ok %v", data, wantOK, gotOK)
+		}
+		if !wantOK {
+			return
+		}
+		if !reflect.DeepEqual(want, got) {
+			t.Fatalf("%q:\nencoding/json %+v\nscanner       %+v", data, want, got)
+		}
+		if len(got.Offers) == 0 {
+			return
+		}
+		var wantO, gotO []wireOffer
+		wantOK = json.Unmarshal(got.Offers, &wantO) == nil
+		gotOK = scanOffers(got.Offers, &gotO)
+		if wantOK != gotOK {
+			t.Fatalf("offers %q: encoding/json ok %v, scanner ok %v", got.Offers, wantOK, gotOK)
+		}
+		if wantOK && len(wantO)+len(gotO) > 0 && !reflect.DeepEqual(wantO, gotO) { // [] and nil alike
+			t.Fatalf("offers %q:\nencoding/json %+v\nscanner       %+v", got.Offers, wantO, gotO)
+		}
+	})
+}
+
+func TestUnquote(t *testing.T) {
+	for _, s := range []string{`plain`, `a\"b\\c\/d`, `\b\f\n\r\t`, `\u0000\u00ff\u0100`, `\ud83d\ude00`, `\ud800`, `\ud800x`, `\ud800\u0041`, `\udc00\ud800`, `é\u00e9`} {
+		var want string
+		if err := json.Unmarshal([]byte(`"`+s+`"`), &want); err != nil {
+			t.Fatal(err)
+		}
+		if got := unquote([]byte(s), strings.Contains(s, `\`)); got != want {
+			t.Errorf("unquote(%s) = %q, want %q", s, got, want)
+		}
+	}
+}
