@@ -8,8 +8,8 @@
 package wsload
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -235,14 +235,26 @@ func dial(ctx context.Context, cfg Config, i int) (*conn, error) {
 	return &conn{ws: ws}, nil
 }
 
-// incoming is what the load generator reads of a tracker message.
-type incoming struct {
-	Interval *int            `json:"interval"`
-	Offer    json.RawMessage `json:"offer"`
-	Answer   json.RawMessage `json:"answer"`
-	PeerID   string          `json:"peer_id"`
-	OfferID  string          `json:"offer_id"`
-	Failure  string          `json:"failure reason"`
+// The tracker's messages are told apart by their keys, and the ids read at
+// fixed places: the generator's ids are 20 ASCII letters, which the tracker
+// sends back as they are. Decoding every message with encoding/json made
+// the generator, not the tracker, the bottleneck of a run.
+var (
+	keyInterval = []byte(`"interval":`)
+	keyOffer    = []byte(`"offer":{`)
+	keyAnswer   = []byte(`"answer":{`)
+	keyFailure  = []byte(`"failure reason":`)
+	keyPeerID   = []byte(`"peer_id":"`)
+	keyOfferID  = []byte(`"offer_id":"`)
+)
+
+// idAfter returns the 20 characters after key in b.
+func idAfter(b, key []byte) (string, bool) {
+	i := bytes.Index(b, key)
+	if i < 0 || i+len(key)+20 > len(b) {
+		return "", false
+	}
+	return string(b[i+len(key) : i+len(key)+20]), true
 }
 
 // run announces (one in flight) until ctx ends, answering the offers it
@@ -292,34 +304,37 @@ func (c *conn) read(ctx context.Context, answered chan<- struct{}) {
 			}
 			return
 		}
-		var m incoming
-		if err := json.Unmarshal(b, &m); err != nil {
-			c.cnt.fail(err)
-			continue
-		}
 		switch {
-		case m.Failure != "":
+		case bytes.Contains(b, keyFailure):
 			// At the end, answers to peers already gone are refused.
 			if ctx.Err() == nil {
-				c.cnt.fail(errors.New(m.Failure))
+				c.cnt.fail(errors.New(string(b)))
 			}
 			select {
 			case answered <- struct{}{}:
 			default:
 			}
-		case m.Interval != nil:
+		case bytes.Contains(b, keyInterval):
 			c.cnt.announces.Add(1)
 			select {
 			case answered <- struct{}{}:
 			default:
 			}
-		case m.Offer != nil:
+		case bytes.Contains(b, keyOffer):
 			c.cnt.offers.Add(1)
-			if err := c.write(c.answer(m.PeerID, m.OfferID)); err != nil && ctx.Err() == nil {
+			from, ok1 := idAfter(b, keyPeerID)
+			offerID, ok2 := idAfter(b, keyOfferID)
+			if !ok1 || !ok2 {
+				c.cnt.fail(fmt.Errorf("offer without ids: %.200s", b))
+				continue
+			}
+			if err := c.write(c.answer(from, offerID)); err != nil && ctx.Err() == nil {
 				c.cnt.fail(err)
 			}
-		case m.Answer != nil:
+		case bytes.Contains(b, keyAnswer):
 			c.cnt.answers.Add(1)
+		default:
+			c.cnt.fail(fmt.Errorf("unexpected message: %.200s", b))
 		}
 	}
 }
@@ -352,10 +367,8 @@ func (c *conn) announce(first bool, offers int) []byte {
 }
 
 func (c *conn) answer(to, offerID string) []byte {
-	toJSON, _ := json.Marshal(to)
-	idJSON, _ := json.Marshal(offerID)
-	return []byte(`{"action":"announce","info_hash":"` + c.hash + `","peer_id":"` + c.peer + `","to_peer_id":` + string(toJSON) +
-		`,"offer_id":` + string(idJSON) + `,"answer":{"type":"answer","sdp":"` + c.sdp + `"}}`)
+	return []byte(`{"action":"announce","info_hash":"` + c.hash + `","peer_id":"` + c.peer + `","to_peer_id":"` + to +
+		`","offer_id":"` + offerID + `","answer":{"type":"answer","sdp":"` + c.sdp + `"}}`)
 }
 
 func randomID() string {
