@@ -3,6 +3,7 @@ package wstracker
 import (
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"slices"
 	"sync"
@@ -95,16 +96,52 @@ func (c *conn) serve(ctx context.Context) {
 		return err
 	})
 	for {
-		typ, msg, err := ws.ReadMessage()
+		typ, r, err := ws.NextReader()
+		if err != nil {
+			return
+		}
+		bp := msgBufs.Get().(*[]byte)
+		msg, err := readAll(r, (*bp)[:0])
 		if err != nil {
 			return
 		}
 		alive()
-		if typ != websocket.TextMessage && typ != websocket.BinaryMessage {
-			continue
+		if typ == websocket.TextMessage || typ == websocket.BinaryMessage {
+			c.lastRequest.Store(time.Now().UnixNano())
+			c.handle(ctx, msg)
 		}
-		c.lastRequest.Store(time.Now().UnixNano())
-		c.handle(ctx, msg)
+		// Nothing keeps msg after handle: relayed offers and answers
+		// were copied into the messages sent.
+		if cap(msg) <= msgBufSize {
+			*bp = msg[:0]
+			msgBufs.Put(bp)
+		}
+	}
+}
+
+// msgBufs hold messages while they are handled: a read buffer that grows
+// per message, as ReadMessage's does, was several allocations and copies
+// for each, and a buffer this size lets bufio hand the socket's bytes
+// over in one read. A connection holds one only while a message arrives.
+const msgBufSize = 4096
+
+var msgBufs = sync.Pool{New: func() any { b := make([]byte, 0, msgBufSize); return &b }}
+
+// readAll reads r into b (from its length on), growing it as needed; the
+// read limit bounds it.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
 	}
 }
 
