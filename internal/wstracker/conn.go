@@ -23,9 +23,9 @@ const (
 	maxFullScrape = 1000
 )
 
-// conn is one client's WebSocket. Its reader is the goroutine net/http
-// started for the upgrade request; a writer goroutine runs only while
-// messages wait in its queue, so an idle connection holds one goroutine.
+// conn is one client's WebSocket. Its reader is a goroutine of its own
+// (serve); a writer goroutine runs only while messages wait in its queue,
+// so an idle connection holds one goroutine.
 type conn struct {
 	srv    *Server
 	ws     *websocket.Conn
@@ -220,10 +220,11 @@ func (c *conn) scrape(ctx context.Context, q *request) {
 		}
 		hashes = s.reg.hashes(maxFullScrape)
 	}
-	// A JSON object's keys are unique: a hash asked twice is answered once.
+	// A JSON object's keys are unique: a hash asked twice is answered
+	// once (at most MaxScrapeHashes to compare; the registry's are unique).
 	uniq := make([]bittorrent.InfoHash, 0, len(hashes))
 	for _, h := range hashes {
-		if !slices.Contains(uniq, h) {
+		if q.allHashes || !slices.Contains(uniq, h) {
 			uniq = append(uniq, h)
 		}
 	}
