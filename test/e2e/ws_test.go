@@ -193,3 +193,74 @@ func TestWebSocketTrackerTLS(t *testing.T) {
 		t.Fatalf("certificate %d after the reload, want the renewed 3002", got)
 	}
 }
+
+// TestWebSocketTrackerUpgrade: an upgrade hands the WebSocket listener to
+// the new process; the old one closes its WebSocket clients with 1001
+// (going away), and they reconnect to the same URL, now the new process's.
+func TestWebSocketTrackerUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "starling.pid")
+	cfg := snapshotConfig(dir, "") + "\n[[websocket_trackers]]\nbind_address = \"127.0.0.1:0\"\n"
+	p := start(t, dir, []string{"STARLING_CONFIG_TOML=" + cfg}, "serve", "--pid-file", pidFile)
+	u := wsURL(t, p)
+	var ih infohash.T
+	copy(ih[:], "ws-upgrade-e2e-hash!")
+	announce := func(ws *websocket.Conn, peer string) map[string]any {
+		t.Helper()
+		latin1 := func(b []byte) string {
+			r := make([]rune, len(b))
+			for i, c := range b {
+				r[i] = rune(c)
+			}
+			return string(r)
+		}
+		msg, _ := json.Marshal(map[string]any{"action": "announce", "info_hash": latin1(ih[:]), "peer_id": peer, "left": 0})
+		if err := ws.WriteMessage(websocket.TextMessage, msg); err != nil {
+			t.Fatal(err)
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var answer map[string]any
+		if err := ws.ReadJSON(&answer); err != nil {
+			t.Fatal(err)
+		}
+		return answer
+	}
+	before, _, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer before.Close()
+	if a := announce(before, "-WW0100-before-upgr!"); a["complete"] != 1.0 {
+		t.Fatalf("announce before the upgrade: %v", a)
+	}
+	oldPID, err := readPIDFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, code := run(t, dir, nil, "upgrade", "--pid-file", pidFile, "--timeout", "60s"); code != 0 {
+		t.Fatalf("upgrade (exit %d): %s\n%s", code, out, p.Log())
+	}
+	_ = before.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, _, err := before.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("the old process's client: %v", err)
+	}
+	after, _, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		t.Fatalf("reconnect to %s after the upgrade: %v\n%s", u, err, p.Log())
+	}
+	defer after.Close()
+	// The old process's WebSocket peers went with their connections.
+	if a := announce(after, "-WW0100-after-upgra!"); a["complete"] != 1.0 || a["incomplete"] != 0.0 {
+		t.Fatalf("announce after the upgrade: %v", a)
+	}
+	newPID, err := readPIDFile(pidFile)
+	if err != nil || newPID == oldPID {
+		t.Fatalf("pid file after the upgrade: %d %v", newPID, err)
+	}
+	_ = syscall.Kill(newPID, syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the new process did not stop:\n%s", p.Log())
+	}
+}
