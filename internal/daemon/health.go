@@ -42,6 +42,7 @@ func (d *Daemon) setHealthTargets() {
 			})
 		}))
 	}
+	targets = append(targets, d.webSocketHealthTargets()...)
 	for _, s := range d.aux {
 		if s.name != "API" || s.ln == nil {
 			continue

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 
 	"github.com/starling-tracker/starling/internal/certs"
 	"github.com/starling-tracker/starling/internal/config"
+	"github.com/starling-tracker/starling/internal/healthcheck"
 	"github.com/starling-tracker/starling/internal/wstracker"
 )
 
@@ -139,4 +141,32 @@ func (d *Daemon) setWebSocketCerts(pairs []*certs.Pair) {
 			d.ws[i].srv.Certificates().Set(p)
 		}
 	}
+}
+
+// webSocketHealthTargets has the health check open a WebSocket to each
+// listener and scrape through it.
+func (d *Daemon) webSocketHealthTargets() []healthcheck.Target {
+	var targets []healthcheck.Target
+	for i, w := range d.ws {
+		if w.ln == nil {
+			continue
+		}
+		scheme := "ws"
+		if d.cfg.WebSocketTrackers[i].TLS != nil {
+			scheme = "wss"
+		}
+		addrs := reachable(addrPortOf(w.ln.Addr()))
+		url := scheme + "://" + addrs[0].String()
+		targets = append(targets, healthcheck.Target{
+			Binding: w.ln.Addr().String(),
+			Info:    "checking websocket tracker at: " + url,
+			OK:      "Ok",
+			Probe: func(ctx context.Context) error {
+				return probeFirst(ctx, addrs, func(ctx context.Context, a netip.AddrPort) error {
+					return wstracker.Probe(ctx, scheme+"://"+a.String())
+				})
+			},
+		})
+	}
+	return targets
 }

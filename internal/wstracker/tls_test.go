@@ -1,6 +1,7 @@
 package wstracker
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -85,5 +86,33 @@ func TestTLSConfigErrors(t *testing.T) {
 		if _, err := New(cfg, r, nil, nil); err == nil {
 			t.Errorf("%+v: no error", cfg)
 		}
+	}
+}
+
+func TestProbe(t *testing.T) {
+	ctx := context.Background()
+	r := newRules(t, tracker.DefaultConfig())
+	srv := start(t, Config{}, r)
+	if err := Probe(ctx, srv.URL()); err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath, _ := writeCert(t)
+	tlsSrv := start(t, Config{TLSCertPath: certPath, TLSKeyPath: keyPath}, r)
+	if err := Probe(ctx, tlsSrv.URL()); err != nil {
+		t.Fatalf("wss: %v", err)
+	}
+	cfg := tracker.DefaultConfig()
+	cfg.Private = true
+	private := start(t, Config{}, newRules(t, cfg))
+	if err := Probe(ctx, private.URL()); err != nil {
+		t.Fatalf("private: %v", err)
+	}
+	// Not a WebSocket tracker.
+	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
+	ln.Close()
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := Probe(short, "ws://"+ln.Addr().String()); err == nil {
+		t.Fatal("a closed port passed the probe")
 	}
 }

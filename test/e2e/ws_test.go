@@ -123,6 +123,12 @@ func TestWebSocketTrackerOneSwarm(t *testing.T) {
 		t.Errorf("/metrics lacks the WebSocket announce:\n%s", metrics)
 	}
 
+	// The health check opens a WebSocket and scrapes through it.
+	_, health := apiGet(t, p.addr("health"), "/health_check")
+	if !strings.Contains(health, `"status":"Ok"`) || !strings.Contains(health, "checking websocket tracker at: "+u) {
+		t.Errorf("health check: %s", health)
+	}
+
 	// The WebSocket peer leaves with its connection.
 	ws.Close()
 	deadline := time.Now().Add(5 * time.Second)
