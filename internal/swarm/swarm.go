@@ -61,10 +61,12 @@ type Result struct {
 //     otherwise: a negative Left is unknown (UDP carries a signed left, and
 //     an HTTP announce without left is bittorrent.LeftUnknown).
 //   - EventStopped removes the peer (and stores nothing).
-//   - Port 0 is answered but never stored (and its completion is not
-//     counted: a peer that is not stored cannot be remembered as counted).
+//   - Port 0 is answered but never stored; its completion is counted, once
+//     per address as far as the store remembers (see the next rule).
 //   - Completed counts one per peer that reports EventCompleted and has not
-//     been counted in this swarm before, including on its first announce.
+//     been counted in this swarm before, including on its first announce;
+//     a peer that stops after its completion was counted is remembered (a
+//     bounded memory) and its address is not counted again if it returns.
 //   - The answer is a random sample of up to NumWant peers of the wanted
 //     families, never the requester itself. A seeder is handed only
 //     leechers while the wanted families hold any; when they hold none, it

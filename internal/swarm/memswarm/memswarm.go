@@ -90,6 +90,8 @@ type shard struct {
 	p4       slab[[4]byte]
 	p6       slab[[16]byte]
 	rng      uint64
+	// gone remembers counted peers that left (see gone).
+	gone gone
 	// sink keeps the loads of touch from being optimised away.
 	sink uint64
 	// view is what Prefetch reads without the lock (see prefetchView).
@@ -178,12 +180,32 @@ func (s *Store) Announce(_ context.Context, a *swarm.Announce, resp *bittorrent.
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	t, ok := sh.get(&a.InfoHash)
+	// A completion announced with port 0 counts, though the peer is not
+	// stored: its address is remembered so that a retry does not count
+	// it again.
+	portZeroDone := port == 0 && ip.IsValid() && a.Event == bittorrent.EventCompleted
 	if !ok {
-		if !keep {
+		if !keep && !portZeroDone {
 			resp.Seeders, resp.Leechers = 0, 0
 			return res, nil
 		}
 		t = sh.add(&a.InfoHash)
+	}
+	if portZeroDone {
+		var key uint64
+		if ip.Is4() {
+			a4 := ip.As4()
+			key = goneKey(&a.InfoHash, &a4, 0, sh.index.seed)
+		} else {
+			a16 := ip.As16()
+			key = goneKey(&a.InfoHash, &a16, 0, sh.index.seed)
+		}
+		if !sh.gone.take(key) {
+			t.completed++
+			sh.completed++
+			res.CountedCompletion = true
+		}
+		sh.gone.add(key)
 	}
 	self4, self6 := -1, -1
 	if ip.Is4() {
@@ -205,13 +227,21 @@ func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint
 	i, found := sl.find(*sg, &ip, port)
 	if !keep {
 		if found {
-			sh.count(t, sl.at(*sg, i).seeder(), -1)
+			p := sl.at(*sg, i)
+			if p.counted {
+				sh.gone.add(goneKey(&a.InfoHash, &ip, port, sh.index.seed))
+			}
+			sh.count(t, p.seeder(), -1)
 			sl.remove(sg, i)
 		}
 		return -1
 	}
 	seeder := bittorrent.Complete(a.Left)
+	// A peer that stopped after its completion was counted comes back
+	// counted (see gone).
+	wasCounted := false
 	if !found {
+		wasCounted = sh.gone.n > 0 && sh.gone.take(goneKey(&a.InfoHash, &ip, port, sh.index.seed))
 		i = sl.insert(sg, i, &ip, port, seeder)
 		sh.count(t, seeder, 1)
 	} else if was := sl.at(*sg, i).seeder(); was != seeder {
@@ -230,6 +260,9 @@ func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint
 	// A big segment's setSeeder set this already; a chunk segment's hot
 	// copy learns it here (insert copied a record with left 0).
 	sl.hotAt(*sg, i).seeder = p.seeder()
+	if wasCounted {
+		p.counted = true
+	}
 	if a.Event == bittorrent.EventCompleted && !p.counted {
 		p.counted = true
 		t.completed++

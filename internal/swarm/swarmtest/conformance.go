@@ -619,8 +619,15 @@ func testPortZero(t *testing.T, newStore NewStore) {
 	if resp.Leechers != 3 || resp.Seeders != 0 {
 		t.Errorf("port 0 announce counts %d/%d, want 0/3 (itself not stored)", resp.Seeders, resp.Leechers)
 	}
-	if res.CountedCompletion || res.Completed != 0 {
-		t.Errorf("port 0 completed was counted: %+v", res)
+	if !res.CountedCompletion || res.Completed != 1 {
+		t.Errorf("port 0 completed was not counted: %+v", res)
+	}
+	// A retry of the same port-0 completion is not another download.
+	if res, _ := Do(t, s, a); res.CountedCompletion || res.Completed != 1 {
+		t.Errorf("port 0 completed again: %+v, want not counted, 1 completed", res)
+	}
+	if st := scrape1(t, s, h1); st.Completed != 1 || st.Leechers != 3 {
+		t.Errorf("scrape after port 0 completions %+v, want 1 completed and the 3 stored leechers", st)
 	}
 	_, resp = Do(t, s, Announce(h1, PeerID(1), Addr4(1, 6881), 102))
 	for _, p := range addrs(&resp) {
@@ -633,6 +640,12 @@ func testPortZero(t *testing.T, newStore NewStore) {
 		Do(t, s, Announce(h1, PeerID(9), Addr4(9, 0), 101))
 		if tot := totals(t, s); tot != (swarm.Totals{}) {
 			t.Errorf("totals %+v after a port 0 announce, want zero", tot)
+		}
+		a := Announce(h1, PeerID(9), Addr4(9, 0), 102)
+		a.Event, a.Left = bittorrent.EventCompleted, 0
+		Do(t, s, a)
+		if tot := totals(t, s); tot != (swarm.Totals{Torrents: 1, Completed: 1}) {
+			t.Errorf("totals %+v after a port 0 completion, want 1 torrent with 1 completed and no peer", tot)
 		}
 	})
 }
@@ -663,6 +676,11 @@ func testCompleted(t *testing.T, newStore NewStore) {
 		{"two peers", []step{{1, 6881, completed, true, 1}, {2, 6881, completed, true, 2}}},
 		{"same ip, new port is another peer", []step{{1, 6881, completed, true, 1}, {1, 6882, completed, true, 2}}},
 		{"stopped keeps the count", []step{{1, 6881, completed, true, 1}, {1, 6881, stopped, false, 1}}},
+		{"stopped and back: its completion is not counted again", []step{
+			{1, 6881, completed, true, 1}, {1, 6881, stopped, false, 1}, {1, 6881, started, false, 1},
+			{1, 6881, completed, false, 1}, {2, 6881, completed, true, 2}}},
+		{"stopped before completing: the completion counts", []step{
+			{1, 6881, started, false, 0}, {1, 6881, stopped, false, 0}, {1, 6881, completed, true, 1}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,6 +17,15 @@ import (
 type model struct {
 	opts     swarm.Options
 	torrents map[bittorrent.InfoHash]*mtorrent
+	// gone are the addresses whose completion was counted and that left
+	// with a stop, or completed with port 0: they come back counted. It
+	// outlives a torrent's removal, as the store's memory of them does.
+	gone map[goneKey]bool
+}
+
+type goneKey struct {
+	h    bittorrent.InfoHash
+	addr netip.AddrPort
 }
 
 type mtorrent struct {
@@ -26,7 +35,7 @@ type mtorrent struct {
 }
 
 func newModel(opts swarm.Options) *model {
-	return &model{opts: opts, torrents: map[bittorrent.InfoHash]*mtorrent{}}
+	return &model{opts: opts, torrents: map[bittorrent.InfoHash]*mtorrent{}, gone: map[goneKey]bool{}}
 }
 
 func (t *mtorrent) stats() bittorrent.SwarmStats {
@@ -46,15 +55,22 @@ func (t *mtorrent) stats() bittorrent.SwarmStats {
 func (m *model) announce(a *swarm.Announce) (swarm.Result, bittorrent.SwarmStats, map[netip.AddrPort]bittorrent.PeerID) {
 	var res swarm.Result
 	keep := a.Event != bittorrent.EventStopped && a.Addr.Port() != 0
+	portZeroDone := a.Addr.Port() == 0 && a.Event == bittorrent.EventCompleted
 	t := m.torrents[a.InfoHash]
 	if t == nil {
-		if !keep {
+		if !keep && !portZeroDone {
 			return res, bittorrent.SwarmStats{}, nil
 		}
 		t = &mtorrent{peers: map[netip.AddrPort]*swarm.PeerInfo{}, counted: map[netip.AddrPort]bool{}}
 		m.torrents[a.InfoHash] = t
 	}
-	if keep {
+	k := goneKey{a.InfoHash, a.Addr}
+	switch {
+	case keep:
+		if _, ok := t.peers[a.Addr]; !ok {
+			t.counted[a.Addr] = m.gone[k]
+			delete(m.gone, k)
+		}
 		t.peers[a.Addr] = &swarm.PeerInfo{ID: a.PeerID, Addr: a.Addr, Updated: a.Now, Uploaded: a.Uploaded,
 			Downloaded: a.Downloaded, Left: a.Left, Event: a.Event}
 		if a.Event == bittorrent.EventCompleted && !t.counted[a.Addr] {
@@ -62,7 +78,16 @@ func (m *model) announce(a *swarm.Announce) (swarm.Result, bittorrent.SwarmStats
 			t.completed++
 			res.CountedCompletion = true
 		}
-	} else {
+	case portZeroDone:
+		if !m.gone[k] {
+			t.completed++
+			res.CountedCompletion = true
+		}
+		m.gone[k] = true
+	default:
+		if _, ok := t.peers[a.Addr]; ok && t.counted[a.Addr] {
+			m.gone[k] = true
+		}
 		delete(t.peers, a.Addr)
 		delete(t.counted, a.Addr)
 	}
@@ -280,13 +305,16 @@ func testConcurrent(t *testing.T, newStore NewStore) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
 			mine := map[key]state{}
+			// Peers that stopped after their completion was counted: the
+			// store remembers them, and does not count them again.
+			left := map[key]bool{}
 			var resp bittorrent.AnnounceResponse
 			for i := range ops {
 				h := rng.IntN(torrents)
 				addr := Addr4(w*1000+rng.IntN(own), 6881)
 				a := Announce(Hash(h), PeerID(w), addr, int64(2+i))
 				a.Event = bittorrent.Event(rng.IntN(4))
-				a.Left = int64(rng.IntN(3)-1) * 100 // -100 is a seeder too
+				a.Left = int64(rng.IntN(3)-1) * 100 // -100 (unknown) is a leecher
 				a.NumWant = rng.IntN(30)
 				resp.Reset()
 				res, err := s.Announce(ctx, &a, &resp)
@@ -298,6 +326,9 @@ func testConcurrent(t *testing.T, newStore NewStore) {
 				st, had := mine[k]
 				wantCounted := false
 				if a.Event == bittorrent.EventStopped {
+					if had && st.counted {
+						left[k] = true
+					}
 					delete(mine, k)
 				} else {
 					if !had {
@@ -305,8 +336,13 @@ func testConcurrent(t *testing.T, newStore NewStore) {
 					}
 					st.left = a.Left
 					if a.Event == bittorrent.EventCompleted && !st.counted {
-						st.counted, wantCounted = true, true
-						completions[w][h]++
+						st.counted = true
+						if left[k] {
+							delete(left, k)
+						} else {
+							wantCounted = true
+							completions[w][h]++
+						}
 					}
 					mine[k] = st
 				}
