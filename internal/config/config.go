@@ -53,7 +53,9 @@ const DefaultSQLitePath = "./storage/tracker/lib/database/sqlite3.db"
 const (
 	MaxPeersPerAnnounceLimit = 1000
 	MaxScrapeTorrentsLimit   = 1000
-	MaxSocketsPerListener    = 256
+	// DefaultMaxConnectionsPerIP is [[http_trackers]] max_connections_per_ip's default.
+	DefaultMaxConnectionsPerIP = 256
+	MaxSocketsPerListener      = 256
 )
 
 // Config is the whole configuration. Field names follow the TOML keys.
@@ -253,6 +255,12 @@ type HTTPTracker struct {
 	// MaxScrapeTorrents caps the info hashes answered per scrape; the rest
 	// of the request is ignored.
 	MaxScrapeTorrents int `toml:"max_scrape_torrents"`
+	// MaxConnections caps the connections the listener holds (0: no cap
+	// but the process's open-file limit), and MaxConnectionsPerIP those
+	// from one address (0: no cap), so a slowloris or a connection flood
+	// from one address cannot starve the others. Starling keys.
+	MaxConnections      uint32 `toml:"max_connections"`
+	MaxConnectionsPerIP uint32 `toml:"max_connections_per_ip"`
 	// IPv6V6Only sets IPV6_V6ONLY on an IPv6 socket (newer Torrust key).
 	IPv6V6Only bool `toml:"ipv6_v6only"`
 	// TrackerUsageStatistics is accepted from newer Torrust files; see
@@ -336,6 +344,9 @@ func DefaultHTTPTracker() HTTPTracker {
 	return HTTPTracker{
 		BindAddress:       netip.AddrPortFrom(netip.IPv4Unspecified(), 7070),
 		MaxScrapeTorrents: 74,
+		// Far above what clients behind one NAT keep open to a tracker,
+		// far below the file limit.
+		MaxConnectionsPerIP: DefaultMaxConnectionsPerIP,
 	}
 }
 

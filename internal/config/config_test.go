@@ -52,7 +52,7 @@ func TestDefault(t *testing.T) {
 		{"remove_peerless", c.Core.TrackerPolicy.RemovePeerlessTorrents, true},
 		{"stats", c.Core.TrackerUsageStatistics, true},
 		{"udp", c.UDPTrackers, []config.UDPTracker{{BindAddress: ap("0.0.0.0:6969"), CookieLifetime: 120, MaxConnectionIDErrorsPerIP: 10}}},
-		{"http", c.HTTPTrackers, []config.HTTPTracker{{BindAddress: ap("0.0.0.0:7070"), MaxScrapeTorrents: 74}}},
+		{"http", c.HTTPTrackers, []config.HTTPTracker{{BindAddress: ap("0.0.0.0:7070"), MaxScrapeTorrents: 74, MaxConnectionsPerIP: 256}}},
 		{"api", *c.HTTPAPI, config.HTTPAPI{BindAddress: ap("127.0.0.1:1212"), AccessTokens: config.AccessTokens{}}},
 		{"health", c.HealthCheckAPI.BindAddress, ap("127.0.0.1:1313")},
 		{"mode", c.Core.Mode(), "public"},
@@ -133,8 +133,8 @@ func TestParseFiles(t *testing.T) {
 					{BindAddress: ap("[::]:6969"), CookieLifetime: 120, MaxConnectionIDErrorsPerIP: 10, IPv6V6Only: true},
 				},
 				HTTPTrackers: []config.HTTPTracker{
-					{BindAddress: ap("0.0.0.0:7070"), MaxScrapeTorrents: 100},
-					{BindAddress: ap("[::1]:7443"), MaxScrapeTorrents: 74, TLS: &config.TLSConfig{
+					{BindAddress: ap("0.0.0.0:7070"), MaxScrapeTorrents: 100, MaxConnections: 20000, MaxConnectionsPerIP: 64},
+					{BindAddress: ap("[::1]:7443"), MaxScrapeTorrents: 74, MaxConnectionsPerIP: 256, TLS: &config.TLSConfig{
 						SSLCertPath: "./storage/tracker/lib/tls/localhost.crt", SSLKeyPath: "./storage/tracker/lib/tls/localhost.key"}},
 				},
 				WebSocketTrackers: []config.WebSocketTracker{

@@ -122,6 +122,9 @@ func (c *Config) Encode(w io.Writer) error {
 		e.str("bind_address", h.BindAddress.String())
 		e.comment("Info hashes answered per scrape; further ones are ignored.")
 		e.uint("max_scrape_torrents", uint64(h.MaxScrapeTorrents))
+		e.comment("Connections held at once, in total (0: no cap) and from one address (0: no cap).")
+		e.uint("max_connections", uint64(h.MaxConnections))
+		e.uint("max_connections_per_ip", uint64(h.MaxConnectionsPerIP))
 		e.boolean("ipv6_v6only", h.IPv6V6Only)
 		if h.TrackerUsageStatistics {
 			e.boolean("tracker_usage_statistics", true)

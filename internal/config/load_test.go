@@ -187,7 +187,7 @@ func TestLoadOverrides(t *testing.T) {
 		{"whole list as TOML", dev, []string{
 			`STARLING_CONFIG_OVERRIDE_HTTP_TRACKERS=[{ bind_address = "127.0.0.1:0" }, { bind_address = "[::1]:0", max_scrape_torrents = 5 }]`,
 		}, func(t *testing.T, c *config.Config) {
-			want := []config.HTTPTracker{{BindAddress: ap("127.0.0.1:0"), MaxScrapeTorrents: 74}, {BindAddress: ap("[::1]:0"), MaxScrapeTorrents: 5}}
+			want := []config.HTTPTracker{{BindAddress: ap("127.0.0.1:0"), MaxScrapeTorrents: 74, MaxConnectionsPerIP: 256}, {BindAddress: ap("[::1]:0"), MaxScrapeTorrents: 5, MaxConnectionsPerIP: 256}}
 			if !reflect.DeepEqual(c.HTTPTrackers, want) {
 				t.Errorf("http %+v", c.HTTPTrackers)
 			}

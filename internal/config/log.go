@@ -99,6 +99,8 @@ func (h HTTPTracker) LogValue() slog.Value {
 		slog.String("bind_address", h.BindAddress.String()),
 		slog.Bool("tls", h.TLS != nil),
 		slog.Int("max_scrape_torrents", h.MaxScrapeTorrents),
+		slog.Uint64("max_connections", uint64(h.MaxConnections)),
+		slog.Uint64("max_connections_per_ip", uint64(h.MaxConnectionsPerIP)),
 		slog.Bool("ipv6_v6only", h.IPv6V6Only),
 	}
 	if h.TLS != nil {

@@ -30,7 +30,7 @@ type auxServer struct {
 func (d *Daemon) buildAux() error {
 	if api := d.cfg.HTTPAPI; api != nil {
 		reg := metrics.NewRegistry(d.counters, d.latency, d.store, d.log)
-		reg.Prometheus().MustRegister(d.reload.total)
+		reg.Prometheus().MustRegister(d.reload.total, refusedCollector{d})
 		if d.full != nil {
 			reg.RegisterFullScrape(d.full)
 		}
@@ -80,6 +80,11 @@ func (d *Daemon) bindAux(ctx context.Context) error {
 			}
 		}
 		s.raw = ln
+		if s.key == "http_api" {
+			ln = d.limit(s.key, ln, apiMaxConnections, apiMaxConnectionsPerIP)
+		} else {
+			ln = d.limit(s.key, ln, healthMaxConnections, healthMaxConnectionsPerIP)
+		}
 		scheme := "http"
 		if s.tls != nil {
 			scheme = "https"

@@ -68,6 +68,8 @@ type Daemon struct {
 	stopSweep chan struct{}
 	sweepDone chan struct{}
 
+	limited []limited // listeners with connection caps
+
 	snap   *snapshots // nil without snapshots
 	reload *reloader
 	api    *adminapi.API // nil without [http_api]
@@ -86,7 +88,10 @@ type httpListener struct {
 	bind   string
 	scheme string
 	v6only bool
-	ln     net.Listener
+	ln     net.Listener // raw, with the connection caps
+	raw    net.Listener // the socket, for an upgrade
+	// max, perIP are max_connections and max_connections_per_ip.
+	max, perIP int
 }
 
 // New builds everything the configuration asks for without binding any
@@ -213,7 +218,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		if h.TLS != nil {
 			scheme = "https"
 		}
-		d.http = append(d.http, &httpListener{srv: srv, bind: hc.BindAddress, scheme: scheme, v6only: h.IPv6V6Only})
+		d.http = append(d.http, &httpListener{srv: srv, bind: hc.BindAddress, scheme: scheme, v6only: h.IPv6V6Only,
+			max: int(h.MaxConnections), perIP: int(h.MaxConnectionsPerIP)})
 	}
 	if err := d.buildWebSocket(); err != nil {
 		return nil, err
@@ -326,16 +332,15 @@ func (d *Daemon) bind(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if ln != nil {
-			h.ln = ln
-			continue
+		if ln == nil {
+			var lc net.ListenConfig
+			ln, err = lc.Listen(ctx, tcpNetwork(h.bind, h.v6only), h.bind)
+			if err != nil {
+				return fmt.Errorf("http tracker: listen on %s: %w (is another process using it? change [[http_trackers]] bind_address)", h.bind, err)
+			}
 		}
-		var lc net.ListenConfig
-		ln, err = lc.Listen(ctx, tcpNetwork(h.bind, h.v6only), h.bind)
-		if err != nil {
-			return fmt.Errorf("http tracker: listen on %s: %w (is another process using it? change [[http_trackers]] bind_address)", h.bind, err)
-		}
-		h.ln = ln
+		h.raw = ln
+		h.ln = d.limit(httpName(i), ln, h.max, h.perIP)
 	}
 	if err := d.bindWebSocket(ctx); err != nil {
 		return err

@@ -217,7 +217,7 @@ func (d *Daemon) handoffFiles() (m handoff.Manifest, files []*os.File, err error
 		return nil
 	}
 	for i, h := range d.http {
-		if err := tcp(httpName(i), h.bind, h.ln); err != nil {
+		if err := tcp(httpName(i), h.bind, h.raw); err != nil {
 			return m, files, err
 		}
 	}
