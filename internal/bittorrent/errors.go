@@ -35,6 +35,9 @@ var (
 	// ErrKeyFormat is the answer to a key in the URL that is not 32
 	// alphanumerics; the transports check the format as they parse.
 	ErrKeyFormat = &ClientError{KindAuth, "Invalid format for authentication key param."}
+	// ErrTrackerFull answers an announce that would add a torrent or a
+	// peer past a capacity limit ([core.limits]).
+	ErrTrackerFull = &ClientError{KindTracker, "tracker is full, try later"}
 )
 
 // ErrUnknownKey is the answer to a key the tracker does not hold.

@@ -123,6 +123,9 @@ type Core struct {
 	// FullScrapeInterval is how long one full-scrape answer is served
 	// before the next request rebuilds it, in seconds (a Starling key).
 	FullScrapeInterval Seconds `toml:"full_scrape_interval"`
+	// Limits caps the torrents and peers the tracker keeps (a Starling
+	// section).
+	Limits Limits `toml:"limits"`
 	// InactivePeerCleanupInterval is how often inactive peers are swept,
 	// in seconds; 0 disables the sweep.
 	InactivePeerCleanupInterval Seconds `toml:"inactive_peer_cleanup_interval"`
@@ -178,6 +181,18 @@ type Database struct {
 }
 
 // Net is the client address policy.
+// Limits is [core.limits], a Starling section. At a limit, an announce
+// that would add a torrent or a peer is refused ("tracker is full, try
+// later") while the peers already there are served. 0 derives
+// max_torrents and max_peers from the memory the process may use
+// (GOMEMLIMIT, else the cgroup's limit, else the machine's memory), and
+// leaves max_peers_per_torrent without a cap.
+type Limits struct {
+	MaxTorrents        uint64 `toml:"max_torrents"`
+	MaxPeers           uint64 `toml:"max_peers"`
+	MaxPeersPerTorrent uint64 `toml:"max_peers_per_torrent"`
+}
+
 // Swarm is [core.swarm], a Starling section: the memory store's snapshot.
 type Swarm struct {
 	// SnapshotPath is the file the swarms are written to on a graceful

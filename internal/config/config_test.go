@@ -126,6 +126,7 @@ func TestParseFiles(t *testing.T) {
 					Private:                     true,
 					PrivateMode:                 &config.PrivateMode{CheckKeysExpiration: false},
 					Swarm:                       config.Swarm{SnapshotPath: "/var/lib/starling/swarms.snapshot", SnapshotInterval: 60},
+					Limits:                      config.Limits{MaxTorrents: 2000000, MaxPeers: 10000000, MaxPeersPerTorrent: 100000},
 					TrackerPolicy:               config.TrackerPolicy{MaxPeerTimeout: 3600, PersistentTorrentCompletedStat: true},
 				},
 				UDPTrackers: []config.UDPTracker{
@@ -274,6 +275,8 @@ func TestParseProblems(t *testing.T) {
 		{"full scrape value", "[core]\nfull_scrape = \"yes\"", "core.full_scrape", `use "off", "api" (admin token only) or "public"`},
 		{"full scrape type", "[core]\nfull_scrape = true", "core.full_scrape", "expected a string"},
 		{"public full scrape on a private tracker", "[core]\nprivate = true\nfull_scrape = \"public\"", "core.full_scrape", "private tracker"},
+		{"limit negative", "[core.limits]\nmax_peers = -1", "core.limits.max_peers", ""},
+		{"unknown limit", "[core.limits]\nmax_peer = 5", "core.limits.max_peer", "did you mean"},
 		{"snapshot interval huge", "[core.swarm]\nsnapshot_interval = 86401", "core.swarm.snapshot_interval", "at most 86400"},
 		{"snapshot path a directory", "[core.swarm]\nsnapshot_path = \"/var/lib/starling/\"", "core.swarm.snapshot_path", "not a file name"},
 		{"snapshot path type", "[core.swarm]\nsnapshot_path = 5", "core.swarm.snapshot_path", "expected a string"},

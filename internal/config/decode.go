@@ -337,7 +337,7 @@ func (b *binder) bindValue(path string, src any, dst reflect.Value) {
 			return
 		}
 		dst.SetString(v)
-	case reflect.Int, reflect.Uint32:
+	case reflect.Int, reflect.Uint32, reflect.Uint64:
 		v, ok := src.(int64)
 		if !ok {
 			b.add(path, "expected a whole number, got %s", tomlType(src))

@@ -70,6 +70,15 @@ func (c *Config) Encode(w io.Writer) error {
 	e.boolean("on_reverse_proxy", c.Core.Net.OnReverseProxy)
 	e.blank()
 
+	e.table("core.limits")
+	e.comment("Starling: at a limit, announces that would add a torrent or a peer are refused (\"tracker is")
+	e.comment("full, try later\"); known peers keep being served. 0: max_torrents and max_peers derived from")
+	e.comment("the memory the process may use (logged at start); max_peers_per_torrent without a cap.")
+	e.uint("max_torrents", c.Core.Limits.MaxTorrents)
+	e.uint("max_peers", c.Core.Limits.MaxPeers)
+	e.uint("max_peers_per_torrent", c.Core.Limits.MaxPeersPerTorrent)
+	e.blank()
+
 	e.table("core.swarm")
 	e.comment("Starling: the swarms are written here on a graceful stop and every snapshot_interval")
 	e.comment("seconds (0: only on stop), and read back at start; \"\" turns snapshots off.")

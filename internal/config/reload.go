@@ -45,6 +45,7 @@ func Reload(running, next *Config) (merged *Config, changed, restart []string) {
 	fixed("core.inactive_peer_cleanup_interval", running.Core.InactivePeerCleanupInterval, next.Core.InactivePeerCleanupInterval)
 	fixed("core.net.on_reverse_proxy", running.Core.Net.OnReverseProxy, next.Core.Net.OnReverseProxy)
 	fixed("core.swarm", running.Core.Swarm, next.Core.Swarm)
+	fixed("core.limits", running.Core.Limits, next.Core.Limits)
 	fixed("core.tracker_policy.persistent_torrent_completed_stat", running.Core.TrackerPolicy.PersistentTorrentCompletedStat, next.Core.TrackerPolicy.PersistentTorrentCompletedStat)
 	fixed("core.tracker_policy.remove_peerless_torrents", running.Core.TrackerPolicy.RemovePeerlessTorrents, next.Core.TrackerPolicy.RemovePeerlessTorrents)
 	fixed("core.tracker_usage_statistics", running.Core.TrackerUsageStatistics, next.Core.TrackerUsageStatistics)

@@ -30,7 +30,7 @@ type auxServer struct {
 func (d *Daemon) buildAux() error {
 	if api := d.cfg.HTTPAPI; api != nil {
 		reg := metrics.NewRegistry(d.counters, d.latency, d.store, d.log)
-		reg.Prometheus().MustRegister(d.reload.total, refusedCollector{d})
+		reg.Prometheus().MustRegister(d.reload.total, refusedCollector{d}, limitsCollector{d.limits, d.tracker})
 		if d.full != nil {
 			reg.RegisterFullScrape(d.full)
 		}

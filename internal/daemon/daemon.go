@@ -68,7 +68,8 @@ type Daemon struct {
 	stopSweep chan struct{}
 	sweepDone chan struct{}
 
-	limited []limited // listeners with connection caps
+	limited []limited    // listeners with connection caps
+	limits  swarm.Limits // [core.limits], derived where 0
 
 	snap   *snapshots // nil without snapshots
 	reload *reloader
@@ -140,10 +141,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	// The store with the persisted completed counts; the snapshot's swarms
 	// go on top (a count there is never lowered).
+	d.limits = storeLimits(core.Limits, log)
 	newStore := func() (swarm.Store, error) {
 		store := memswarm.New(swarm.Options{
 			RemovePeerlessTorrents: core.TrackerPolicy.RemovePeerlessTorrents,
 			KeepCompleted:          persist,
+			Limits:                 d.limits,
 		})
 		if err := store.SetCompleted(ctx, counts); err != nil {
 			return nil, fmt.Errorf("restore completed counts: %w", err)
@@ -173,6 +176,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	d.latency = metrics.NewLatency(workers)
 	d.clock = clock.NewCoarse()
 	d.tracker = tracker.New(trackerConfig(core), d.store, d.lists, d.clock, sink)
+	d.tracker.SetLogger(log)
 
 	// Unlike Torrust, a private tracker serves UDP too: the peer key comes
 	// in the announce's BEP 41 URL data (udp://host:port/announce/KEY).

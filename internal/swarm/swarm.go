@@ -188,7 +188,32 @@ type Options struct {
 	// ...except when KeepCompleted (persistent_torrent_completed_stat) is on
 	// and the torrent has a completed count above zero.
 	KeepCompleted bool
+	// Limits caps what announces may add ([core.limits]); zero fields are
+	// no cap.
+	Limits Limits
 }
+
+// Limits cap the torrents and peers a store keeps. At a cap, an announce
+// that would add a torrent or a peer gets ErrFull; peers already stored
+// are served as before.
+type Limits struct {
+	MaxTorrents        uint64
+	MaxPeers           uint64 // all swarms together
+	MaxPeersPerTorrent uint64
+}
+
+// FullError is the error of an announce refused at a limit; Limit names
+// it as configured ("max_torrents", "max_peers", "max_peers_per_torrent").
+type FullError struct{ Limit string }
+
+func (e *FullError) Error() string { return "the swarm store is full: " + e.Limit }
+
+// The refusals, one value each so that returning one allocates nothing.
+var (
+	ErrFullTorrents        = &FullError{"max_torrents"}
+	ErrFullPeers           = &FullError{"max_peers"}
+	ErrFullPeersPerTorrent = &FullError{"max_peers_per_torrent"}
+)
 
 // TorrentDump is one swarm's whole state, as a snapshot keeps it: every
 // peer with what the store remembers of it, and the completed count.

@@ -6,9 +6,12 @@ package tracker
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/starling-tracker/starling/internal/access"
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -58,6 +61,44 @@ type Tracker struct {
 	sink  CompletionSink
 	// prefetcher is the store when it takes prefetch hints, else nil.
 	prefetcher swarm.Prefetcher
+
+	// Announces refused at a capacity limit, by limit (see Refused), and
+	// when one was last logged.
+	full       [3]atomic.Uint64
+	fullLogged atomic.Int64
+	log        atomic.Pointer[slog.Logger]
+}
+
+// fullLimits are the names of the limits, in the order of Tracker.full.
+var fullLimits = [3]*swarm.FullError{swarm.ErrFullTorrents, swarm.ErrFullPeers, swarm.ErrFullPeersPerTorrent}
+
+// SetLogger is where the tracker says a capacity limit is reached (at most
+// once a minute).
+func (t *Tracker) SetLogger(log *slog.Logger) { t.log.Store(log) }
+
+// Refused is how many announces each capacity limit refused, by the
+// limit's configuration key.
+func (t *Tracker) Refused() map[string]uint64 {
+	out := make(map[string]uint64, len(fullLimits))
+	for k, l := range fullLimits {
+		out[l.Limit] = t.full[k].Load()
+	}
+	return out
+}
+
+func (t *Tracker) refuseFull(e *swarm.FullError) {
+	for k, l := range fullLimits {
+		if l.Limit == e.Limit {
+			t.full[k].Add(1)
+		}
+	}
+	now := time.Now().Unix()
+	if last := t.fullLogged.Load(); now-last >= 60 && t.fullLogged.CompareAndSwap(last, now) {
+		if log := t.log.Load(); log != nil {
+			log.Warn("capacity limit reached: announces that would add a torrent or a peer are refused (\"tracker is full, try later\")",
+				"limit", "core.limits."+e.Limit, "refused", t.Refused())
+		}
+	}
 }
 
 // rules is a Config with what is derived from it.
@@ -173,6 +214,11 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	resp.MinInterval = cfg.MinInterval
 	res, err := t.store.Announce(ctx, a, resp)
 	if err != nil {
+		var full *swarm.FullError
+		if errors.As(err, &full) {
+			t.refuseFull(full)
+			return bittorrent.ErrTrackerFull
+		}
 		return err
 	}
 	if res.CountedCompletion && t.sink != nil {

@@ -108,6 +108,7 @@ func (s *Store) Restore(d *swarm.TorrentDump) error {
 	reserve(&sh.p6, &t.p6, n6)
 	var a swarm.Announce
 	var res swarm.Result
+	var unlimited error // a restore is not refused at the limits
 	for k := range d.Peers {
 		p := &d.Peers[k]
 		ip := p.Addr.Addr().Unmap()
@@ -118,10 +119,10 @@ func (s *Store) Restore(d *swarm.TorrentDump) error {
 		a = swarm.Announce{InfoHash: d.InfoHash, PeerID: p.ID, Addr: netip.AddrPortFrom(ip, port),
 			Uploaded: p.Uploaded, Downloaded: p.Downloaded, Left: p.Left, Now: p.Updated}
 		if ip.Is4() {
-			i := update(sh, &sh.p4, t, &t.p4, ip.As4(), port, true, &a, &res)
+			i := update(sh, &sh.p4, t, &t.p4, ip.As4(), port, true, &a, &res, &unlimited)
 			restored(sh.p4.at(t.p4, i), p)
 		} else {
-			i := update(sh, &sh.p6, t, &t.p6, ip.As16(), port, true, &a, &res)
+			i := update(sh, &sh.p6, t, &t.p6, ip.As16(), port, true, &a, &res, &unlimited)
 			restored(sh.p6.at(t.p6, i), p)
 		}
 	}

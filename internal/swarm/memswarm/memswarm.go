@@ -36,6 +36,12 @@ type Store struct {
 	opts   swarm.Options
 	shards []shard
 	shift  uint
+	// The limits of opts.Limits, per shard: info hashes spread over the
+	// shards evenly, and a shard checks its own counts under the lock it
+	// holds anyway, where one store-wide count would be a contended
+	// atomic on every new peer.
+	shardTorrents, shardPeers uint64
+	perTorrent                uint32
 }
 
 var _ swarm.Store = (*Store)(nil)
@@ -47,6 +53,14 @@ func New(opts swarm.Options) *Store { return NewSharded(opts, DefaultShardBits) 
 func NewSharded(opts swarm.Options, shardBits uint) *Store {
 	shardBits = min(shardBits, 16)
 	s := &Store{opts: opts, shards: make([]shard, 1<<shardBits), shift: 16 - shardBits}
+	n := uint64(len(s.shards))
+	if l := opts.Limits.MaxTorrents; l > 0 {
+		s.shardTorrents = max(1, (l+n-1)/n)
+	}
+	if l := opts.Limits.MaxPeers; l > 0 {
+		s.shardPeers = max(1, (l+n-1)/n)
+	}
+	s.perTorrent = uint32(min(opts.Limits.MaxPeersPerTorrent, 1<<32-1))
 	for i := range s.shards {
 		s.shards[i].index.seed = rand.Uint64()
 		s.shards[i].rng = rand.Uint64()
@@ -189,7 +203,22 @@ func (s *Store) Announce(_ context.Context, a *swarm.Announce, resp *bittorrent.
 			resp.Seeders, resp.Leechers = 0, 0
 			return res, nil
 		}
+		if s.shardTorrents > 0 && sh.nTorrents >= s.shardTorrents {
+			return res, swarm.ErrFullTorrents
+		}
+		if keep && s.shardPeers > 0 && sh.seeders+sh.leechers >= s.shardPeers {
+			return res, swarm.ErrFullPeers
+		}
 		t = sh.add(&a.InfoHash)
+	}
+	// What refuses a new peer, if it is one (update decides).
+	var full error
+	switch {
+	case !keep:
+	case s.shardPeers > 0 && sh.seeders+sh.leechers >= s.shardPeers:
+		full = swarm.ErrFullPeers
+	case s.perTorrent > 0 && t.p4.n+t.p6.n >= s.perTorrent:
+		full = swarm.ErrFullPeersPerTorrent
 	}
 	if portZeroDone {
 		var key uint64
@@ -209,9 +238,14 @@ func (s *Store) Announce(_ context.Context, a *swarm.Announce, resp *bittorrent.
 	}
 	self4, self6 := -1, -1
 	if ip.Is4() {
-		self4 = update(sh, &sh.p4, t, &t.p4, ip.As4(), port, keep, a, &res)
+		self4 = update(sh, &sh.p4, t, &t.p4, ip.As4(), port, keep, a, &res, &full)
 	} else if ip.IsValid() {
-		self6 = update(sh, &sh.p6, t, &t.p6, ip.As16(), port, keep, a, &res)
+		self6 = update(sh, &sh.p6, t, &t.p6, ip.As16(), port, keep, a, &res, &full)
+	}
+	if full != nil && self4 < 0 && self6 < 0 {
+		// A new peer at a limit: not stored, not answered. A torrent
+		// made for it holds no peer and goes at the next sweep.
+		return res, full
 	}
 	res.Completed = t.completed
 	resp.Seeders, resp.Leechers = t.seeders+t.relayed.seeders, t.leechers+t.relayed.leechers
@@ -223,8 +257,16 @@ func (s *Store) Announce(_ context.Context, a *swarm.Announce, resp *bittorrent.
 
 // update applies the announce to the requester's own family and returns
 // the requester's position in it, or -1 when it is not stored.
-func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint16, keep bool, a *swarm.Announce, res *swarm.Result) int {
+// A new peer is refused when *full is set (a limit is reached): update
+// then stores nothing and returns -1; a known peer clears *full.
+func update[A addr](sh *shard, sl *slab[A], t *torrent, sg *seg, ip A, port uint16, keep bool, a *swarm.Announce, res *swarm.Result, full *error) int {
 	i, found := sl.find(*sg, &ip, port)
+	if keep && *full != nil {
+		if !found {
+			return -1
+		}
+		*full = nil
+	}
 	if !keep {
 		if found {
 			p := sl.at(*sg, i)
