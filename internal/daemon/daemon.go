@@ -222,8 +222,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		if h.TLS != nil {
 			scheme = "https"
 		}
+		perIP := int(h.MaxConnectionsPerIP)
+		if core.Net.OnReverseProxy && perIP > 0 {
+			// Every connection comes from the proxy: a cap per address
+			// would cap the proxy, and so every client behind it.
+			log.Info("behind a reverse proxy: max_connections_per_ip is not applied (the proxy's connections all come from one address)",
+				"http_tracker", hc.BindAddress)
+			perIP = 0
+		}
 		d.http = append(d.http, &httpListener{srv: srv, bind: hc.BindAddress, scheme: scheme, v6only: h.IPv6V6Only,
-			max: int(h.MaxConnections), perIP: int(h.MaxConnectionsPerIP)})
+			max: int(h.MaxConnections), perIP: perIP})
 	}
 	if err := d.buildWebSocket(); err != nil {
 		return nil, err
