@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/starling-tracker/starling/internal/loadgen/latency"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -91,7 +92,7 @@ type worker struct {
 	br       *bufio.Reader
 	req      []byte
 	body     []byte
-	lat      hist
+	lat      latency.Hist
 	requests atomic.Uint64
 	errors   atomic.Uint64
 	failures uint64
@@ -173,7 +174,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	var res Result
-	var all hist
+	var all latency.Hist
 	for _, w := range workers {
 		res.Requests += w.requests.Load()
 		res.Answered += w.requests.Load() - w.transportErrs
@@ -184,10 +185,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if res.FirstErr == "" {
 			res.FirstErr = w.firstErr
 		}
-		all.merge(&w.lat)
+		all.Merge(&w.lat)
 	}
 	res.Elapsed = elapsed
-	res.P50, res.P90, res.P99, res.Max = all.quantile(0.50), all.quantile(0.90), all.quantile(0.99), all.max
+	res.P50, res.P90, res.P99, res.Max = all.Quantile(0.50), all.Quantile(0.90), all.Quantile(0.99), all.Max()
 	return res, nil
 }
 
@@ -222,7 +223,7 @@ func (w *worker) run(ctx context.Context) {
 		if err != nil && w.ended(ctx) {
 			return // the run ended mid-request; not the tracker's error
 		}
-		w.lat.record(time.Since(begin))
+		w.lat.Record(time.Since(begin))
 		w.requests.Add(1)
 		if scrape {
 			w.scr++

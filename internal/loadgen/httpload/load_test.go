@@ -108,25 +108,6 @@ func TestRunRejectsBadValues(t *testing.T) {
 	}
 }
 
-func TestHist(t *testing.T) {
-	var h hist
-	for i := 1; i <= 1000; i++ {
-		h.record(time.Duration(i) * time.Microsecond)
-	}
-	for _, tc := range []struct {
-		q    float64
-		want time.Duration
-	}{{0.5, 500 * time.Microsecond}, {0.9, 900 * time.Microsecond}, {0.99, 990 * time.Microsecond}} {
-		got := h.quantile(tc.q)
-		if got > tc.want || float64(got) < float64(tc.want)*0.93 {
-			t.Errorf("q%.2f = %v, want within 7%% below %v", tc.q, got, tc.want)
-		}
-	}
-	if h.max != time.Millisecond {
-		t.Errorf("max %v", h.max)
-	}
-}
-
 func TestParseURL(t *testing.T) {
 	for _, u := range []string{"", "ftp://x", "127.0.0.1:80", "http://"} {
 		if _, err := Run(context.Background(), Config{URL: u, Duration: time.Millisecond}); err == nil {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/starling-tracker/starling/internal/loadgen/latency"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -154,7 +155,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	hists := make([]hist, len(conns))
+	hists := make([]latency.Hist, len(conns))
 	start := time.Now()
 	for i, c := range conns {
 		wg.Add(1)
@@ -176,13 +177,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	wg.Wait()
 
-	var all hist
+	var all latency.Hist
 	for i := range hists {
-		all.merge(&hists[i])
+		all.Merge(&hists[i])
 	}
 	res.Announces, res.Offers, res.Answers, res.Errors = cnt.announces.Load(), cnt.offers.Load(), cnt.answers.Load(), cnt.errors.Load()
 	res.FirstErr = deref(cnt.firstErr.Load())
-	res.P50, res.P99, res.Max = all.quantile(0.5), all.quantile(0.99), all.max
+	res.P50, res.P99, res.Max = all.Quantile(0.5), all.Quantile(0.99), all.Max()
 	if !cfg.Idle && cfg.TargetPID > 0 {
 		res.RSSAfter = rss(cfg.TargetPID)
 	}
@@ -259,7 +260,7 @@ func idAfter(b, key []byte) (string, bool) {
 
 // run announces (one in flight) until ctx ends, answering the offers it
 // is handed; in Idle mode it announces once and waits.
-func (c *conn) run(ctx context.Context, h *hist) {
+func (c *conn) run(ctx context.Context, h *latency.Hist) {
 	answered := make(chan struct{}, 1)
 	go func() {
 		<-ctx.Done()
@@ -282,7 +283,7 @@ func (c *conn) run(ctx context.Context, h *hist) {
 		first = false
 		select {
 		case <-answered:
-			h.record(time.Since(sent))
+			h.Record(time.Since(sent))
 		case <-time.After(c.cfg.Timeout):
 			c.cnt.fail(errors.New("announce answer timed out"))
 		case <-ctx.Done():

@@ -1,14 +1,15 @@
-package httpload
+// Package latency is the load generators' latency histogram.
+package latency
 
 import (
 	"math/bits"
 	"time"
 )
 
-// hist is a log-linear latency histogram: 16 sub-buckets per power of two of
+// Hist is a log-linear latency histogram: 16 sub-buckets per power of two of
 // nanoseconds, so quantiles are within ~6% at any scale, and recording is an
 // array increment (each worker owns one; Merge adds them up at the end).
-type hist struct {
+type Hist struct {
 	counts [64 * 16]uint64
 	n      uint64
 	max    time.Duration
@@ -33,13 +34,15 @@ func lowerBound(i int) time.Duration {
 	return time.Duration((16 + sub) << (e - 4))
 }
 
-func (h *hist) record(d time.Duration) {
+// Record counts one duration.
+func (h *Hist) Record(d time.Duration) {
 	h.counts[bucketOf(d)]++
 	h.n++
 	h.max = max(h.max, d)
 }
 
-func (h *hist) merge(o *hist) {
+// Merge adds o's counts.
+func (h *Hist) Merge(o *Hist) {
 	for i, c := range o.counts {
 		h.counts[i] += c
 	}
@@ -47,8 +50,8 @@ func (h *hist) merge(o *hist) {
 	h.max = max(h.max, o.max)
 }
 
-// quantile returns the lower bound of the bucket holding quantile q.
-func (h *hist) quantile(q float64) time.Duration {
+// Quantile returns the lower bound of the bucket holding quantile q.
+func (h *Hist) Quantile(q float64) time.Duration {
 	if h.n == 0 {
 		return 0
 	}
@@ -62,3 +65,6 @@ func (h *hist) quantile(q float64) time.Duration {
 	}
 	return h.max
 }
+
+// Max is the longest duration recorded.
+func (h *Hist) Max() time.Duration { return h.max }
