@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 func newBenchUDPCmd() *cobra.Command {
 	cfg := udpload.DefaultConfig()
 	var profile string
+	addrs := []string{cfg.Addr}
 	cmd := &cobra.Command{
 		Use:   "udp",
 		Short: "Load-test a UDP tracker (BEP 15) with simulated clients",
@@ -29,6 +31,9 @@ With --requests N the measured window ends instead once N requests were sent in 
 answers (or timeouts) came back: exactly N requests without a warm-up; with one, up to one batch
 per socket more, and the answers to requests sent before the window count in it.
 Run it against "starling bench udp-echo" to measure the network stack's ceiling on the same machine.
+Several --addr (repeated, or separated by commas) aim one run at several nodes of a cluster: the
+sockets, and the peers each announces for, are spread round-robin over them, and the summary gives
+the total and each node's share.
 
 With --burst N (Linux, needs --server-pid) it measures the server's drain rate instead: it pauses
 the server (SIGSTOP), queues N announces spread over --sockets sockets, resumes it (SIGCONT) and
@@ -39,6 +44,7 @@ dropped answer is reported as invalid. The receive buffers must hold a whole bur
 for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Addr = strings.Join(addrs, ",")
 			if cmd.Flags().Changed("profile") {
 				torrents, peers, skew := cfg.Torrents, cfg.Peers, cfg.Skew
 				if err := cfg.Profile(profile); err != nil {
@@ -77,7 +83,7 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "tracker address host:port")
+	f.StringSliceVar(&addrs, "addr", addrs, "tracker address host:port; several (repeated or comma-separated) spread the sockets over them")
 	f.StringVar(&profile, "profile", "uniform", "population preset: uniform (10,000 torrents, 200,000 peers) or skewed (1,000,000 torrents, 2,000,000 peers, skew 1.3)")
 	f.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "time before measuring")
 	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time (the longest, with --requests)")

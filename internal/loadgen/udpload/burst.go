@@ -131,6 +131,8 @@ func (c *Config) checkBurst() error {
 		return fmt.Errorf("a burst needs --server-pid: the tracker is paused while the burst is queued")
 	case c.Burst < c.Sockets:
 		return fmt.Errorf("burst of %d is smaller than the %d sockets", c.Burst, c.Sockets)
+	case len(c.Targets()) != 1:
+		return fmt.Errorf("a burst pauses one tracker (--server-pid): give one --addr, not %d", len(c.Targets()))
 	}
 	if c.Bursts < 1 {
 		c.Bursts = 1

@@ -41,7 +41,11 @@ const (
 
 // Config describes a run.
 type Config struct {
-	// Addr is the tracker, host:port.
+	// Addr is the tracker, host:port, or several trackers separated by
+	// commas (the nodes of one cluster): socket i then talks to target
+	// i mod len(targets), so the sockets, and the peers each announces for,
+	// are spread round-robin over the targets and the run reports the
+	// total and each target's share.
 	Addr string
 	// Warmup runs before counting starts; Duration is the measured time.
 	Warmup, Duration time.Duration
@@ -132,9 +136,34 @@ func (c *Counts) sub(o Counts) Counts {
 		c.Errors - o.Errors, c.Bad - o.Bad, c.Lost - o.Lost, c.Connects - o.Connects}
 }
 
+func (c *Counts) add(o Counts) Counts {
+	return Counts{c.Sent + o.Sent, c.Received + o.Received, c.Announces + o.Announces, c.Scrapes + o.Scrapes,
+		c.Errors + o.Errors, c.Bad + o.Bad, c.Lost + o.Lost, c.Connects + o.Connects}
+}
+
+// Targets is Addr split at its commas, without blanks.
+func (c *Config) Targets() []string {
+	var out []string
+	for _, a := range strings.Split(c.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// TargetCounts is one target's part of a run with several.
+type TargetCounts struct {
+	Addr string
+	Counts
+}
+
 // Result is the measured window.
 type Result struct {
 	Counts
+	// Targets is each target's part of Counts, in Config.Addr's order,
+	// when the run had more than one.
+	Targets []TargetCounts
 	Elapsed time.Duration
 	// ServerCPU is the server's user+system CPU time in the window (when
 	// Config.ServerPID was set); ServerUserCPU the user part of it, the
@@ -172,6 +201,10 @@ func (r Result) String() string {
 	if r.ErrorSample != "" {
 		fmt.Fprintf(&b, "error sample:        %q\n", r.ErrorSample)
 	}
+	for _, t := range r.Targets {
+		fmt.Fprintf(&b, "  to %-21s %d responses (%.0f/s), %d announces, %d errors, %d lost\n",
+			t.Addr+":", t.Received, r.PerSecond(t.Received), t.Announces, t.Errors, t.Lost)
+	}
 	r.writeCPU(&b, "server CPU:         ", r.ServerCPU, r.ServerUserCPU)
 	r.writeCPU(&b, "generator CPU:      ", r.LoadCPU, r.LoadUserCPU)
 	if r.Segmented {
@@ -205,15 +238,27 @@ func (s *stats) load() Counts {
 		s.errors.Load(), s.bad.Load(), s.lost.Load(), s.connects.Load()}
 }
 
-// Run drives the tracker at cfg.Addr for cfg.Warmup + cfg.Duration, prints
-// progress to progress every second, and returns the measured window.
+// Run drives the trackers at cfg.Addr for cfg.Warmup + cfg.Duration,
+// prints progress to progress every second, and returns the measured
+// window.
 func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	if err := cfg.check(); err != nil {
 		return Result{}, err
 	}
-	target, err := net.ResolveUDPAddr("udp", cfg.Addr)
-	if err != nil {
-		return Result{}, fmt.Errorf("resolve %s: %w", cfg.Addr, err)
+	names := cfg.Targets()
+	if len(names) == 0 {
+		return Result{}, errors.New("no tracker address")
+	}
+	if len(names) > cfg.Sockets {
+		return Result{}, fmt.Errorf("%d targets and %d sockets: use at least one socket per target", len(names), cfg.Sockets)
+	}
+	targets := make([]*net.UDPAddr, len(names))
+	for i, a := range names {
+		ua, err := net.ResolveUDPAddr("udp", a)
+		if err != nil {
+			return Result{}, fmt.Errorf("resolve %s: %w", a, err)
+		}
+		targets[i] = ua
 	}
 	// Each peer belongs to one torrent, drawn once from the popularity
 	// distribution (as in aquatic's load tester): announces then update a
@@ -229,7 +274,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	}
 	clients := make([]*client, cfg.Sockets)
 	for i := range clients {
-		c, err := newClient(&cfg, i, target, pop, budget)
+		c, err := newClient(&cfg, i, names[i%len(names)], targets[i%len(targets)], pop, budget)
 		if err != nil {
 			for _, c := range clients[:i] {
 				c.conn.Close()
@@ -269,12 +314,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 			_ = c.conn.SetDeadline(time.Unix(1, 0))
 		}
 	}()
-	total := func() Counts {
+	// total sums the sockets' counts, keeping each in per when not nil.
+	total := func(per []Counts) Counts {
 		var sum Counts
-		for _, c := range clients {
+		for i, c := range clients {
 			x := c.st.load()
-			sum = Counts{sum.Sent + x.Sent, sum.Received + x.Received, sum.Announces + x.Announces,
-				sum.Scrapes + x.Scrapes, sum.Errors + x.Errors, sum.Bad + x.Bad, sum.Lost + x.Lost, sum.Connects + x.Connects}
+			if per != nil {
+				per[i] = x
+			}
+			sum = sum.add(x)
 		}
 		return sum
 	}
@@ -292,6 +340,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		poll = t.C
 	}
 	var base Counts
+	// bases are each socket's counts when the window opened, for the
+	// targets' shares.
+	bases := make([]Counts, len(clients))
 	var baseCPU, baseUser, baseLoad, baseLoadUser time.Duration
 	var baseAt time.Time
 	measuring := cfg.Warmup <= 0
@@ -305,9 +356,20 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	var runErr error
 	// finish takes the measured window's figures at now.
 	finish := func(now time.Time) {
-		c := total()
+		cur := make([]Counts, len(clients))
+		c := total(cur)
 		res.Counts = c.sub(base)
 		res.Elapsed = now.Sub(baseAt)
+		if len(targets) > 1 {
+			res.Targets = make([]TargetCounts, len(targets))
+			for i, a := range names {
+				res.Targets[i].Addr = a
+			}
+			for i := range cur {
+				t := &res.Targets[i%len(targets)]
+				t.Counts = t.add(cur[i].sub(bases[i]))
+			}
+		}
 		if cfg.ServerPID != 0 {
 			cpu, user, err := processCPU(cfg.ServerPID)
 			if err != nil {
@@ -337,7 +399,7 @@ loop:
 			break loop
 		case now := <-tick.C:
 			timer.Stop()
-			cur := total()
+			cur := total(nil)
 			d := cur.sub(prev)
 			secs := now.Sub(prevAt).Seconds()
 			// Label the second by where it started.
@@ -351,7 +413,7 @@ loop:
 			prev, prevAt = cur, now
 		case now := <-poll:
 			timer.Stop()
-			t := total()
+			t := total(nil)
 			if w := t.sub(base); measuring && w.Sent >= cfg.Requests && w.Received+w.Lost >= w.Sent {
 				finish(now)
 				break loop
@@ -362,7 +424,7 @@ loop:
 				if cfg.Requests > 0 {
 					budget.Store(0)
 				}
-				base, baseAt = total(), now
+				base, baseAt = total(bases), now
 				baseCPU, baseUser, _ = processCPU(cfg.ServerPID)
 				baseLoad, baseLoadUser, _ = processCPU(os.Getpid())
 				if cfg.Requests > 0 {
@@ -468,6 +530,7 @@ func processCPU(pid int) (total, user time.Duration, err error) {
 // client is one socket and its share of the simulated clients.
 type client struct {
 	cfg       *Config
+	addr      string // the target's host:port
 	conn      *net.UDPConn
 	bc        *batch.Conn
 	st        stats
@@ -510,7 +573,7 @@ func torrentPicker(cfg *Config, rng *rand.Rand) func() uint64 {
 	return func() uint64 { return rng.Uint64N(n) }
 }
 
-func newClient(cfg *Config, i int, target *net.UDPAddr, pop *population, budget *atomic.Int64) (*client, error) {
+func newClient(cfg *Config, i int, addr string, target *net.UDPAddr, pop *population, budget *atomic.Int64) (*client, error) {
 	var local *net.UDPAddr
 	if t4 := target.IP.To4(); t4 != nil && t4.IsLoopback() {
 		local = &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%cfg.SourceIPs))}
@@ -526,7 +589,7 @@ func newClient(cfg *Config, i int, target *net.UDPAddr, pop *population, budget 
 		conn.Close()
 		return nil, err
 	}
-	c := &client{cfg: cfg, conn: conn, bc: bc, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))), pop: pop, index: i, budget: budget}
+	c := &client{cfg: cfg, addr: addr, conn: conn, bc: bc, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))), pop: pop, index: i, budget: budget}
 	if cfg.GSO {
 		c.gso, _ = newGSOSender(conn, batchSize) // nil without it: sendmmsg
 	}
@@ -565,7 +628,7 @@ func (c *client) connect(ctx context.Context) error {
 					time.Sleep(100 * time.Millisecond)
 					break
 				}
-				return fmt.Errorf("connect to %s: %w", c.cfg.Addr, err)
+				return fmt.Errorf("connect to %s: %w", c.addr, err)
 			}
 			if n >= 16 && binary.BigEndian.Uint32(buf[0:]) == actionConnect && string(buf[4:8]) == string(req[12:16]) {
 				c.cid = binary.BigEndian.Uint64(buf[8:])
@@ -576,7 +639,7 @@ func (c *client) connect(ctx context.Context) error {
 			// A late answer to an earlier request: ignore it.
 		}
 		if attempt == 9 {
-			return fmt.Errorf("connect to %s: no answer after 10 tries (is the tracker running?)", c.cfg.Addr)
+			return fmt.Errorf("connect to %s: no answer after 10 tries (is the tracker running?)", c.addr)
 		}
 	}
 	return ctx.Err()
@@ -707,7 +770,7 @@ func (c *client) run(ctx context.Context) error {
 				return nil
 			}
 			// ECONNREFUSED from an earlier datagram: the tracker is gone.
-			return fmt.Errorf("receive from %s: %w", c.cfg.Addr, err)
+			return fmt.Errorf("receive from %s: %w", c.addr, err)
 		}
 		inflight = max(inflight-n, 0)
 		var ann, scr, errs, bad uint64

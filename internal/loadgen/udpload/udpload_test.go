@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -258,6 +259,7 @@ func TestConfigChecks(t *testing.T) {
 		func(c *udpload.Config) { c.ScrapeShare = 2 },
 		func(c *udpload.Config) { c.ScrapeHashes = 75 },
 		func(c *udpload.Config) { c.Duration = 0 },
+		func(c *udpload.Config) { c.Addr = " , " },
 	} {
 		c := udpload.DefaultConfig()
 		mut(&c)
@@ -278,6 +280,77 @@ func TestEchoChecks(t *testing.T) {
 	for _, tc := range []struct{ sockets, reply int }{{0, udpload.EchoReply}, {-2, udpload.EchoReply}, {1, udpload.EchoReply - 1}, {1, udpload.MaxEchoReply + 1}} {
 		if err := udpload.Echo(context.Background(), "127.0.0.1:0", tc.sockets, tc.reply, nil); err == nil {
 			t.Errorf("echo with %d sockets and %d-byte replies started", tc.sockets, tc.reply)
+		}
+	}
+}
+
+// TestRunSeveralTargets: a run aimed at two trackers spreads its sockets
+// over both, each tracker answers its share, and the summary's total is
+// the sum of the targets' parts.
+func TestRunSeveralTargets(t *testing.T) {
+	srv1, counters1 := startTracker(t, tracker.DefaultConfig())
+	srv2, counters2 := startTracker(t, tracker.DefaultConfig())
+	cfg := shortRun(srv1.Addr().String() + ", " + srv2.Addr().String())
+	cfg.Sockets, cfg.SourceIPs = 4, 2
+	res, err := udpload.Run(context.Background(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Targets) != 2 || res.Targets[0].Addr != srv1.Addr().String() || res.Targets[1].Addr != srv2.Addr().String() {
+		t.Fatalf("targets: %+v", res.Targets)
+	}
+	var sum udpload.Counts
+	for i, tc := range res.Targets {
+		if tc.Announces == 0 || tc.Errors != 0 {
+			t.Fatalf("target %d (%s) answered nothing or errors:\n%s", i, tc.Addr, res)
+		}
+		sum.Sent += tc.Sent
+		sum.Received += tc.Received
+		sum.Announces += tc.Announces
+	}
+	if sum.Sent != res.Sent || sum.Received != res.Received || sum.Announces != res.Announces {
+		t.Fatalf("targets add up to %+v, total %+v", sum, res.Counts)
+	}
+	for i, c := range []*metrics.Counters{counters1, counters2} {
+		if got := c.Value(metrics.UDP4Announces); got < res.Targets[i].Announces {
+			t.Fatalf("tracker %d counted %d announces, the generator %d", i+1, got, res.Targets[i].Announces)
+		}
+	}
+	if s := res.String(); !strings.Contains(s, "to "+srv2.Addr().String()+":") {
+		t.Fatalf("summary without the targets:\n%s", s)
+	}
+
+	// More targets than sockets, or a target that does not resolve, is
+	// refused before anything is sent.
+	cfg.Sockets = 1
+	if _, err := udpload.Run(context.Background(), cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "one socket per target") {
+		t.Fatalf("2 targets on 1 socket: %v", err)
+	}
+	cfg = shortRun(srv1.Addr().String() + ",nowhere.invalid:x")
+	if _, err := udpload.Run(context.Background(), cfg, io.Discard); err == nil {
+		t.Fatal("an unresolvable target was accepted")
+	}
+	// A burst pauses one tracker: several targets are refused.
+	cfg = shortRun(srv1.Addr().String() + "," + srv2.Addr().String())
+	cfg.Burst, cfg.ServerPID = 100, 1
+	if _, err := udpload.RunBurst(context.Background(), cfg, io.Discard); err == nil {
+		t.Fatal("a burst with two targets was accepted")
+	}
+}
+
+func TestTargets(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want []string
+	}{
+		{"127.0.0.1:6969", []string{"127.0.0.1:6969"}},
+		{"a:1,b:2", []string{"a:1", "b:2"}},
+		{" a:1 , ,b:2,", []string{"a:1", "b:2"}},
+		{"", nil},
+	} {
+		c := udpload.Config{Addr: tc.addr}
+		if got := c.Targets(); !slices.Equal(got, tc.want) {
+			t.Errorf("Targets(%q) = %q, want %q", tc.addr, got, tc.want)
 		}
 	}
 }
