@@ -286,6 +286,47 @@ func newBigIndex(n int) bigIndex {
 	return x
 }
 
+// maxMergePeers bounds the swarm whose index is rebuilt whole to merge its
+// parts: hashing and placing 65,536 entries takes about a millisecond
+// under the shard lock. A larger swarm keeps its parts, each shrinking
+// on its own (see shrink), so its index stays within about 48 bytes per
+// peer plus minPartSlots entries per part.
+const maxMergePeers = 1 << 16
+
+// oversized reports whether the index has at least four times the parts
+// that an index built for n entries would have: the swarm shrank since
+// its parts split, and they are merged by rebuilding the index (what a
+// rebuild costs is paid for by the removals since the split).
+func (x *bigIndex) oversized(n uint32) bool {
+	if len(x.parts) <= 1 || n > maxMergePeers {
+		return false
+	}
+	return len(x.parts) >= 4*partsFor(int(n))
+}
+
+// partsFor is the number of parts newBigIndex(n) makes.
+func partsFor(n int) int {
+	size, parts := minPartSlots, 1
+	for size*2 < n*3 {
+		size *= 2
+	}
+	for size > maxPartSlots && parts < 1<<maxPartDepth {
+		size /= 2
+		parts *= 2
+	}
+	return parts
+}
+
+// rebuildIndex replaces the index with one built for the first n peers,
+// leaving the records, their order and the hot copies as they are.
+func (b *bigSeg[A]) rebuildIndex(n uint32, seed uint64) {
+	b.idx = newBigIndex(int(n))
+	for i := range n {
+		p := b.at(i)
+		b.idx.add(entry(hashPeer(&p.ip, p.port, seed), int(i)))
+	}
+}
+
 // hashPeer mixes a peer's address with the slab's seed (wyhash's
 // multiply-and-fold): a few nanoseconds, no allocation.
 func hashPeer[A addr](ip *A, port uint16, seed uint64) uint64 {

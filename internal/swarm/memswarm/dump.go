@@ -21,6 +21,8 @@ const dumpBudget = 4096
 // arrive after their swarm was copied, which a snapshot taken while
 // serving cannot avoid.
 func (s *Store) Dump(fn func(*swarm.TorrentDump) error) error {
+	s.dumps.Add(1)
+	defer s.dumps.Add(-1)
 	var batch []swarm.TorrentDump
 	var peers []swarm.PeerDump
 	var ends []int

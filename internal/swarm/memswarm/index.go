@@ -87,6 +87,23 @@ func (x *hashIndex) grow() {
 	}
 }
 
+// rebuild indexes ts afresh in a table sized for them (empty for none),
+// keeping the seed.
+func (x *hashIndex) rebuild(ts []torrent) {
+	x.slots, x.n = nil, 0
+	if len(ts) == 0 {
+		return
+	}
+	size := 16
+	for size*3 < len(ts)*4+4 {
+		size *= 2
+	}
+	x.slots = make([]uint64, size)
+	for i := range ts {
+		x.add(&ts[i].hash, i, ts)
+	}
+}
+
 // remove forgets h, which is indexed, by backward shifting the entries
 // after it (no tombstones).
 func (x *hashIndex) remove(h *bittorrent.InfoHash, ts []torrent) {

@@ -42,6 +42,9 @@ type Store struct {
 	// atomic on every new peer.
 	shardTorrents, shardPeers uint64
 	perTorrent                uint32
+	// dumps counts Dumps under way: they resume a shard by torrent slot,
+	// so a sweep does not move torrents (compactTorrents) meanwhile.
+	dumps atomic.Int32
 }
 
 var _ swarm.Store = (*Store)(nil)
@@ -932,8 +935,41 @@ func (s *Store) sweepLocked(sh *shard, st *sweepState, cutoff int64, res *swarm.
 	if done {
 		sh.p4.reclaim()
 		sh.p6.reclaim()
+		if s.dumps.Load() == 0 {
+			sh.compactTorrents()
+		}
 	}
 	return done
+}
+
+// minCompactTorrents is the number of torrent slots below which a shard
+// keeps its torrents slice whatever it holds: 256 slots of 68 bytes.
+const minCompactTorrents = 256
+
+// compactTorrents gives back what a flood of torrents left behind once
+// they are swept: the torrents slice, its free list and the index keep
+// the size of the flood's peak, so when at most a quarter of the slots
+// hold a live torrent, the live ones move to the front of a slice sized
+// for them and the index is rebuilt for them. It copies the live torrents
+// only, which are at most a quarter of the slots it frees. Positions
+// change, so it runs at the end of a shard's sweep, never during a Dump.
+func (sh *shard) compactTorrents() {
+	n := int(sh.nTorrents)
+	if len(sh.torrents) < minCompactTorrents || n*4 > len(sh.torrents) {
+		return
+	}
+	var ts []torrent
+	if n > 0 {
+		ts = make([]torrent, 0, n+n/4)
+		for i := range sh.torrents {
+			if sh.torrents[i].live {
+				ts = append(ts, sh.torrents[i])
+			}
+		}
+	}
+	sh.torrents, sh.freeT = ts, nil
+	sh.index.rebuild(ts)
+	sh.publishView()
 }
 
 // sweepState is where a shard's sweep resumes: torrent i and, inside a

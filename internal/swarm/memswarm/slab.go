@@ -285,17 +285,7 @@ func (s *slab[A]) alloc(c uint8) uint32 {
 
 // refill starts a new bump region of one whole chunk.
 func (s *slab[A]) refill() {
-	// The tail of the region is too short: hand it to the free lists of
-	// smaller classes instead of wasting it.
-	for rest := s.end - s.next; rest > 0; {
-		fc := classOf[min(rest, maxSeg)]
-		if classSize[fc] > rest {
-			fc--
-		}
-		s.free[fc] = append(s.free[fc], s.next)
-		s.next += classSize[fc]
-		rest -= classSize[fc]
-	}
+	s.retireTail()
 	if n := len(s.spare); n > 0 {
 		c := s.spare[n-1]
 		s.spare = s.spare[:n-1]
@@ -308,6 +298,29 @@ func (s *slab[A]) refill() {
 		s.next, s.end = c<<chunkShift, (c+1)<<chunkShift
 		return
 	}
+	c := s.addChunk()
+	if s.freeListed()*8 > s.capSlots {
+		s.compact(c)
+	}
+}
+
+// retireTail hands what is left of the bump region, too short for the
+// segment wanted, to the free lists of smaller classes instead of wasting
+// it.
+func (s *slab[A]) retireTail() {
+	for rest := s.end - s.next; rest > 0; {
+		fc := classOf[min(rest, maxSeg)]
+		if classSize[fc] > rest {
+			fc--
+		}
+		s.free[fc] = append(s.free[fc], s.next)
+		s.next += classSize[fc]
+		rest -= classSize[fc]
+	}
+}
+
+// addChunk allocates a new chunk and makes it the bump region.
+func (s *slab[A]) addChunk() uint32 {
 	c := uint32(len(s.chunks))
 	s.chunks = append(s.chunks, make([]peer[A], chunkLen))
 	s.hot = append(s.hot, make([]hotPeer[A], chunkLen))
@@ -315,9 +328,7 @@ func (s *slab[A]) refill() {
 	s.live = append(s.live, 0)
 	s.capSlots += chunkLen
 	s.next, s.end = c<<chunkShift, (c+1)<<chunkShift
-	if s.freeListed()*8 > s.capSlots {
-		s.compact(c)
-	}
+	return c
 }
 
 // freeListed is the number of slots in the free lists: allocated chunk
@@ -390,15 +401,25 @@ func (s *slab[A]) segOf(t *torrent) *seg {
 	return &t.p4
 }
 
-// purge drops the free-list entries that drop selects.
+// purge drops the free-list entries that drop selects. A list left at
+// under half its capacity is copied to one its size: after a flood, the
+// lists of the chunks given back held hundreds of thousands of entries.
 func (s *slab[A]) purge(drop func(off uint32) bool) {
 	for c, f := range s.free {
-		s.free[c] = slices.DeleteFunc(f, drop)
+		f = slices.DeleteFunc(f, drop)
+		if cap(f) > 2*len(f)+64 {
+			f = append([]uint32(nil), f...)
+		}
+		s.free[c] = f
 	}
 }
 
 // reclaim gives the memory of chunks without live segments back to the
-// garbage collector, keeping one spare; Sweep calls it after a shard.
+// garbage collector, keeping one spare while the slab is large enough for
+// a spare to be a small part of it; Sweep calls it after a shard. A slab
+// whose live segments fill less than a quarter of its chunks (what a
+// flood of short-lived swarms leaves: a few live segments in every chunk)
+// is repacked into as few chunks as they need.
 func (s *slab[A]) reclaim() {
 	if s.slots == 0 && len(s.big) == len(s.bigFree) {
 		// Nothing is live: give everything back.
@@ -424,18 +445,65 @@ func (s *slab[A]) reclaim() {
 	if empty != nil {
 		s.purge(func(off uint32) bool { return empty[off>>chunkShift] })
 	}
-	kept := false
+	// One spare chunk saves a slab that hovers at a chunk boundary from
+	// allocating and dropping a chunk at every sweep; below four chunks in
+	// use it would cost more than a quarter of the slab.
+	keep := s.capSlots-s.spareSlots() >= 4*chunkLen
 	for _, c := range s.spare {
 		if s.chunks[c] == nil {
 			continue
 		}
-		if kept {
+		if !keep {
 			s.chunks[c], s.hot[c] = nil, nil
 			s.capSlots -= chunkLen
 			s.publish()
 		}
-		kept = true
+		keep = false
 	}
+	if s.capSlots >= 4*chunkLen && s.slots*4 < s.capSlots {
+		s.repack()
+	}
+}
+
+// spareSlots is the capacity of the spare chunks that still hold memory.
+func (s *slab[A]) spareSlots() uint64 {
+	n := uint64(0)
+	for _, c := range s.spare {
+		if s.chunks[c] != nil {
+			n += chunkLen
+		}
+	}
+	return n
+}
+
+// repack copies every live chunk segment into fresh chunks, one after
+// another, and drops the old chunks: the slab then holds its live
+// segments in as many chunks as they fill, plus the last one's tail. Big
+// segments have their own arrays and stay where they are.
+func (s *slab[A]) repack() {
+	old := *s
+	*s = slab[A]{owner: s.owner, v6: s.v6, evacuations: s.evacuations, seed: s.seed, pview: s.pview,
+		big: old.big, bigFree: old.bigFree, free: make([][]uint32, len(classSize))}
+	ts := *s.owner
+	for i := range ts {
+		sg := s.segOf(&ts[i])
+		if sg.cls == noClass || sg.cls == bigClass {
+			continue
+		}
+		size := classSize[sg.cls]
+		if s.next+size > s.end {
+			s.retireTail()
+			s.addChunk()
+		}
+		off := s.next
+		s.next += size
+		copy(s.chunks[off>>chunkShift][off&(chunkLen-1):], old.view(*sg))
+		copy(s.hot[off>>chunkShift][off&(chunkLen-1):], old.hotView(*sg))
+		s.live[off>>chunkShift] += size
+		s.slots += uint64(size)
+		sg.off = off
+	}
+	s.publish()
 }
 
 func (s *slab[A]) release(sg seg) {
@@ -617,6 +685,12 @@ func (s *slab[A]) shrink(sg *seg) {
 		}
 		if k == 1 && sg.n <= b.capacity()/4 {
 			s.move(sg, sg.n+sg.n/4)
+		}
+		if sg.cls == bigClass {
+			if b := &s.big[sg.off]; b.idx.oversized(sg.n) {
+				b.rebuildIndex(sg.n, s.seed)
+				s.publish()
+			}
 		}
 		return
 	}
