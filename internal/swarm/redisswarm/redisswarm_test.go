@@ -1,0 +1,132 @@
+package redisswarm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/starling-tracker/starling/internal/swarm"
+	"github.com/starling-tracker/starling/internal/swarm/swarmtest"
+)
+
+// testURL is the Redis of STARLING_TEST_REDIS_URL: the test is skipped
+// without it, and fails when it is set and Redis does not answer.
+func testURL(tb testing.TB) string {
+	tb.Helper()
+	u := os.Getenv("STARLING_TEST_REDIS_URL")
+	if u == "" {
+		tb.Skip("STARLING_TEST_REDIS_URL is not set")
+	}
+	c := rawClient(tb, u)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
+		tb.Fatalf("STARLING_TEST_REDIS_URL=%s does not answer: %v", u, err)
+	}
+	return u
+}
+
+// rawClient is a plain client for checks and faults, closed with the test.
+func rawClient(tb testing.TB, u string) rueidis.Client {
+	tb.Helper()
+	opt, err := ClientOption(u)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		tb.Fatalf("STARLING_TEST_REDIS_URL=%s: %v", u, err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+var prefixes atomic.Int64
+
+// testPrefix is a key prefix no other test uses, its keys deleted after.
+func testPrefix(tb testing.TB, u string) string {
+	p := fmt.Sprintf("starlingtest:%d:%d:%d:", os.Getpid(), time.Now().UnixNano()%1e9, prefixes.Add(1))
+	tb.Cleanup(func() { deleteKeys(tb, u, p) })
+	return p
+}
+
+func deleteKeys(tb testing.TB, u, prefix string) {
+	c := rawClient(tb, u)
+	ctx := context.Background()
+	var cursor uint64
+	for {
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			tb.Logf("clean up %s: %v", prefix, err)
+			return
+		}
+		for _, k := range e.Elements {
+			c.Do(ctx, c.B().Del().Key(k).Build())
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return
+		}
+	}
+}
+
+// newTestStore is a store on a fresh prefix, closed with the test.
+func newTestStore(tb testing.TB, cfg Config) *Store {
+	tb.Helper()
+	if cfg.URL == "" {
+		cfg.URL = testURL(tb)
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = testPrefix(tb, cfg.URL)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// conformanceStore drives the clock from the announces, as the suite
+// does, with 16 buckets so that its thousands of Totals stay quick.
+func conformanceStore(tb testing.TB, opts swarm.Options) swarm.Store {
+	return newTestStore(tb, Config{Options: opts, AnnounceClock: true, BucketBits: 4, Timeout: 2 * time.Second})
+}
+
+func TestConformance(t *testing.T) { swarmtest.Run(t, conformanceStore) }
+
+// TestConformanceDefaultBuckets runs a part of the suite on the 4,096
+// buckets of production.
+func TestConformanceDefaultBuckets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	newStore := func(tb testing.TB, opts swarm.Options) swarm.Store {
+		return newTestStore(tb, Config{Options: opts, AnnounceClock: true, Timeout: 2 * time.Second})
+	}
+	swarmtest.Run(t, func(tb testing.TB, opts swarm.Options) swarm.Store {
+		if tb.Name() != "" && (contains(tb.Name(), "/Model") || contains(tb.Name(), "/Concurrent")) {
+			return conformanceStore(tb, opts)
+		}
+		return newStore(tb, opts)
+	})
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+func BenchmarkStore(b *testing.B) {
+	swarmtest.Bench(b, func(tb testing.TB, opts swarm.Options) swarm.Store {
+		return newTestStore(tb, Config{Options: opts, AnnounceClock: true, Timeout: 5 * time.Second})
+	})
+}

@@ -1,0 +1,401 @@
+package redisswarm
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+
+	"github.com/redis/rueidis"
+)
+
+// The keys of one swarm, in the order every swarm script takes them. All
+// share the bucket's hash tag, so a script touches one Cluster slot.
+//
+//	1 S4  ZSET seeders, IPv4: member = address and port (6 bytes, as BEP 23
+//	2 L4  ZSET leechers, IPv4       puts them on the wire), score = 2*t + c:
+//	3 S6  ZSET seeders, IPv6        t the last announce in store seconds,
+//	4 L6  ZSET leechers, IPv6       c 1 once the peer's completion counted
+//	5 D   HASH address -> peer_id, uploaded, downloaded, left, event (45 B)
+//	6 G   ZSET addresses whose completion counted and that left (stopped
+//	        or port 0): they are not counted again; bounded, expires
+//	7 H   HASH (bucket) info hash -> completed count; a field per torrent
+//	8 N   HASH (bucket) counters s, l (peers), t (torrents), c (completed)
+//	9 X   ZSET (bucket) info hash -> score of its oldest peer, or -inf for
+//	        a peerless torrent the sweep may remove: what the sweep visits
+//	10 R  HASH (bucket) info hash -> "seeders leechers" relayed (WebSocket)
+//
+// A store time t is unix seconds minus epoch; scores stay below 2^31 so
+// Redis keeps them as small integers in a listpack.
+const swarmKeys = 10
+
+// common is shared by the scripts that change a swarm: the clock, the
+// torrent's relayed counts, whether a peerless torrent may be removed, and
+// the index entry that sends the sweep to the swarm.
+const common = `
+local function clock(arg)
+  if arg ~= '' then return tonumber(arg) end
+  return tonumber(redis.call('TIME')[1]) - EPOCH
+end
+local function relayed(ih)
+  local r = redis.call('HGET', KEYS[10], ih)
+  if not r then return 0, 0 end
+  local s, l = string.match(r, '(%d+) (%d+)')
+  return tonumber(s), tonumber(l)
+end
+local function peers()
+  return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[3]),
+         redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[4])
+end
+-- opts: 1 remove peerless torrents, 2 keep those with a completed count.
+local function removable(opts, completed, rs, rl)
+  if rs + rl > 0 or opts % 2 == 0 then return false end
+  return not (opts >= 2 and completed > 0)
+end
+local function reindex(ih, opts, completed, rs, rl)
+  local min
+  for i = 1, 4 do
+    local f = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    if f[2] then
+      local v = tonumber(f[2])
+      if not min or v < min then min = v end
+    end
+  end
+  if min then
+    redis.call('ZADD', KEYS[9], min, ih)
+  elseif removable(opts, completed, rs, rl) then
+    redis.call('ZADD', KEYS[9], '-inf', ih)
+  else
+    redis.call('ZREM', KEYS[9], ih)
+  end
+end
+local function remember(addr, now)
+  redis.call('ZADD', KEYS[6], now, addr)
+  if redis.call('ZCARD', KEYS[6]) > GONEMAX then
+    redis.call('ZREMRANGEBYRANK', KEYS[6], 0, 0)
+  end
+  redis.call('EXPIRE', KEYS[6], GONETTL)
+end
+`
+
+// announceScript applies one announce and draws the sample.
+//
+// ARGV: 1 info hash, 2 address, 3 family ("4" or "6"), 4 what (k: store
+// the peer, z: completed with port 0, s: remove it, n: nothing), 5 seeder
+// (1/0), 6 completed event (1/0), 7 detail (45 B), 8 now ("" for Redis
+// TIME), 9 numwant, 10 wanted families (bits 1 IPv4, 2 IPv6), 11 options,
+// 12 random seed, 13 ids wanted (1/0).
+//
+// Reply: {seeders, leechers, completed, counted (1/0), IPv4 peers packed,
+// IPv6 peers packed, their peer ids packed (when asked)}.
+const announceScript = common + `
+local ih, addr, fam, what = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local seeder, done = ARGV[5] == '1', ARGV[6] == '1'
+local opts = tonumber(ARGV[11])
+local ks, kl = 1, 2
+if fam == '6' then ks, kl = 3, 4 end
+local completed = redis.call('HGET', KEYS[7], ih)
+if not completed and what ~= 'k' and what ~= 'z' then
+  return {0, 0, 0, 0, '', '', ''}
+end
+local now = clock(ARGV[8])
+local newt = false
+if not completed then
+  completed = 0
+  newt = true
+  redis.call('HSET', KEYS[7], ih, 0)
+  redis.call('HINCRBY', KEYS[8], 't', 1)
+else
+  completed = tonumber(completed)
+end
+local counted = 0
+local old = redis.call('ZSCORE', KEYS[ks], addr)
+local oldk = ks
+if not old then
+  old = redis.call('ZSCORE', KEYS[kl], addr)
+  oldk = kl
+end
+local was = false
+if old then was = tonumber(old) % 2 == 1 end
+if what == 'k' then
+  if not old then
+    was = redis.call('ZREM', KEYS[6], addr) == 1
+  end
+  if done and not was then
+    was = true
+    counted = 1
+  end
+  local sc = now * 2
+  if was then sc = sc + 1 end
+  local k = kl
+  if seeder then k = ks end
+  redis.call('ZADD', KEYS[k], sc, addr)
+  local field = 'l'
+  if seeder then field = 's' end
+  if not old then
+    redis.call('HINCRBY', KEYS[8], field, 1)
+  elseif oldk ~= k then
+    redis.call('ZREM', KEYS[oldk], addr)
+    redis.call('HINCRBY', KEYS[8], field, 1)
+    redis.call('HINCRBY', KEYS[8], field == 's' and 'l' or 's', -1)
+  end
+  redis.call('HSET', KEYS[5], addr, ARGV[7])
+elseif what == 'z' then
+  if not redis.call('ZSCORE', KEYS[6], addr) then counted = 1 end
+  remember(addr, now)
+elseif old then
+  redis.call('ZREM', KEYS[oldk], addr)
+  redis.call('HDEL', KEYS[5], addr)
+  redis.call('HINCRBY', KEYS[8], oldk % 2 == 1 and 's' or 'l', -1)
+  if was then remember(addr, now) end
+end
+if counted == 1 then
+  completed = completed + 1
+  redis.call('HSET', KEYS[7], ih, completed)
+  redis.call('HINCRBY', KEYS[8], 'c', 1)
+end
+local rs, rl = relayed(ih)
+if newt or what ~= 'n' then reindex(ih, opts, completed, rs, rl) end
+local cs, cl = peers()
+local reply = {cs + rs, cl + rl, completed, counted, '', '', ''}
+local numwant = tonumber(ARGV[9])
+if numwant <= 0 then return reply end
+-- The lists to draw from: the wanted families' leechers for a seeder that
+-- has any to be handed, else their seeders and leechers.
+local wf = tonumber(ARGV[10])
+local lists, cards, n = {}, {}, 0
+local function add(i)
+  local c = redis.call('ZCARD', KEYS[i])
+  if c > 0 then
+    lists[#lists + 1] = i
+    cards[#cards + 1] = c
+    n = n + c
+  end
+end
+if wf % 2 == 1 then add(2) end
+if wf >= 2 then add(4) end
+if not seeder or n == 0 then
+  if wf % 2 == 1 then add(1) end
+  if wf >= 2 then add(3) end
+end
+-- The requester is in one of them when it was stored.
+local selfk = 0
+if what == 'k' then
+  if seeder then selfk = ks else selfk = kl end
+  for i = 1, #lists do
+    if lists[i] == selfk then n = n - 1 end
+  end
+end
+local out = {{}, {}}
+local function take(i, list)
+  local o = out[i > 2 and 2 or 1]
+  for _, m in ipairs(list) do
+    if m ~= addr and #o < 100000 then o[#o + 1] = m end
+  end
+end
+if n <= numwant then
+  for i = 1, #lists do take(lists[i], redis.call('ZRANGE', KEYS[lists[i]], 0, -1)) end
+else
+  -- How many from each list: a draw without replacement over the lists
+  -- (multivariate hypergeometric), from a Park-Miller generator seeded by
+  -- the node, whose products stay exact in doubles.
+  local x = tonumber(ARGV[12]) % 2147483646 + 1
+  local left, want = {}, {}
+  for i = 1, #lists do
+    left[i] = cards[i]
+    if lists[i] == selfk then left[i] = left[i] - 1 end
+    want[i] = 0
+  end
+  local rest = n
+  for _ = 1, numwant do
+    x = (x * 16807) % 2147483647
+    local r = x % rest
+    for i = 1, #lists do
+      if r < left[i] then
+        left[i] = left[i] - 1
+        want[i] = want[i] + 1
+        break
+      end
+      r = r - left[i]
+    end
+    rest = rest - 1
+  end
+  for i = 1, #lists do
+    if want[i] > 0 then
+      local k = want[i]
+      if lists[i] == selfk then k = k + 1 end
+      local got = redis.call('ZRANDMEMBER', KEYS[lists[i]], k)
+      if lists[i] == selfk then
+        -- Drop the requester, or one too many when it was not drawn.
+        local kept, dropped = {}, false
+        for _, m in ipairs(got) do
+          if m == addr then dropped = true else kept[#kept + 1] = m end
+        end
+        if not dropped then kept[#kept] = nil end
+        got = kept
+      end
+      take(lists[i], got)
+    end
+  end
+end
+reply[5] = table.concat(out[1])
+reply[6] = table.concat(out[2])
+if ARGV[13] == '1' then
+  local ids = {}
+  for f = 1, 2 do
+    local o = out[f]
+    for j = 1, #o, 500 do
+      local d = redis.call('HMGET', KEYS[5], unpack(o, j, math.min(j + 499, #o)))
+      for _, v in ipairs(d) do
+        if v then ids[#ids + 1] = string.sub(v, 1, 20) else ids[#ids + 1] = string.rep('\0', 20) end
+      end
+    end
+  end
+  reply[7] = table.concat(ids)
+end
+return reply
+`
+
+// statsScript reads one swarm's counts for scrape and the API.
+// ARGV: 1 info hash. Reply: {exists (1/0), seeders, leechers, completed}.
+const statsScript = `
+local c = redis.call('HGET', KEYS[7], ARGV[1])
+if not c then return {0, 0, 0, 0} end
+local s = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[3])
+local l = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[4])
+local r = redis.call('HGET', KEYS[10], ARGV[1])
+if r then
+  local rs, rl = string.match(r, '(%d+) (%d+)')
+  s, l = s + tonumber(rs), l + tonumber(rl)
+end
+return {1, s, l, tonumber(c)}
+`
+
+// sweepSwarmScript removes a swarm's peers last seen at or before the
+// cutoff, and the torrent when it is left peerless and may be removed.
+// ARGV: 1 info hash, 2 cutoff ("" to take it from Redis TIME), 3 age (with
+// TIME), 4 options. Reply: {peers removed, torrent removed (1/0)}.
+const sweepSwarmScript = common + `
+local ih = ARGV[1]
+local opts = tonumber(ARGV[4])
+local completed = redis.call('HGET', KEYS[7], ih)
+if not completed then
+  redis.call('ZREM', KEYS[9], ih)
+  return {0, 0}
+end
+completed = tonumber(completed)
+local cut = ARGV[2]
+if cut == '' then cut = clock('') - tonumber(ARGV[3]) else cut = tonumber(cut) end
+local max = cut * 2 + 1
+local removed = 0
+for i = 1, 4 do
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', max)
+  if #gone > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', max)
+    for j = 1, #gone, 500 do
+      redis.call('HDEL', KEYS[5], unpack(gone, j, math.min(j + 499, #gone)))
+    end
+    redis.call('HINCRBY', KEYS[8], i % 2 == 1 and 's' or 'l', -#gone)
+    removed = removed + #gone
+  end
+end
+local rs, rl = relayed(ih)
+local cs, cl = peers()
+if cs + cl == 0 and removable(opts, completed, rs, rl) then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  redis.call('HDEL', KEYS[7], ih)
+  redis.call('HDEL', KEYS[10], ih)
+  redis.call('ZREM', KEYS[9], ih)
+  redis.call('HINCRBY', KEYS[8], 't', -1)
+  if completed > 0 then redis.call('HINCRBY', KEYS[8], 'c', -completed) end
+  return {removed, 1}
+end
+reindex(ih, opts, completed, rs, rl)
+-- A peerless torrent that is kept would come back at every sweep.
+if cs + cl == 0 then redis.call('ZREM', KEYS[9], ih) end
+return {removed, 0}
+`
+
+// setCompletedScript raises a torrent's completed count to at least the
+// given one (several nodes load the same persisted counts at start-up; a
+// count is never lowered), creating the torrent when the count is not 0.
+// ARGV: 1 info hash, 2 count, 3 options.
+const setCompletedScript = common + `
+local ih, want, opts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local c = redis.call('HGET', KEYS[7], ih)
+if not c then
+  if want == 0 then return 0 end
+  redis.call('HSET', KEYS[7], ih, want)
+  redis.call('HINCRBY', KEYS[8], 't', 1)
+  redis.call('HINCRBY', KEYS[8], 'c', want)
+else
+  c = tonumber(c)
+  if want <= c then return 0 end
+  redis.call('HSET', KEYS[7], ih, want)
+  redis.call('HINCRBY', KEYS[8], 'c', want - c)
+end
+local rs, rl = relayed(ih)
+reindex(ih, opts, want, rs, rl)
+return 1
+`
+
+// relayScript adds relayed (WebSocket) peers to a swarm's counts.
+// ARGV: 1 info hash, 2 seeders change, 3 leechers change, 4 completed
+// (1/0), 5 options. Reply: {seeders, leechers, completed, counted}.
+const relayScript = common + `
+local ih, ds, dl, opts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
+local done = ARGV[4] == '1'
+local completed = redis.call('HGET', KEYS[7], ih)
+if not completed then
+  if ds <= 0 and dl <= 0 and not done then return {0, 0, 0, 0} end
+  completed = 0
+  redis.call('HSET', KEYS[7], ih, 0)
+  redis.call('HINCRBY', KEYS[8], 't', 1)
+else
+  completed = tonumber(completed)
+end
+local rs, rl = relayed(ih)
+local ns, nl = math.max(rs + ds, 0), math.max(rl + dl, 0)
+if ns + nl > 0 then
+  redis.call('HSET', KEYS[10], ih, ns .. ' ' .. nl)
+else
+  redis.call('HDEL', KEYS[10], ih)
+end
+redis.call('HINCRBY', KEYS[8], 's', ns - rs)
+redis.call('HINCRBY', KEYS[8], 'l', nl - rl)
+local counted = 0
+if done then
+  counted = 1
+  completed = completed + 1
+  redis.call('HSET', KEYS[7], ih, completed)
+  redis.call('HINCRBY', KEYS[8], 'c', 1)
+end
+reindex(ih, opts, completed, ns, nl)
+local cs, cl = peers()
+return {cs + ns, cl + nl, completed, counted}
+`
+
+// scanScript takes (or keeps) a bucket's sweep lease and lists up to
+// ARGV[5] swarms with a peer last seen at or before the cutoff, or
+// removable when peerless. KEYS: 1 the lease, 2 X. ARGV: 1 node id, 2
+// lease milliseconds, 3 cutoff ("" for TIME), 4 age, 5 limit. Reply:
+// false when another node holds the lease, else the info hashes.
+const scanScript = `
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return false end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local cut = ARGV[3]
+if cut == '' then cut = tonumber(redis.call('TIME')[1]) - EPOCH - tonumber(ARGV[4]) else cut = tonumber(cut) end
+return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cut * 2 + 1, 'LIMIT', 0, tonumber(ARGV[5]))
+`
+
+// luaScript is a script with its SHA-1, for the pipelined EVALSHA calls
+// that rueidis.Lua.ExecMulti would precede with a SCRIPT LOAD each time.
+type luaScript struct {
+	*rueidis.Lua
+	sha string
+}
+
+func script(src string) *luaScript {
+	src = expand(src)
+	sum := sha1.Sum([]byte(src))
+	return &luaScript{rueidis.NewLuaScript(src), hex.EncodeToString(sum[:])}
+}
