@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"sync"
 	"sync/atomic"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -29,8 +28,14 @@ func (r KeyRecord) Expired(now int64) bool { return !r.Permanent && r.ValidUntil
 // ErrNotFound is returned by a Store asked to remove a row it does not hold.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable is wrapped by a Store's errors when it cannot be reached
+// or does not answer in time (the database is down or slow): nothing was
+// changed, and the same call may work later. The API answers it with 503.
+var ErrUnavailable = errors.New("database unavailable")
+
 // Store persists keys and the whitelist. The database package implements it;
-// every method must have committed its change durably when it returns nil.
+// every method must have committed its change durably when it returns nil,
+// and must return by ctx's deadline.
 type Store interface {
 	LoadKeys(ctx context.Context) ([]KeyRecord, error)
 	AddKey(ctx context.Context, r KeyRecord) error
@@ -52,14 +57,17 @@ const shards = 32
 // The zero value is not usable; call New.
 type Lists struct {
 	store Store // nil: memory only
-	write sync.Mutex
+	// write is held by one writer at a time, a channel rather than a
+	// mutex so that a writer queued behind one stuck on a slow database
+	// gives up at its own deadline.
+	write chan struct{}
 	keys  [shards]atomic.Pointer[map[bittorrent.Key]KeyRecord]
 	list  [shards]atomic.Pointer[map[bittorrent.InfoHash]struct{}]
 }
 
 // New makes empty lists written through to store (nil keeps them in memory only).
 func New(store Store) *Lists {
-	l := &Lists{store: store}
+	l := &Lists{store: store, write: make(chan struct{}, 1)}
 	for i := range l.keys {
 		km := make(map[bittorrent.Key]KeyRecord)
 		lm := make(map[bittorrent.InfoHash]struct{})
@@ -83,6 +91,19 @@ func (l *Lists) Key(k bittorrent.Key) (KeyRecord, bool) {
 	r, ok := (*l.keys[keyShardOf(k)].Load())[k]
 	return r, ok
 }
+
+// lock takes l.write, or fails when ctx ends first: the write before this
+// one is waiting on the store, which is then unavailable for this one too.
+func (l *Lists) lock(ctx context.Context) error {
+	select {
+	case l.write <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for an earlier write: %w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+func (l *Lists) unlock() { <-l.write }
 
 // setKey and the other mutators run under l.write.
 func (l *Lists) setKey(r KeyRecord, remove bool) {
@@ -109,8 +130,10 @@ func (l *Lists) setListed(h bittorrent.InfoHash, remove bool) {
 
 // AddKey stores r durably, then makes it valid. Adding a key that exists is an error.
 func (l *Lists) AddKey(ctx context.Context, r KeyRecord) error {
-	l.write.Lock()
-	defer l.write.Unlock()
+	if err := l.lock(ctx); err != nil {
+		return err
+	}
+	defer l.unlock()
 	if _, ok := l.Key(r.Key); ok {
 		return fmt.Errorf("key %s already exists", r.Key)
 	}
@@ -126,8 +149,10 @@ func (l *Lists) AddKey(ctx context.Context, r KeyRecord) error {
 // RemoveKey removes k durably, then from memory. An unknown key is an error
 // wrapping ErrNotFound.
 func (l *Lists) RemoveKey(ctx context.Context, k bittorrent.Key) error {
-	l.write.Lock()
-	defer l.write.Unlock()
+	if err := l.lock(ctx); err != nil {
+		return err
+	}
+	defer l.unlock()
 	if l.store != nil {
 		if err := l.store.RemoveKey(ctx, k); err != nil {
 			return err
@@ -152,8 +177,10 @@ func (l *Lists) Keys() []KeyRecord {
 
 // AddToWhitelist stores h durably, then whitelists it. Idempotent.
 func (l *Lists) AddToWhitelist(ctx context.Context, h bittorrent.InfoHash) error {
-	l.write.Lock()
-	defer l.write.Unlock()
+	if err := l.lock(ctx); err != nil {
+		return err
+	}
+	defer l.unlock()
 	if l.store != nil {
 		if err := l.store.AddToWhitelist(ctx, h); err != nil {
 			return err
@@ -165,8 +192,10 @@ func (l *Lists) AddToWhitelist(ctx context.Context, h bittorrent.InfoHash) error
 
 // RemoveFromWhitelist removes h durably, then from memory. Idempotent.
 func (l *Lists) RemoveFromWhitelist(ctx context.Context, h bittorrent.InfoHash) error {
-	l.write.Lock()
-	defer l.write.Unlock()
+	if err := l.lock(ctx); err != nil {
+		return err
+	}
+	defer l.unlock()
 	if l.store != nil {
 		if err := l.store.RemoveFromWhitelist(ctx, h); err != nil {
 			return err
@@ -193,8 +222,10 @@ func (l *Lists) ReloadKeys(ctx context.Context) error {
 	if l.store == nil {
 		return nil
 	}
-	l.write.Lock()
-	defer l.write.Unlock()
+	if err := l.lock(ctx); err != nil {
+		return err
+	}
+	defer l.unlock()
 	recs, err := l.store.LoadKeys(ctx)
 	if err != nil {
 		return err
@@ -217,8 +248,10 @@ func (l *Lists) ReloadWhitelist(ctx context.Context) error {
 	if l.store == nil {
 		return nil
 	}
-	l.write.Lock()
-	defer l.write.Unlock()
+	if err := l.lock(ctx); err != nil {
+		return err
+	}
+	defer l.unlock()
 	hashes, err := l.store.LoadWhitelist(ctx)
 	if err != nil {
 		return err

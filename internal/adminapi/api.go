@@ -197,6 +197,18 @@ func rejection(reason string) response {
 	return textResponse(http.StatusInternalServerError, `Unhandled rejection: Err { reason: "`+rustEscape(reason)+`" }`)
 }
 
+// failure answers an operation on the database that failed: Torrust's 500
+// rejection, or the same body with 503 when the database is unavailable
+// (down, cut or too slow; a Starling difference): nothing was changed and
+// the same request may work later (Retry-After).
+func failure(prefix string, err error) response {
+	resp := rejection(prefix + ": " + err.Error())
+	if errors.Is(err, access.ErrUnavailable) {
+		resp.status = http.StatusServiceUnavailable
+	}
+	return resp
+}
+
 // rustEscape escapes s as Rust's Debug formatting of a string does, since
 // Torrust prints the reason that way.
 func rustEscape(s string) string {
@@ -236,7 +248,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	resp = a.dispatch(ctx, w, r.WithContext(ctx), rt, param, &streamed)
 	if !streamed {
-		if ctx.Err() == context.DeadlineExceeded {
+		// A database that ran out the handler's time is still a 503.
+		if ctx.Err() == context.DeadlineExceeded && resp.status != http.StatusServiceUnavailable {
 			resp = response{status: http.StatusRequestTimeout}
 		}
 		a.write(w, r, resp)
@@ -406,6 +419,9 @@ func (a *API) write(w http.ResponseWriter, r *http.Request, resp response) {
 			h.Set("Content-Encoding", "gzip")
 			h.Add("Vary", "Accept-Encoding")
 		}
+	}
+	if resp.status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "5")
 	}
 	h.Set("Content-Length", fmt.Sprint(len(body)))
 	w.WriteHeader(resp.status)

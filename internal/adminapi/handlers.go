@@ -219,13 +219,13 @@ func (a *API) whitelist(ctx context.Context, method, param string) response {
 	if method == http.MethodPost {
 		if err := a.deps.Lists.AddToWhitelist(ctx, h); err != nil {
 			a.log.WarnContext(ctx, "api whitelist add", "info_hash", h.String(), "error", err)
-			return rejection("failed to whitelist torrent: " + err.Error())
+			return failure("failed to whitelist torrent", err)
 		}
 		return jsonResponse(http.StatusOK, okBody)
 	}
 	if err := a.deps.Lists.RemoveFromWhitelist(ctx, h); err != nil {
 		a.log.WarnContext(ctx, "api whitelist remove", "info_hash", h.String(), "error", err)
-		return rejection("failed to remove torrent from whitelist: " + err.Error())
+		return failure("failed to remove torrent from whitelist", err)
 	}
 	return jsonResponse(http.StatusOK, okBody)
 }
@@ -233,7 +233,7 @@ func (a *API) whitelist(ctx context.Context, method, param string) response {
 func (a *API) reloadWhitelist(ctx context.Context) response {
 	if err := a.deps.Lists.ReloadWhitelist(ctx); err != nil {
 		a.log.WarnContext(ctx, "api whitelist reload", "error", err)
-		return rejection("failed to reload whitelist: " + err.Error())
+		return failure("failed to reload whitelist", err)
 	}
 	return jsonResponse(http.StatusOK, okBody)
 }
@@ -241,7 +241,7 @@ func (a *API) reloadWhitelist(ctx context.Context) response {
 func (a *API) reloadKeys(ctx context.Context) response {
 	if err := a.deps.Lists.ReloadKeys(ctx); err != nil {
 		a.log.WarnContext(ctx, "api keys reload", "error", err)
-		return rejection("failed to reload keys: " + err.Error())
+		return failure("failed to reload keys", err)
 	}
 	return jsonResponse(http.StatusOK, okBody)
 }
@@ -256,6 +256,9 @@ func (a *API) reload(ctx context.Context) response {
 	res, err := a.deps.Reload(ctx)
 	if err != nil {
 		body, _ := json.Marshal(map[string]string{"status": "failed", "error": err.Error()})
+		if errors.Is(err, access.ErrUnavailable) {
+			return jsonResponse(http.StatusServiceUnavailable, body)
+		}
 		return jsonResponse(http.StatusBadRequest, body)
 	}
 	if res.Changed == nil {
@@ -358,7 +361,7 @@ func (a *API) storeKey(ctx context.Context, k bittorrent.Key, secs uint64, expir
 	if err := a.deps.Lists.AddKey(ctx, rec); err != nil {
 		// The access layer's errors may quote the key; keep it out of logs.
 		a.log.WarnContext(ctx, "api add key", "error", strings.ReplaceAll(err.Error(), k.String(), "[key]"))
-		return rejection("failed to generate key: " + err.Error())
+		return failure("failed to generate key", err)
 	}
 	return mustJSON(out)
 }
@@ -375,7 +378,7 @@ func (a *API) deleteKey(ctx context.Context, param string) response {
 			return rejection("failed to delete key: Failed to remove record from database: " + msg)
 		}
 		a.log.WarnContext(ctx, "api delete key", "error", msg)
-		return rejection("failed to delete key: " + err.Error())
+		return failure("failed to delete key", err)
 	}
 	return jsonResponse(http.StatusOK, okBody)
 }

@@ -191,10 +191,26 @@ type Limits struct {
 	MaxTorrents        uint64 `toml:"max_torrents"`
 	MaxPeers           uint64 `toml:"max_peers"`
 	MaxPeersPerTorrent uint64 `toml:"max_peers_per_torrent"`
+	// CompletedBuffer is how many torrents' completed counts wait in memory
+	// while the database is down (persistent_torrent_completed_stat); past
+	// it, a torrent not yet waiting is dropped until its next completion.
+	// 0: database.DefaultBufferLimit (1,000,000).
+	CompletedBuffer uint64 `toml:"completed_buffer"`
 }
 
-// Swarm is [core.swarm], a Starling section: the memory store's snapshot.
+// Swarm is [core.swarm], a Starling section: where the swarms live (in
+// memory, or in Redis shared by several nodes) and the memory store's
+// snapshot.
 type Swarm struct {
+	// Store is StoreMemory (the default) or StoreRedis.
+	Store string `toml:"store"`
+	// RedisURL is the Redis of StoreRedis: redis://, rediss:// (TLS) or
+	// unix://, user and password in the URL; for a Cluster, any node (more
+	// as ?addr=host:port).
+	RedisURL string `toml:"redis_url"`
+	// RedisKeyPrefix starts every key the store writes; nodes with the
+	// same prefix share their swarms.
+	RedisKeyPrefix string `toml:"redis_key_prefix"`
 	// SnapshotPath is the file the swarms are written to on a graceful
 	// stop and every SnapshotInterval, and read from at start; "" turns
 	// snapshots off.
@@ -203,6 +219,15 @@ type Swarm struct {
 	// writes one only on a graceful stop.
 	SnapshotInterval Seconds `toml:"snapshot_interval"`
 }
+
+// The swarm stores core.swarm.store names.
+const (
+	StoreMemory = "memory"
+	StoreRedis  = "redis"
+)
+
+// DefaultRedisKeyPrefix is core.swarm.redis_key_prefix's default.
+const DefaultRedisKeyPrefix = "starling:"
 
 // DefaultSnapshotPath is core.swarm.snapshot_path's default, beside the
 // default SQLite database.
@@ -337,7 +362,7 @@ func base() *Config {
 			FullScrapeInterval:          DefaultFullScrapeInterval,
 			InactivePeerCleanupInterval: 600,
 			Net:                         Net{ExternalIP: netip.IPv4Unspecified()},
-			Swarm:                       Swarm{SnapshotPath: DefaultSnapshotPath, SnapshotInterval: DefaultSnapshotInterval},
+			Swarm:                       Swarm{Store: StoreMemory, RedisKeyPrefix: DefaultRedisKeyPrefix, SnapshotPath: DefaultSnapshotPath, SnapshotInterval: DefaultSnapshotInterval},
 			TrackerPolicy:               TrackerPolicy{MaxPeerTimeout: 900, RemovePeerlessTorrents: true},
 			TrackerUsageStatistics:      true,
 		},

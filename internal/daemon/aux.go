@@ -31,6 +31,7 @@ func (d *Daemon) buildAux() error {
 	if api := d.cfg.HTTPAPI; api != nil {
 		reg := metrics.NewRegistry(d.counters, d.latency, d.store, d.log)
 		reg.Prometheus().MustRegister(d.reload.total, refusedCollector{d}, limitsCollector{d.limits, d.tracker})
+		reg.Prometheus().MustRegister(dbCollector{d.db, d.batcher})
 		if d.full != nil {
 			reg.RegisterFullScrape(d.full)
 		}

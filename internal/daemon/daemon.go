@@ -167,7 +167,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// else uses the database.
 	db.SetTimeout(database.DefaultTimeout)
 	if persist {
-		d.batcher = database.StartBatcher(db, 0, log)
+		d.batcher = database.StartBatcher(db, 0, int(min(core.Limits.CompletedBuffer, 1<<30)), log)
 		sink = d.batcher
 	}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/starling-tracker/starling/internal/adminapi"
 	"github.com/starling-tracker/starling/internal/healthcheck"
@@ -56,8 +57,20 @@ func (d *Daemon) setHealthTargets() {
 			return probeFirst(ctx, addrs, func(ctx context.Context, a netip.AddrPort) error { return adminapi.Probe(ctx, scheme+"://"+a.String()) })
 		}))
 	}
+	if db := d.db; db != nil {
+		targets = append(targets, healthcheck.Database(db.String(), func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, dbProbeTimeout)
+			defer cancel()
+			return db.Ping(ctx)
+		}))
+	}
 	d.health.SetTargets(targets)
 }
+
+// dbProbeTimeout bounds the health check's query to the database: a
+// loopback or LAN database answers in milliseconds, and a hung one must
+// not hold the report for the probe's full 2 s.
+const dbProbeTimeout = time.Second
 
 // markShuttingDown makes the health check report unhealthy.
 func (d *Daemon) markShuttingDown() {

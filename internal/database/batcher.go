@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -20,19 +21,34 @@ type CompletedSaver interface {
 // as decisions.md requires.
 const DefaultFlushInterval = time.Second
 
+// DefaultBufferLimit is how many torrents' counts a Batcher holds while the
+// database is down ([core.limits] completed_buffer when 0). Two maps of at
+// most this many entries (the pending counts and the batch being written)
+// cost about 100 MB at worst; a flood of random hashes completes nothing,
+// so this is only reached by a long outage of a tracker that busy.
+const DefaultBufferLimit = 1_000_000
+
 // Batcher collects completed counts from the announce path and writes them in
 // batches. It implements tracker.CompletionSink.
 //
 // Completed only takes a mutex and sets a map entry: the flusher swaps the
 // whole map out under that mutex and writes it with the mutex released, so an
 // announce never waits on the database. While the database is down the
-// latest count of each torrent stays in memory (one entry per torrent, so
-// memory is bounded by the number of torrents) and is retried on the next
+// latest count of each torrent stays in memory and is retried on the next
 // tick.
+//
+// The counts held are bounded: at most limit torrents, counting the batch
+// being written. Counts are absolute, so a torrent already held just takes
+// its newer count and never needs room; a torrent not yet held when the
+// buffer is full is dropped (Dropped counts it). Its count is not lost for
+// good: the store still has it, and its next completion brings the whole
+// count back into the buffer.
 type Batcher struct {
 	saver    CompletedSaver
 	interval time.Duration
+	limit    int
 	log      *slog.Logger
+	dropped  atomic.Uint64
 
 	mu      sync.Mutex
 	pending map[bittorrent.InfoHash]uint32
@@ -44,7 +60,8 @@ type Batcher struct {
 
 	// Owned by the flushing side, under flushMu: the map swapped out (kept
 	// to be reused, so steady state allocates nothing) and the slice handed
-	// to the saver.
+	// to the saver. While flushing > 0, batch is not changed and
+	// Completed may read it under mu (is a torrent already held?).
 	flushMu sync.Mutex
 	batch   map[bittorrent.InfoHash]uint32
 	buf     []swarm.CompletedCount
@@ -56,10 +73,14 @@ type Batcher struct {
 }
 
 // StartBatcher starts a Batcher that writes to saver every interval
-// (DefaultFlushInterval when 0). Its goroutine runs until Close.
-func StartBatcher(saver CompletedSaver, interval time.Duration, log *slog.Logger) *Batcher {
+// (DefaultFlushInterval when 0) and holds at most limit torrents' counts
+// (DefaultBufferLimit when 0). Its goroutine runs until Close.
+func StartBatcher(saver CompletedSaver, interval time.Duration, limit int, log *slog.Logger) *Batcher {
 	if interval <= 0 {
 		interval = DefaultFlushInterval
+	}
+	if limit <= 0 {
+		limit = DefaultBufferLimit
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -67,6 +88,7 @@ func StartBatcher(saver CompletedSaver, interval time.Duration, log *slog.Logger
 	b := &Batcher{
 		saver:    saver,
 		interval: interval,
+		limit:    limit,
 		log:      log,
 		pending:  make(map[bittorrent.InfoHash]uint32),
 		batch:    make(map[bittorrent.InfoHash]uint32),
@@ -80,14 +102,35 @@ func StartBatcher(saver CompletedSaver, interval time.Duration, log *slog.Logger
 // Completed records the latest completed count of h. It never blocks on the
 // database. Counts only grow, but two completions of one torrent on two
 // cores report theirs after the store's lock is released, in either order:
-// the higher of the counts pending wins.
+// the higher of the counts pending wins. With the buffer full, the count of
+// a torrent not held yet is dropped.
 func (b *Batcher) Completed(h bittorrent.InfoHash, count uint32) {
 	b.mu.Lock()
-	if old, ok := b.pending[h]; !ok || count > old {
+	old, ok := b.pending[h]
+	switch {
+	case ok:
+		if count > old {
+			b.pending[h] = count
+		}
+	case len(b.pending)+b.flushing < b.limit:
 		b.pending[h] = count
+	default:
+		// Full: room only for a torrent in the batch being written, which
+		// a failed write brings back anyway.
+		if _, held := b.batch[h]; b.flushing > 0 && held {
+			b.pending[h] = count
+		} else {
+			b.dropped.Add(1)
+		}
 	}
 	b.mu.Unlock()
 }
+
+// Dropped is how many counts were dropped because the buffer was full.
+func (b *Batcher) Dropped() uint64 { return b.dropped.Load() }
+
+// Limit is the most torrents whose counts the Batcher holds.
+func (b *Batcher) Limit() int { return b.limit }
 
 // Pending is the number of torrents whose latest count is not yet written
 // (a torrent counted in a batch being written and again with a newer count
@@ -136,15 +179,23 @@ func (b *Batcher) Flush(ctx context.Context) error {
 	b.mu.Lock()
 	if err != nil {
 		// Put the batch back, under what arrived since unless that is lower
-		// (see Completed).
-		for h, c := range b.batch {
-			if old, ok := b.pending[h]; !ok || c > old {
-				b.pending[h] = c
+		// (see Completed). The smaller map is merged into the larger, so an
+		// announce waits on this lock for the counts of one second, not for
+		// the whole buffer of a long outage.
+		small, large := b.pending, b.batch
+		if len(small) > len(large) {
+			small, large = large, small
+		}
+		for h, c := range small {
+			if old, ok := large[h]; !ok || c > old {
+				large[h] = c
 			}
 		}
+		b.pending, b.batch = large, small
 	}
 	b.flushing = 0
 	b.mu.Unlock()
+	// Completed no longer reads batch (flushing is 0): clear it unlocked.
 	clear(b.batch)
 	return err
 }

@@ -80,7 +80,7 @@ const never = time.Hour
 
 func TestBatcherFlushesOnTick(t *testing.T) {
 	f := newFakeSaver()
-	b := database.StartBatcher(f, 10*time.Millisecond, nil)
+	b := database.StartBatcher(f, 10*time.Millisecond, 0, nil)
 	defer b.Close(t.Context())
 	b.Completed(hash(1), 3)
 	select {
@@ -98,7 +98,7 @@ func TestBatcherFlushesOnTick(t *testing.T) {
 
 func TestBatcherKeepsLatestAndRetries(t *testing.T) {
 	f := newFakeSaver()
-	b := database.StartBatcher(f, never, nil)
+	b := database.StartBatcher(f, never, 0, nil)
 	defer b.Close(t.Context())
 	ctx := t.Context()
 
@@ -140,7 +140,7 @@ func TestBatcherKeepsLatestAndRetries(t *testing.T) {
 // arrive last; the stored count must not go back.
 func TestBatcherKeepsHighestCount(t *testing.T) {
 	f := newFakeSaver()
-	b := database.StartBatcher(f, never, nil)
+	b := database.StartBatcher(f, never, 0, nil)
 	defer b.Close(t.Context())
 	b.Completed(hash(1), 7)
 	b.Completed(hash(1), 6)
@@ -180,7 +180,7 @@ func TestBatcherKeepsHighestCount(t *testing.T) {
 // between them was counted in neither (CI's TestOutage saw 0 for 100).
 func TestBatcherPendingDuringFailingWrites(t *testing.T) {
 	f := newFakeSaver()
-	b := database.StartBatcher(f, never, nil)
+	b := database.StartBatcher(f, never, 0, nil)
 	defer b.Close(t.Context())
 	f.set(true, nil)
 	for i := range 10 {
@@ -212,7 +212,7 @@ func TestBatcherNeverBlocksAnnounces(t *testing.T) {
 	f := newFakeSaver()
 	gate := make(chan struct{})
 	f.set(false, gate)
-	b := database.StartBatcher(f, never, nil)
+	b := database.StartBatcher(f, never, 0, nil)
 	b.Completed(hash(1), 1)
 	flushed := make(chan error, 1)
 	go func() { flushed <- b.Flush(context.Background()) }()
@@ -243,7 +243,7 @@ func TestBatcherNeverBlocksAnnounces(t *testing.T) {
 
 func TestBatcherCloseFlushesAndIsIdempotent(t *testing.T) {
 	f := newFakeSaver()
-	b := database.StartBatcher(f, never, nil)
+	b := database.StartBatcher(f, never, 0, nil)
 	b.Completed(hash(1), 1)
 	b.Completed(hash(2), 2)
 	for range 2 {
@@ -259,7 +259,7 @@ func TestBatcherCloseFlushesAndIsIdempotent(t *testing.T) {
 func TestBatcherCloseReportsUnwritten(t *testing.T) {
 	f := newFakeSaver()
 	f.set(true, nil)
-	b := database.StartBatcher(f, never, nil)
+	b := database.StartBatcher(f, never, 0, nil)
 	b.Completed(hash(1), 1)
 	if err := b.Close(t.Context()); err == nil {
 		t.Fatal("Close returned nil with the database down")
@@ -268,7 +268,7 @@ func TestBatcherCloseReportsUnwritten(t *testing.T) {
 
 func TestBatcherCompletedAllocatesNothing(t *testing.T) {
 	f := newFakeSaver()
-	b := database.StartBatcher(f, never, nil)
+	b := database.StartBatcher(f, never, 0, nil)
 	defer b.Close(t.Context())
 	hashes := make([]bittorrent.InfoHash, 64)
 	for i := range hashes {
@@ -296,7 +296,7 @@ func TestBatcherCompletedAllocatesNothing(t *testing.T) {
 
 func BenchmarkBatcherCompleted(b *testing.B) {
 	f := newFakeSaver()
-	bt := database.StartBatcher(f, 10*time.Millisecond, nil)
+	bt := database.StartBatcher(f, 10*time.Millisecond, 0, nil)
 	defer bt.Close(context.Background())
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -306,4 +306,107 @@ func BenchmarkBatcherCompleted(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// TestBatcherBound: while the database is down the buffer holds at most
+// limit torrents. A torrent already held takes its newer count without
+// room; one not held is dropped and counted; when the database returns the
+// held torrents' newest counts are written, nothing else.
+func TestBatcherBound(t *testing.T) {
+	tests := []struct {
+		name        string
+		limit       int
+		torrents    int // torrents completing during the outage, 10 counts each
+		wantPending int
+		wantDropped uint64
+	}{
+		{"under the limit", 5, 3, 3, 0},
+		{"at the limit", 5, 5, 5, 0},
+		{"over the limit", 5, 8, 5, 3 * 10},
+		{"limit of one", 1, 4, 1, 3 * 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeSaver()
+			b := database.StartBatcher(f, never, tt.limit, nil)
+			defer b.Close(t.Context())
+			f.set(true, nil)
+			// Round-robin, as completions arrive: the first limit torrents
+			// take the room, and keep taking their newer counts.
+			for round := range 10 {
+				for i := range tt.torrents {
+					b.Completed(hash(i), uint32(round+1))
+				}
+				if round%3 == 0 {
+					_ = b.Flush(t.Context()) // a failing write in between
+				}
+			}
+			if n := b.Pending(); n != tt.wantPending {
+				t.Fatalf("Pending = %d, want %d", n, tt.wantPending)
+			}
+			if n := b.Dropped(); n != tt.wantDropped {
+				t.Fatalf("Dropped = %d, want %d", n, tt.wantDropped)
+			}
+			f.set(false, nil)
+			if err := b.Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			want := map[bittorrent.InfoHash]uint32{}
+			for i := range tt.wantPending {
+				want[hash(i)] = 10 // the newest count of each held torrent
+			}
+			if got := f.snapshot(); !maps.Equal(got, want) {
+				t.Fatalf("stored %v\nwant %v", got, want)
+			}
+			// A dropped torrent's next completion carries its whole count.
+			if tt.torrents > tt.wantPending {
+				b.Completed(hash(tt.torrents-1), 11)
+				if err := b.Flush(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if got := f.snapshot()[hash(tt.torrents-1)]; got != 11 {
+					t.Fatalf("dropped torrent stored %d after its next completion, want 11", got)
+				}
+			}
+		})
+	}
+}
+
+// TestBatcherBoundDuringWrite: the batch being written counts against the
+// limit. A torrent in it still takes a newer count (the write may fail and
+// bring it back), a new torrent is dropped, and a failed write leaves at
+// most limit torrents with their newest counts.
+func TestBatcherBoundDuringWrite(t *testing.T) {
+	f := newFakeSaver()
+	b := database.StartBatcher(f, never, 4, nil)
+	defer b.Close(t.Context())
+	for i := range 3 {
+		b.Completed(hash(i), 1)
+	}
+	gate := make(chan struct{})
+	f.set(true, gate)
+	done := make(chan error)
+	go func() { done <- b.Flush(t.Context()) }()
+	<-f.enter
+	b.Completed(hash(3), 1) // fills the last place
+	b.Completed(hash(4), 1) // dropped: full
+	b.Completed(hash(0), 2) // in the batch: kept
+	if n := b.Dropped(); n != 1 {
+		t.Fatalf("Dropped = %d while a write holds 3 and 1 is pending, want 1", n)
+	}
+	close(gate)
+	if err := <-done; err == nil {
+		t.Fatal("Flush succeeded against a failing database")
+	}
+	if n := b.Pending(); n != 4 {
+		t.Fatalf("Pending = %d after the failed write, want 4", n)
+	}
+	f.set(false, nil)
+	if err := b.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[bittorrent.InfoHash]uint32{hash(0): 2, hash(1): 1, hash(2): 1, hash(3): 1}
+	if got := f.snapshot(); !maps.Equal(got, want) {
+		t.Fatalf("stored %v\nwant %v", got, want)
+	}
 }

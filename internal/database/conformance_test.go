@@ -312,7 +312,7 @@ var conformanceCases = []struct {
 		}
 	}},
 	{"batcher-writes-through", func(t *testing.T, _ engine, loc string, db *database.DB) {
-		b := database.StartBatcher(db, 10*time.Millisecond, nil)
+		b := database.StartBatcher(db, 10*time.Millisecond, 0, nil)
 		want := make(map[bittorrent.InfoHash]uint32)
 		for i := range 20_000 {
 			b.Completed(hash(i%3000), uint32(i))

@@ -295,7 +295,20 @@ func (db *DB) done(ctx context.Context, op string, err error) error {
 		}
 		db.logMu.Unlock()
 	}
+	if unavailable(err) {
+		return fmt.Errorf("%s in %s database: %w: %w", op, db.driver, access.ErrUnavailable, err)
+	}
 	return fmt.Errorf("%s in %s database: %w", op, db.driver, err)
+}
+
+// Ping checks that the database answers a query, within ctx and the
+// operation timeout: the health check's probe. Like any operation it ends
+// or starts an outage (Failing).
+func (db *DB) Ping(ctx context.Context) error {
+	ctx, cancel := db.opContext(ctx)
+	defer cancel()
+	var one int
+	return db.done(ctx, "ping", db.sql.QueryRowContext(ctx, "SELECT 1").Scan(&one))
 }
 
 // LoadKeys returns every key. Rows that are not valid keys are skipped and

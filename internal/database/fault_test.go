@@ -179,7 +179,7 @@ func testOutage(t *testing.T, e engine) {
 	var logs logBuffer
 	db := openDB(t, viaProxy.String(), newLog(&logs))
 	db.SetTimeout(2 * time.Second)
-	b := database.StartBatcher(db, 20*time.Millisecond, newLog(&logs))
+	b := database.StartBatcher(db, 20*time.Millisecond, 0, newLog(&logs))
 	defer b.Close(ctx)
 
 	k1, k2 := key(t, "BeforeOutage"), key(t, "AfterOutage")
@@ -216,6 +216,12 @@ func testOutage(t *testing.T, e engine) {
 	}
 	if errors.Is(err, database.ErrExists) || errors.Is(err, access.ErrNotFound) {
 		t.Fatalf("an outage reads as an answer: %v", err)
+	}
+	if !errors.Is(err, access.ErrUnavailable) {
+		t.Fatalf("AddKey error %q during the outage does not wrap access.ErrUnavailable (the API's 503)", err)
+	}
+	if err := db.Ping(ctx); !errors.Is(err, access.ErrUnavailable) {
+		t.Fatalf("Ping during the outage: %v, want ErrUnavailable", err)
 	}
 	if err := db.AddToWhitelist(ctx, hash(5)); err == nil {
 		t.Fatal("AddToWhitelist succeeded with the database cut")
@@ -285,7 +291,7 @@ func testHung(t *testing.T, e engine) {
 	db := openDB(t, viaProxy.String(), newLog(&logs))
 	const timeout = 500 * time.Millisecond
 	db.SetTimeout(timeout)
-	b := database.StartBatcher(db, 20*time.Millisecond, newLog(&logs))
+	b := database.StartBatcher(db, 20*time.Millisecond, 0, newLog(&logs))
 
 	proxy.cut()
 	proxy.restore(true)
@@ -301,8 +307,8 @@ func testHung(t *testing.T, e engine) {
 	// the second has to dial the hung server.
 	for range 2 {
 		start = time.Now()
-		if err := db.AddToWhitelist(ctx, hash(1)); err == nil {
-			t.Fatal("AddToWhitelist succeeded against a hung database")
+		if err := db.AddToWhitelist(ctx, hash(1)); !errors.Is(err, access.ErrUnavailable) {
+			t.Fatalf("AddToWhitelist against a hung database: %v, want ErrUnavailable", err)
 		}
 		if d := time.Since(start); d > timeout+2*time.Second {
 			t.Fatalf("AddToWhitelist took %v to fail; the timeout is %v", d, timeout)

@@ -28,6 +28,11 @@ type Target struct {
 	OK string
 	// Probe checks the listener; it must honour ctx's deadline.
 	Probe func(ctx context.Context) error
+	// Degraded, when set, is what the report's message says when this
+	// target fails while every other passes: the status stays Ok, since
+	// the tracker still answers (a database outage), and an orchestrator
+	// should not restart it for that.
+	Degraded string
 }
 
 // UDP is a UDP tracker's target, worded as Torrust words it; probe is
@@ -46,6 +51,17 @@ func HTTP(binding, url string, probe func(ctx context.Context) error) Target {
 // adminapi.Probe.
 func API(binding, url string, probe func(ctx context.Context) error) Target {
 	return Target{Binding: binding, Info: "checking api health check at: " + url + "/api/health_check", OK: "200 OK", Probe: probe}
+}
+
+// Database is the SQL database's target, a Starling addition (Torrust's
+// report checks only listeners); name is the database as the log names it
+// (password redacted), and probe typically asks it a query within a short
+// deadline, so a database that is down or hung shows here as an Err. Its
+// failure alone leaves the status Ok with a "degraded" message: announces
+// are still answered from memory.
+func Database(name string, probe func(ctx context.Context) error) Target {
+	return Target{Binding: name, Info: "checking the database at: " + name, OK: "Connected", Probe: probe,
+		Degraded: "degraded: database unavailable (announces are answered; API writes answer 503)"}
 }
 
 // Config are the health server's settings.
@@ -134,7 +150,12 @@ func (s *Server) Check(ctx context.Context) Report {
 		if err := s.probe(ctx, t); err != nil {
 			msg := err.Error()
 			d.Result.Err = &msg
-			rep.Status, rep.Message = "Error", "health check failed"
+			switch {
+			case t.Degraded == "":
+				rep.Status, rep.Message = "Error", "health check failed"
+			case rep.Status == "Ok":
+				rep.Message = t.Degraded
+			}
 			attrs := []any{"binding", t.Binding, "error", err}
 			if id, ok := ctx.Value(requestIDKey{}).(string); ok {
 				attrs = append(attrs, "request_id", id)

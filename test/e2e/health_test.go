@@ -33,7 +33,7 @@ func TestHealthCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if report.Status != "Ok" || len(report.Details) != 3 {
+	if report.Status != "Ok" || report.Message != "" || len(report.Details) != 4 {
 		t.Fatalf("health report %+v", report)
 	}
 	for _, d := range report.Details {
@@ -41,7 +41,7 @@ func TestHealthCheck(t *testing.T) {
 			t.Errorf("listener %s (%s) not healthy: %s", d.Binding, d.Info, d.Result)
 		}
 	}
-	for _, want := range []string{"udp tracker", "http tracker", "api health check"} {
+	for _, want := range []string{"udp tracker", "http tracker", "api health check", "checking the database at: sqlite3 "} {
 		found := false
 		for _, d := range report.Details {
 			found = found || strings.Contains(d.Info, want)

@@ -166,7 +166,7 @@ func completedReader(t *testing.T, driver, dsn string) func(ih string) int {
 }
 
 // TestDatabaseOutage: with the database connection cut, announces are still
-// answered at once from memory, API writes fail with Torrust's error, and
+// answered at once from memory, API writes fail with 503, and
 // when the database returns, writes and the batched completed counts resume
 // by themselves.
 func TestDatabaseOutage(t *testing.T) {
@@ -204,7 +204,7 @@ func TestDatabaseOutage(t *testing.T) {
 				t.Fatalf("announces took %v during the outage: the database stalls them", d)
 			}
 			status, body := apiPost(t, api+"/api/v1/whitelist/"+strings.Repeat("ab", 20)+"?token="+e2eToken)
-			if status != http.StatusInternalServerError || !strings.Contains(body, "failed to whitelist torrent") {
+			if status != http.StatusServiceUnavailable || !strings.Contains(body, "failed to whitelist torrent") || !strings.Contains(body, "database unavailable") {
 				t.Fatalf("whitelist during the outage: %d %s", status, body)
 			}
 
