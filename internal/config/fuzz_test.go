@@ -85,6 +85,8 @@ func FuzzOverride(f *testing.F) {
 	f.Add("HTTP_TRACKERS", `[{ bind_address = "[::1]:0" }]`)
 	f.Add("HTTP_API__TSL_CONFIG", `{ ssl_cert_path = "c", ssl_key_path = "k" }`)
 	f.Add("CORE__TRACKER_POLICY", "{ max_peer_timeout = 1 }")
+	f.Add("CORE__SWARM__STORE", "redis")
+	f.Add("CORE__SWARM__REDIS_URL", "redis://u:p@[::1]:6379/0?addr=h2:6379")
 	f.Add("CORE__FULL_SCRAPE", "public")
 	f.Add("CORE__FULL_SCRAPE_INTERVAL", "30")
 	dir := f.TempDir()

@@ -547,3 +547,43 @@ func TestSnapshotSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestSwarmStoreSettings: [core.swarm]'s store keys, their defaults and
+// the environment overrides an operator switches a node to Redis with.
+func TestSwarmStoreSettings(t *testing.T) {
+	tests := []struct {
+		name              string
+		env               []string
+		store, url, prefx string
+		wantErr           string
+	}{
+		{"defaults", nil, "memory", "", "starling:", ""},
+		{"redis from the environment", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis",
+			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=rediss://u:p@r.example:6380/2",
+			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_KEY_PREFIX=node-a:"}, "redis", "rediss://u:p@r.example:6380/2", "node-a:", ""},
+		{"unix socket", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis",
+			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=unix:///run/redis.sock"}, "redis", "unix:///run/redis.sock", "starling:", ""},
+		{"Torrust alias", []string{"TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis",
+			"TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=redis://r:6379"}, "redis", "redis://r:6379", "starling:", ""},
+		{"redis without a URL", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis"}, "", "", "", "core.swarm.redis_url"},
+		{"unknown store", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=Redis"}, "", "", "", "core.swarm.store"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := append([]string{"STARLING_CONFIG_TOML=[core]"}, tt.env...)
+			c, _, err := config.Load(config.LoadOptions{Env: env, Dir: t.TempDir(), ReadOnly: true})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(strings.ToUpper(err.Error()), strings.ToUpper(tt.wantErr)) {
+					t.Fatalf("error %v, want one about %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sw := c.Core.Swarm; sw.Store != tt.store || sw.RedisURL != tt.url || sw.RedisKeyPrefix != tt.prefx {
+				t.Fatalf("store %q url %q prefix %q, want %q %q %q", sw.Store, sw.RedisURL, sw.RedisKeyPrefix, tt.store, tt.url, tt.prefx)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"net/url"
 	"slices"
@@ -50,7 +51,36 @@ func (c Core) LogValue() slog.Value {
 		slog.Bool("persistent_torrent_completed_stat", c.TrackerPolicy.PersistentTorrentCompletedStat),
 		slog.Bool("remove_peerless_torrents", c.TrackerPolicy.RemovePeerlessTorrents),
 		slog.Bool("tracker_usage_statistics", c.TrackerUsageStatistics),
+		slog.Any("swarm", c.Swarm),
 	)
+}
+
+// LogValue shows the swarm store with the Redis password redacted.
+func (s Swarm) LogValue() slog.Value {
+	if s.Store != StoreRedis {
+		return slog.GroupValue(slog.String("store", s.Store), slog.String("snapshot_path", s.SnapshotPath))
+	}
+	return slog.GroupValue(slog.String("store", s.Store), slog.String("redis_url", RedactURL(s.RedisURL)),
+		slog.String("redis_key_prefix", s.RedisKeyPrefix))
+}
+
+// String is s with the Redis password redacted, so %v cannot leak it.
+func (s Swarm) String() string {
+	return fmt.Sprintf("{store:%s redis_url:%s redis_key_prefix:%s snapshot_path:%s snapshot_interval:%d}",
+		s.Store, RedactURL(s.RedisURL), s.RedisKeyPrefix, s.SnapshotPath, s.SnapshotInterval)
+}
+
+// RedactURL is raw with a password replaced by REDACTED; a URL that does
+// not parse is hidden entirely.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return redacted
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), redacted)
+	}
+	return u.String()
 }
 
 // LogValue shows the driver and the path with any password redacted.

@@ -36,8 +36,8 @@ func TestLogRedactsSecrets(t *testing.T) {
 		shown   []string
 	}{
 		{"tokens and postgres password", full,
-			[]string{"Adm1nTokenThatIsLongEnoughToGuessNot", "Ind3xTokenThatIsLongEnoughToGuessNot", "s3cretPassw0rd"},
-			[]string{"admin", "index server", "db.internal", "starling", "REDACTED", "private_listed", "[::]:6969", "localhost.crt"}},
+			[]string{"Adm1nTokenThatIsLongEnoughToGuessNot", "Ind3xTokenThatIsLongEnoughToGuessNot", "s3cretPassw0rd", "r3disPassw0rd"},
+			[]string{"admin", "index server", "db.internal", "starling", "REDACTED", "private_listed", "[::]:6969", "localhost.crt", "redis.internal", "tracker1:"}},
 		{"mysql password", mysql, []string{"db_user_secret_password"}, []string{"mysql:3306", "db_user"}},
 		{"first-run token", firstRun, []string{firstRun.HTTPAPI.AccessTokens["admin"]}, []string{"admin", "127.0.0.1:1212", "sqlite3.db"}},
 		{"password in the query", queryPassword, []string{"QueryS3cret"}, []string{"db.internal"}},

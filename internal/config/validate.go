@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -77,6 +78,7 @@ func (c *Config) validate() Problems {
 	default:
 		add("core.full_scrape", "%q is not a full-scrape setting; use \"off\", \"api\" (admin token only) or \"public\"", c.Core.FullScrape)
 	}
+	c.Core.Swarm.validate(add, dep)
 	if i := c.Core.Swarm.SnapshotInterval; i > MaxSnapshotInterval {
 		add("core.swarm.snapshot_interval", "must be at most %d seconds (0 writes a snapshot only on a graceful stop), got %d", MaxSnapshotInterval, i)
 	}
@@ -260,4 +262,42 @@ func (c *Config) FileProblems() Problems {
 		tlsFiles(a.TLS, "http_api.tls_config")
 	}
 	return ps
+}
+
+// validate checks the swarm store's keys.
+func (sw Swarm) validate(add func(key, format string, args ...any), dep func(keys ...string)) {
+	switch sw.Store {
+	case StoreMemory:
+		return
+	case StoreRedis:
+	default:
+		add("core.swarm.store", "%q is not a swarm store; use \"memory\" (the default) or \"redis\" (swarms shared by several nodes)", sw.Store)
+		return
+	}
+	if strings.ContainsAny(sw.RedisKeyPrefix, "{}") {
+		add("core.swarm.redis_key_prefix", "%q holds { or }, which would change the keys' Redis Cluster hash slot; use another prefix", sw.RedisKeyPrefix)
+	}
+	key := "core.swarm.redis_url"
+	if sw.RedisURL == "" {
+		add(key, "store = \"redis\" needs the Redis URL, for example redis://127.0.0.1:6379/0 (rediss:// for TLS, unix:///path/redis.sock)")
+		dep("core.swarm.store")
+		return
+	}
+	u, err := url.Parse(sw.RedisURL)
+	if err != nil {
+		add(key, "is not a URL (%v); write redis://[user:password@]host:port/db, rediss://... or unix:///path", errors.Unwrap(err))
+		return
+	}
+	switch {
+	case u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix":
+		add(key, "scheme %q: use redis://, rediss:// (TLS) or unix://", u.Scheme)
+	case u.Scheme == "unix" && u.Path == "":
+		add(key, "unix:// needs the socket's path, as unix:///run/redis/redis.sock")
+	case u.Scheme != "unix" && u.Host == "":
+		add(key, "names no host; write %s://host:6379/0", u.Scheme)
+	case u.Scheme != "unix" && strings.Trim(u.Path, "/") != "":
+		if _, err := strconv.Atoi(strings.Trim(u.Path, "/")); err != nil {
+			add(key, "database %q is not a number; write /0 to /15 after the host, or nothing", strings.Trim(u.Path, "/"))
+		}
+	}
 }
