@@ -32,6 +32,9 @@ func (d *Daemon) buildAux() error {
 		reg := metrics.NewRegistry(d.counters, d.latency, d.store, d.log)
 		reg.Prometheus().MustRegister(d.reload.total, refusedCollector{d}, limitsCollector{d.limits, d.tracker})
 		reg.Prometheus().MustRegister(dbCollector{d.db, d.batcher})
+		if d.redis != nil {
+			reg.Prometheus().MustRegister(storeCollector{d.redis.store})
+		}
 		if d.full != nil {
 			reg.RegisterFullScrape(d.full)
 		}

@@ -71,7 +71,8 @@ type Daemon struct {
 	limited []limited    // listeners with connection caps
 	limits  swarm.Limits // [core.limits], derived where 0
 
-	snap   *snapshots // nil without snapshots
+	redis  *redisStore // redisstore.go; nil with the memory store
+	snap   *snapshots  // nil without snapshots
 	reload *reloader
 	api    *adminapi.API // nil without [http_api]
 
@@ -143,6 +144,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// go on top (a count there is never lowered).
 	d.limits = storeLimits(core.Limits, log)
 	newStore := func() (swarm.Store, error) {
+		if core.Swarm.Store == config.StoreRedis {
+			r, err := newRedisStore(ctx, core.Swarm, swarm.Options{
+				RemovePeerlessTorrents: core.TrackerPolicy.RemovePeerlessTorrents,
+				KeepCompleted:          persist,
+			}, counts, log)
+			if err != nil {
+				return nil, fmt.Errorf("core.swarm.redis_url: %w", err)
+			}
+			d.redis = r
+			return r.store, nil
+		}
 		store := memswarm.New(swarm.Options{
 			RemovePeerlessTorrents: core.TrackerPolicy.RemovePeerlessTorrents,
 			KeepCompleted:          persist,
@@ -464,6 +476,12 @@ func (d *Daemon) closeStorage(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("close database: %w", err))
 		}
 		d.db = nil
+	}
+	if d.redis != nil {
+		if err := d.redis.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close the swarm store: %w", err))
+		}
+		d.redis = nil
 	}
 	if d.clock != nil {
 		d.clock.Stop()

@@ -64,6 +64,9 @@ func (d *Daemon) setHealthTargets() {
 			return db.Ping(ctx)
 		}))
 	}
+	if d.redis != nil {
+		targets = append(targets, d.redis.healthTarget())
+	}
 	d.health.SetTargets(targets)
 }
 
