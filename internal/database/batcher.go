@@ -57,6 +57,10 @@ type Batcher struct {
 	// apart, a failed write moving the batch back into pending between
 	// the two reads was counted in neither.
 	flushing int
+	// overlap is how many torrents in pending are in the batch being
+	// written too (under mu): the torrents held are len(pending) +
+	// flushing - overlap.
+	overlap int
 
 	// Owned by the flushing side, under flushMu: the map swapped out (kept
 	// to be reused, so steady state allocates nothing) and the slice handed
@@ -106,22 +110,27 @@ func StartBatcher(saver CompletedSaver, interval time.Duration, limit int, log *
 // a torrent not held yet is dropped.
 func (b *Batcher) Completed(h bittorrent.InfoHash, count uint32) {
 	b.mu.Lock()
-	old, ok := b.pending[h]
-	switch {
-	case ok:
+	if old, ok := b.pending[h]; ok {
 		if count > old {
 			b.pending[h] = count
 		}
-	case len(b.pending)+b.flushing < b.limit:
+		b.mu.Unlock()
+		return
+	}
+	inBatch := false
+	if b.flushing > 0 {
+		_, inBatch = b.batch[h]
+	}
+	switch {
+	case inBatch:
+		// Held already, in the batch being written (which a failed write
+		// brings back): no room needed.
+		b.pending[h] = count
+		b.overlap++
+	case len(b.pending)+b.flushing-b.overlap < b.limit:
 		b.pending[h] = count
 	default:
-		// Full: room only for a torrent in the batch being written, which
-		// a failed write brings back anyway.
-		if _, held := b.batch[h]; b.flushing > 0 && held {
-			b.pending[h] = count
-		} else {
-			b.dropped.Add(1)
-		}
+		b.dropped.Add(1)
 	}
 	b.mu.Unlock()
 }
@@ -132,13 +141,12 @@ func (b *Batcher) Dropped() uint64 { return b.dropped.Load() }
 // Limit is the most torrents whose counts the Batcher holds.
 func (b *Batcher) Limit() int { return b.limit }
 
-// Pending is the number of torrents whose latest count is not yet written
-// (a torrent counted in a batch being written and again with a newer count
-// counts twice). It does not wait for a write in progress.
+// Pending is the number of torrents whose latest count is not yet written,
+// those in a write in progress included. It does not wait for the write.
 func (b *Batcher) Pending() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.pending) + b.flushing
+	return len(b.pending) + b.flushing - b.overlap
 }
 
 func (b *Batcher) run() {
@@ -193,7 +201,7 @@ func (b *Batcher) Flush(ctx context.Context) error {
 		}
 		b.pending, b.batch = large, small
 	}
-	b.flushing = 0
+	b.flushing, b.overlap = 0, 0
 	b.mu.Unlock()
 	// Completed no longer reads batch (flushing is 0): clear it unlocked.
 	clear(b.batch)

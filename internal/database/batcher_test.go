@@ -394,6 +394,9 @@ func TestBatcherBoundDuringWrite(t *testing.T) {
 	if n := b.Dropped(); n != 1 {
 		t.Fatalf("Dropped = %d while a write holds 3 and 1 is pending, want 1", n)
 	}
+	if n := b.Pending(); n != 4 { // torrent 0 in both the batch and pending counts once
+		t.Fatalf("Pending = %d during the write, want 4", n)
+	}
 	close(gate)
 	if err := <-done; err == nil {
 		t.Fatal("Flush succeeded against a failing database")
