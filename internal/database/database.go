@@ -6,6 +6,18 @@
 // Writes of keys and whitelist entries are committed before a method returns
 // nil. Completed counts are written in batches by a Batcher, which the
 // announce path feeds without ever waiting on the database.
+//
+// Durability: the API answers a write only after the method returned nil,
+// so a SIGKILL of the tracker right after the answer loses nothing. On
+// MySQL and PostgreSQL each write is a statement in autocommit (or a
+// transaction committed) that the server acknowledged; whether it survives
+// the server's own crash is the server's setting (innodb_flush_log_at_trx_commit
+// = 1 and synchronous_commit = on, both defaults). SQLite commits in this
+// process: see openSQLite for why synchronous=FULL.
+//
+// Every operation runs under a deadline (DefaultTimeout, or the caller's if
+// earlier); one that fails because the database is down, cut off or too
+// slow wraps access.ErrUnavailable, which the API answers with 503.
 package database
 
 import (

@@ -210,9 +210,12 @@ func newDB(driver Driver, name, secret string, conn *sql.DB, d *dialect, log *sl
 //
 // Durability: WAL with synchronous=FULL, so a commit is on disk (WAL fsynced)
 // when it returns: a key added through the API survives a SIGKILL or a power
-// cut right after the 200. NORMAL would survive SIGKILL but not power loss;
-// the writes here are rare (API calls, one batch a second), so the fsync is
-// cheap insurance.
+// cut right after the 200. NORMAL would survive SIGKILL too (a committed
+// transaction is in the WAL file, in the kernel's page cache, which outlives
+// the process; only an OS crash or power loss before the next checkpoint's
+// fsync could lose it); the writes here are rare (API calls, one batch a
+// second), so the fsync is cheap insurance. TestSQLitePragmas checks both
+// settings are in force on the connection.
 func openSQLite(path string, log *slog.Logger) (*DB, error) {
 	name := string(SQLite3) + " " + path
 	if path == "" {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,8 +26,9 @@ import (
 	"github.com/starling-tracker/starling/internal/database"
 )
 
-// dbTarget is where a durability test keeps its data: a SQLite file, or a
-// fresh PostgreSQL schema when STARLING_TEST_POSTGRES_URL is set.
+// dbTarget is where a durability test keeps its data: a SQLite file, and a
+// fresh PostgreSQL schema or MySQL database when STARLING_TEST_POSTGRES_URL
+// or STARLING_TEST_MYSQL_URL is set.
 type dbTarget struct {
 	driver, path string
 }
@@ -38,6 +42,12 @@ func durabilityTargets(t *testing.T) map[string]func(t *testing.T, dir string) d
 	if base := os.Getenv("STARLING_TEST_POSTGRES_URL"); base != "" {
 		targets["postgresql"] = func(t *testing.T, _ string) dbTarget {
 			return dbTarget{"postgresql", freshSchema(t, base)}
+		}
+	}
+	if base := os.Getenv("STARLING_TEST_MYSQL_URL"); base != "" {
+		targets["mysql"] = func(t *testing.T, _ string) dbTarget {
+			u, _ := freshMySQL(t, base)
+			return dbTarget{"mysql", u}
 		}
 	}
 	return targets
@@ -181,6 +191,146 @@ func TestDurabilitySIGKILL(t *testing.T) {
 			}
 			if _, err := announceErr(p.addr("http")+"/announce/"+strings.Repeat("Z", 32), ih, 7203, 1, tracker.Started); err == nil {
 				t.Fatal("announce with a key never created succeeded")
+			}
+		})
+	}
+}
+
+// TestDurabilitySIGKILLUnderWrites: API writes run from several clients at
+// once (whitelist adds and removes, keys generated and deleted) when the
+// tracker is SIGKILLed in the middle of them. Every write the API answered
+// 200 is in the database, read without the tracker, and the restarted
+// tracker serves it; writes cut off by the kill may have gone either way.
+func TestDurabilitySIGKILLUnderWrites(t *testing.T) {
+	for name, target := range durabilityTargets(t) {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			db := target(t, dir)
+			cfg := durabilityConfig("private = true\nlisted = true", "", db)
+			p := startWith(t, dir, cfg)
+			api := p.addr("api")
+
+			// What the API acknowledged, per writer: hashes listed and then
+			// removed, keys made and then deleted. A removal asked for but
+			// not acknowledged (cut off by the kill) may have gone either way.
+			type acked struct {
+				listed, removing, unlisted map[string]bool
+				keys, deleting, deleted    map[string]bool
+			}
+			const writers = 4
+			results := make([]acked, writers)
+			var ackedTotal atomic.Int64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for w := range writers {
+				r := &results[w]
+				*r = acked{map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}}
+				wg.Go(func() {
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						ih := fmt.Sprintf("%02x%038x", w, i)
+						status, _, err := apiDo("POST", api+"/api/v1/whitelist/"+ih+"?token="+e2eToken, "")
+						if err != nil {
+							return // killed
+						}
+						if status == 200 {
+							r.listed[ih] = true
+							ackedTotal.Add(1)
+						}
+						if i%3 == 2 { // remove one in three again
+							r.removing[ih] = true
+							if status, _, err := apiDo("DELETE", api+"/api/v1/whitelist/"+ih+"?token="+e2eToken, ""); err == nil && status == 200 {
+								r.unlisted[ih] = true
+							}
+						}
+						status, body, err := apiDo("POST", api+"/api/v1/key/3600?token="+e2eToken, "")
+						if err != nil {
+							return
+						}
+						var k struct {
+							Key string `json:"key"`
+						}
+						if status == 200 && json.Unmarshal([]byte(body), &k) == nil && len(k.Key) == 32 {
+							r.keys[k.Key] = true
+							ackedTotal.Add(1)
+							if i%4 == 3 {
+								r.deleting[k.Key] = true
+								if status, _, err := apiDo("DELETE", api+"/api/v1/key/"+k.Key+"?token="+e2eToken, ""); err == nil && status == 200 {
+									r.deleted[k.Key] = true
+								}
+							}
+						}
+					}
+				})
+			}
+			waitFor(t, "200 acknowledged writes", func() bool { return ackedTotal.Load() >= 200 })
+			p.kill() // SIGKILL with writes in flight
+			close(stop)
+			wg.Wait()
+
+			stored, err := database.Open(t.Context(), db.driver, db.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, err := stored.LoadKeys(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			list, err := stored.LoadWhitelist(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored.Close()
+			haveKey, haveHash := map[string]bool{}, map[string]bool{}
+			for _, k := range keys {
+				haveKey[k.Key.String()] = true
+			}
+			for _, h := range list {
+				haveHash[h.String()] = true
+			}
+			var someKey, someHash string
+			n := 0
+			for _, r := range results {
+				for ih := range r.listed {
+					n++
+					switch {
+					case r.unlisted[ih] && haveHash[ih]:
+						t.Errorf("whitelist %s: removal acknowledged, still in the database after SIGKILL", ih)
+					case !r.removing[ih] && !haveHash[ih]:
+						t.Errorf("whitelist %s: acknowledged, lost by SIGKILL", ih)
+					case !r.removing[ih]:
+						someHash = ih
+					}
+				}
+				for k := range r.keys {
+					n++
+					switch {
+					case r.deleted[k] && haveKey[k]:
+						t.Errorf("key %s…: deletion acknowledged, still in the database after SIGKILL", k[:4])
+					case !r.deleting[k] && !haveKey[k]:
+						t.Errorf("key %s…: acknowledged, lost by SIGKILL", k[:4])
+					case !r.deleting[k]:
+						someKey = k
+					}
+				}
+			}
+			t.Logf("%d acknowledged writes checked; %d keys and %d whitelisted hashes in the database", n, len(keys), len(list))
+			if someKey == "" || someHash == "" {
+				t.Fatal("no key or hash left to announce with")
+			}
+
+			// The restarted tracker serves them.
+			p = startWith(t, dir, cfg)
+			ih, err := hex.DecodeString(someHash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := announceErr(p.addr("http")+"/announce/"+someKey, infohash.T(ih), 7401, 1, tracker.Started); err != nil {
+				t.Fatalf("announce with an acknowledged key to an acknowledged torrent after restart: %v", err)
 			}
 		})
 	}

@@ -134,35 +134,45 @@ func outageEngines(t *testing.T) map[string]outageEngine {
 	}
 	if base := os.Getenv("STARLING_TEST_MYSQL_URL"); base != "" {
 		engines["mysql"] = outageEngine{"mysql", func(t *testing.T, proxy func(string) string) (string, func(string) int) {
-			u, err := url.Parse(base)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pass, _ := u.User.Password()
-			dsn := u.User.Username() + ":" + pass + "@tcp(" + u.Host + ")/"
-			admin, err := sql.Open("mysql", dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { admin.Close() })
-			var b [6]byte
-			for i := range b {
-				b[i] = byte(rand.UintN(256))
-			}
-			name := "e2e_" + hex.EncodeToString(b[:])
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-				t.Fatalf("STARLING_TEST_MYSQL_URL is set but MariaDB does not answer: %v", err)
-			}
-			t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS " + name) })
-			read := completedReader(t, "mysql", dsn+name)
+			direct, dsn := freshMySQL(t, base)
+			read := completedReader(t, "mysql", dsn)
+			u, _ := url.Parse(direct)
 			u.Host = proxy(u.Host)
-			u.Path = "/" + name
 			return u.String(), read
 		}}
 	}
 	return engines
+}
+
+// freshMySQL creates a database for one test and returns base with it as
+// the URL's database, and the go-sql-driver DSN of the same. A set URL
+// whose server does not answer fails the test.
+func freshMySQL(t *testing.T, base string) (urlStr, dsn string) {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass, _ := u.User.Password()
+	server := u.User.Username() + ":" + pass + "@tcp(" + u.Host + ")/"
+	admin, err := sql.Open("mysql", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	var b [6]byte
+	for i := range b {
+		b[i] = byte(rand.UintN(256))
+	}
+	name := "e2e_" + hex.EncodeToString(b[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("STARLING_TEST_MYSQL_URL is set but MariaDB does not answer: %v", err)
+	}
+	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS " + name) })
+	u.Path = "/" + name
+	return u.String(), server + name
 }
 
 func completedReader(t *testing.T, driver, dsn string) func(ih string) int {
