@@ -24,8 +24,9 @@ const DefaultFlushInterval = time.Second
 // DefaultBufferLimit is how many torrents' counts a Batcher holds while the
 // database is down ([core.limits] completed_buffer when 0). Two maps of at
 // most this many entries (the pending counts and the batch being written)
-// cost about 100 MB at worst; a flood of random hashes completes nothing,
-// so this is only reached by a long outage of a tracker that busy.
+// take 53 MB each when full, and writing a full batch briefly as much
+// again; a flood of random hashes completes nothing, so this is reached
+// only by a long outage of a tracker with that many torrents completing.
 const DefaultBufferLimit = 1_000_000
 
 // Batcher collects completed counts from the announce path and writes them in
