@@ -64,6 +64,12 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 			if cfg.Requests > 0 && cfg.Burst > 0 {
 				return fmt.Errorf("bench udp: --requests bounds a load run, --burst measures bursts: use one of them")
 			}
+			if cfg.Walk && !cmd.Flags().Changed("warmup") {
+				cfg.Warmup = 0
+			}
+			if cfg.Walk && !cmd.Flags().Changed("duration") {
+				cfg.Duration = time.Hour // the walk ends the run; this bounds a stuck one
+			}
 			if cfg.Requests > 0 && !cmd.Flags().Changed("duration") {
 				cfg.Duration = time.Hour // the count ends the run; this bounds a stuck one
 			}
@@ -102,6 +108,7 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 	f.IntVar(&cfg.ServerPID, "server-pid", 0, "report this process's CPU time per response (Linux /proc)")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
 	f.BoolVar(&cfg.GSO, "gso", cfg.GSO, "send each batch of requests with UDP segmentation offload where the kernel has it (--gso=false: one datagram each)")
+	f.BoolVar(&cfg.Walk, "walk", false, "announce each peer once, in order, and end (loads a tracker with the whole population; --warmup 0)")
 	f.IntVar(&cfg.Burst, "burst", 0, "measure the drain rate of bursts of this many announces (needs --server-pid)")
 	f.IntVar(&cfg.Bursts, "bursts", 4, "bursts to run with --burst")
 	return cmd

@@ -90,6 +90,11 @@ type Config struct {
 	// than the server it measures. Without it, or where the kernel
 	// refuses it, requests go one datagram each through sendmmsg.
 	GSO bool
+	// Walk makes each socket announce each of its peers once, in order,
+	// and stop: the run ends when every socket has had its answers, so a
+	// tracker is loaded with the whole population exactly once (announces
+	// only, no warm-up; Duration still bounds it).
+	Walk bool
 	// Burst, when set, makes RunBurst queue this many announces per burst
 	// while the server (ServerPID) is paused, Bursts times (see burst.go).
 	Burst, Bursts int
@@ -307,6 +312,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 			}
 		}()
 	}
+	// A walk ends when every socket is done.
+	var allDone chan struct{}
+	if cfg.Walk {
+		allDone = make(chan struct{})
+		go func() {
+			wg.Wait()
+			close(allDone)
+		}()
+	}
 	// Unblock the sockets' reads when the run ends.
 	go func() {
 		<-runCtx.Done()
@@ -411,6 +425,14 @@ loop:
 				phase, now.Sub(start).Seconds(), float64(d.Sent)/secs, float64(d.Received)/secs,
 				float64(d.Announces)/secs, float64(d.Scrapes)/secs, cur.Errors, cur.Lost)
 			prev, prevAt = cur, now
+		case <-allDone:
+			timer.Stop()
+			if runCtx.Err() != nil {
+				allDone = nil
+				continue // the error or the end is taken above
+			}
+			finish(time.Now())
+			break loop
 		case now := <-poll:
 			timer.Stop()
 			t := total(nil)
@@ -487,6 +509,8 @@ func (c *Config) check() error {
 		return errors.New("source IPs must not be negative")
 	case c.Burst < 0 || c.Bursts < 0:
 		return errors.New("burst and bursts must not be negative")
+	case c.Walk && (c.Warmup > 0 || c.Requests > 0 || c.ScrapeShare > 0):
+		return errors.New("a walk announces every peer once: no warm-up, request count or scrapes")
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 200 * time.Millisecond
@@ -545,6 +569,7 @@ type client struct {
 	gso       *gsoSender // nil: sendmmsg
 	errSample atomic.Value
 	budget    *atomic.Int64 // shared by the sockets of a run (see Run)
+	walked    uint64        // with Config.Walk, the peers announced so far
 }
 
 // population is the simulated peers: peerTorrent[p] is peer p's torrent.
@@ -653,6 +678,16 @@ func infoHash(b []byte, t uint64) {
 	binary.BigEndian.PutUint32(b[16:], 0x5354524c) // "STRL"
 }
 
+// mine is how many peers this socket announces for: p with p % Sockets ==
+// index.
+func (c *client) mine() uint64 {
+	if c.index >= c.cfg.Peers {
+		return 0
+	}
+	socks := uint64(c.cfg.Sockets)
+	return (uint64(c.cfg.Peers-c.index) + socks - 1) / socks
+}
+
 // fill writes one request into m.
 func (c *client) fill(m *batch.Message) {
 	c.txid++
@@ -673,9 +708,11 @@ func (c *client) fill(m *batch.Message) {
 	// simulated peer as one peer.
 	socks := uint64(c.cfg.Sockets)
 	var p uint64
-	if c.index < c.cfg.Peers {
-		mine := (uint64(c.cfg.Peers-c.index) + socks - 1) / socks
-		p = c.rng.Uint64N(mine)*socks + uint64(c.index)
+	if c.cfg.Walk {
+		p = c.walked*socks + uint64(c.index)
+		c.walked++
+	} else if c.index < c.cfg.Peers {
+		p = c.rng.Uint64N(c.mine())*socks + uint64(c.index)
 	} else {
 		p = c.rng.Uint64N(uint64(c.cfg.Peers)) // fewer peers than sockets
 	}
@@ -729,7 +766,13 @@ func (c *client) run(ctx context.Context) error {
 		// Send only whole batches (or whatever the window has room for when
 		// it is nearly empty), so every sendmmsg carries many datagrams;
 		// topping up one at a time would cost a system call per request.
+		if c.cfg.Walk && c.walked >= c.mine() && inflight == 0 {
+			return nil
+		}
 		if k := min(batchSize, c.cfg.Window-inflight); k >= min(batchSize, c.cfg.Window) || inflight == 0 {
+			if c.cfg.Walk {
+				k = min(k, int(c.mine()-c.walked))
+			}
 			// A run with a request count sends no more than its budget.
 			if left := c.budget.Add(-int64(k)); left < 0 {
 				k = max(k+int(max(left, -int64(k))), 0)

@@ -354,3 +354,26 @@ func TestTargets(t *testing.T) {
 		}
 	}
 }
+
+// TestRunWalk: a walk announces every peer of the population exactly once
+// and ends by itself, long before its duration.
+func TestRunWalk(t *testing.T) {
+	srv, counters := startTracker(t, tracker.DefaultConfig())
+	cfg := shortRun(srv.Addr().String())
+	cfg.Warmup, cfg.Duration, cfg.Walk = 0, time.Minute, true
+	cfg.Peers, cfg.Sockets, cfg.Window = 1001, 3, 16
+	res, err := udpload.Run(context.Background(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 1001 || res.Announces != 1001 || res.Lost != 0 || res.Elapsed >= time.Minute {
+		t.Fatalf("walk of 1001 peers:\n%s", res)
+	}
+	if got := counters.Value(metrics.UDP4Announces); got != 1001 {
+		t.Fatalf("tracker counted %d announces", got)
+	}
+	cfg.Warmup = time.Second
+	if _, err := udpload.Run(context.Background(), cfg, io.Discard); err == nil {
+		t.Fatal("a walk with a warm-up was accepted")
+	}
+}
