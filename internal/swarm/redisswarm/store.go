@@ -208,6 +208,11 @@ func (s *Store) announceReply(r rueidis.RedisResult, a *swarm.Announce, resp *bi
 	if err := rep.decode(arr); err != nil {
 		return swarm.Result{}, err
 	}
+	return rep.fill(a, resp), nil
+}
+
+// fill puts the decoded reply into resp, shuffled, in the form a asked for.
+func (rep *reply) fill(a *swarm.Announce, resp *bittorrent.AnnounceResponse) swarm.Result {
 	resp.Seeders, resp.Leechers = uint32(rep.seeders), uint32(rep.leechers)
 	res := swarm.Result{Completed: uint32(rep.completed), CountedCompletion: rep.counted}
 	if a.Compact {
@@ -217,7 +222,7 @@ func (s *Store) announceReply(r rueidis.RedisResult, a *swarm.Announce, resp *bi
 		n = len(resp.Compact6)
 		resp.Compact6 = append(resp.Compact6, rep.v6...)
 		shuffle(resp.Compact6[n:], 18)
-		return res, nil
+		return res
 	}
 	ids := rep.ids
 	n := len(resp.Peers4)
@@ -242,7 +247,7 @@ func (s *Store) announceReply(r rueidis.RedisResult, a *swarm.Announce, resp *bi
 		resp.Peers6 = append(resp.Peers6, bittorrent.Peer{ID: id, Addr: addr})
 	}
 	shufflePeers(resp.Peers6[n:])
-	return res, nil
+	return res
 }
 
 // reply is the announce script's answer.
