@@ -68,6 +68,9 @@ type Deps struct {
 	// Reload reads the configuration again and applies it, as SIGHUP does,
 	// for POST /api/v1/reload (nil: 404).
 	Reload func(context.Context) (ReloadResult, error)
+	// Limits are the store's capacity limits, shown by GET /stats beside
+	// their use (zero: no limit).
+	Limits swarm.Limits
 }
 
 // ReloadResult says what a configuration reload changed: the settings

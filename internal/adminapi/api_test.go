@@ -106,7 +106,9 @@ func TestMetricsNeedToken(t *testing.T) {
 }
 
 func TestStats(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(_ *adminapi.Config, d *adminapi.Deps) {
+		d.Limits = swarm.Limits{MaxTorrents: 1000, MaxPeers: 5000, MaxPeersPerTorrent: 50}
+	})
 	e.announce(hash(1), "-qB4250-000000000001", "10.0.0.1:6881", 0, bittorrent.EventCompleted)
 	e.announce(hash(1), "-TR3000-000000000002", "10.0.0.2:6881", 100, bittorrent.EventStarted)
 	e.announce(hash(2), "-TR3000-000000000003", "[2001:db8::1]:6881", 100, bittorrent.EventStarted)
@@ -130,7 +132,8 @@ func TestStats(t *testing.T) {
 		`"tcp4_connections_handled":1,"tcp4_announces_handled":2,"tcp4_scrapes_handled":3,` +
 		`"tcp6_connections_handled":4,"tcp6_announces_handled":5,"tcp6_scrapes_handled":6,` +
 		`"udp4_connections_handled":7,"udp4_announces_handled":8,"udp4_scrapes_handled":9,` +
-		`"udp6_connections_handled":10,"udp6_announces_handled":11,"udp6_scrapes_handled":12}`
+		`"udp6_connections_handled":10,"udp6_announces_handled":11,"udp6_scrapes_handled":12,` +
+		`"peers":3,"max_torrents":1000,"max_peers":5000,"max_peers_per_torrent":50}`
 	if a.body != want {
 		t.Fatalf("stats\n got %s\nwant %s", a.body, want)
 	}

@@ -38,6 +38,12 @@ type statsBody struct {
 	UDP6ConnectionsHandled uint64 `json:"udp6_connections_handled"`
 	UDP6AnnouncesHandled   uint64 `json:"udp6_announces_handled"`
 	UDP6ScrapesHandled     uint64 `json:"udp6_scrapes_handled"`
+	// Starling's: the capacity limits ([core.limits], 0 for none) and
+	// their use, after Torrust's fields (which clients read by name).
+	Peers              uint64 `json:"peers"`
+	MaxTorrents        uint64 `json:"max_torrents"`
+	MaxPeers           uint64 `json:"max_peers"`
+	MaxPeersPerTorrent uint64 `json:"max_peers_per_torrent"`
 }
 
 func (a *API) stats(ctx context.Context, r *http.Request) response {
@@ -61,6 +67,10 @@ func (a *API) stats(ctx context.Context, r *http.Request) response {
 		UDP6ConnectionsHandled: c[metrics.UDP6Connections],
 		UDP6AnnouncesHandled:   c[metrics.UDP6Announces],
 		UDP6ScrapesHandled:     c[metrics.UDP6Scrapes],
+		Peers:                  t.Seeders + t.Leechers,
+		MaxTorrents:            a.deps.Limits.MaxTorrents,
+		MaxPeers:               a.deps.Limits.MaxPeers,
+		MaxPeersPerTorrent:     a.deps.Limits.MaxPeersPerTorrent,
 	}
 	format, _, err := single(parseQuery(r.URL.RawQuery), "format")
 	if err != nil {

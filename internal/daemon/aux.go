@@ -51,6 +51,7 @@ func (d *Daemon) buildAux() error {
 			Metrics:    reg,
 			FullScrape: d.full,
 			Reload:     d.Reload,
+			Limits:     d.limits,
 		})
 		if err != nil {
 			return err
