@@ -21,6 +21,10 @@ type CompletedSaver interface {
 // as decisions.md requires.
 const DefaultFlushInterval = time.Second
 
+// FlushChunk is the most counts written in one write (one transaction): a
+// fraction of a second on a database nearby, well inside DefaultTimeout.
+const FlushChunk = 10_000
+
 // DefaultBufferLimit is how many torrents' counts a Batcher holds while the
 // database is down ([core.limits] completed_buffer when 0). Two maps of at
 // most this many entries (the pending counts and the batch being written)
@@ -184,9 +188,21 @@ func (b *Batcher) Flush(ctx context.Context) error {
 	for h, c := range b.batch {
 		b.buf = append(b.buf, swarm.CompletedCount{InfoHash: h, Completed: c})
 	}
-	err := b.saver.SaveCompleted(ctx, b.buf)
+	// In chunks, each a write of its own under the database's timeout: the
+	// buffer of a long outage (a million counts take seconds) is written
+	// bit by bit when the database returns, instead of failing its timeout
+	// as one write on every retry.
+	written := 0
+	var err error
+	for written < len(b.buf) && err == nil {
+		n := min(len(b.buf)-written, FlushChunk)
+		if err = b.saver.SaveCompleted(ctx, b.buf[written:written+n]); err == nil {
+			written += n
+		}
+	}
 	b.mu.Lock()
-	if err != nil {
+	switch {
+	case err != nil && written == 0:
 		// Put the batch back, under what arrived since unless that is lower
 		// (see Completed). The smaller map is merged into the larger, so an
 		// announce waits on this lock for the counts of one second, not for
@@ -201,6 +217,13 @@ func (b *Batcher) Flush(ctx context.Context) error {
 			}
 		}
 		b.pending, b.batch = large, small
+	case err != nil:
+		// Written in part (the database failed again): only the rest goes back.
+		for _, c := range b.buf[written:] {
+			if old, ok := b.pending[c.InfoHash]; !ok || c.Completed > old {
+				b.pending[c.InfoHash] = c.Completed
+			}
+		}
 	}
 	b.flushing, b.overlap = 0, 0
 	b.mu.Unlock()

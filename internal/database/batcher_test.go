@@ -19,8 +19,11 @@ var _ tracker.CompletionSink = (*database.Batcher)(nil)
 // fakeSaver records what it is given; it fails while fail is set and waits
 // on gate (when not nil) before answering.
 type fakeSaver struct {
-	mu     sync.Mutex
-	fail   bool
+	mu   sync.Mutex
+	fail bool
+	// failAt, when > 0, fails the call of that number (1-based) and
+	// every one after it.
+	failAt int
 	gate   chan struct{}
 	calls  int
 	stored map[bittorrent.InfoHash]uint32
@@ -36,6 +39,7 @@ func (f *fakeSaver) SaveCompleted(ctx context.Context, counts []swarm.CompletedC
 	f.mu.Lock()
 	gate, fail := f.gate, f.fail
 	f.calls++
+	fail = fail || f.failAt > 0 && f.calls >= f.failAt
 	f.mu.Unlock()
 	select {
 	case f.enter <- struct{}{}:
@@ -411,5 +415,45 @@ func TestBatcherBoundDuringWrite(t *testing.T) {
 	want := map[bittorrent.InfoHash]uint32{hash(0): 2, hash(1): 1, hash(2): 1, hash(3): 1}
 	if got := f.snapshot(); !maps.Equal(got, want) {
 		t.Fatalf("stored %v\nwant %v", got, want)
+	}
+}
+
+// TestBatcherWritesInChunks: a large buffer is written FlushChunk counts at
+// a time; when the database fails part way, what was written stays written
+// and only the rest is retried.
+func TestBatcherWritesInChunks(t *testing.T) {
+	f := newFakeSaver()
+	b := database.StartBatcher(f, never, 0, nil)
+	defer b.Close(t.Context())
+	total := 2*database.FlushChunk + database.FlushChunk/2
+	for i := range total {
+		b.Completed(hash(i), 1)
+	}
+	f.mu.Lock()
+	f.failAt = 2 // the second chunk fails
+	f.mu.Unlock()
+	if err := b.Flush(t.Context()); err == nil {
+		t.Fatal("Flush succeeded with its second chunk failing")
+	}
+	if got := len(f.snapshot()); got != database.FlushChunk {
+		t.Fatalf("%d counts written before the failure, want one chunk (%d)", got, database.FlushChunk)
+	}
+	if n := b.Pending(); n != total-database.FlushChunk {
+		t.Fatalf("Pending = %d, want the %d not written", n, total-database.FlushChunk)
+	}
+	f.mu.Lock()
+	f.failAt, f.calls = 0, 0
+	f.mu.Unlock()
+	if err := b.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.snapshot()); got != total {
+		t.Fatalf("%d counts written, want %d", got, total)
+	}
+	f.mu.Lock()
+	calls := f.calls
+	f.mu.Unlock()
+	if calls != 2 { // 15,000 left: one full chunk and a half one
+		t.Fatalf("%d writes for the rest, want 2", calls)
 	}
 }

@@ -143,6 +143,7 @@ func TestOutage(t *testing.T) {
 		ran = true
 		t.Run(e.name+"/down", func(t *testing.T) { testOutage(t, e) })
 		t.Run(e.name+"/hung", func(t *testing.T) { testHung(t, e) })
+		t.Run(e.name+"/long", func(t *testing.T) { testLongOutage(t, e) })
 	}
 	if !ran {
 		t.Skip("neither STARLING_TEST_MYSQL_URL nor STARLING_TEST_POSTGRES_URL is set")
@@ -326,5 +327,39 @@ func testHung(t *testing.T, e engine) {
 	}
 	if n := strings.Count(logs.String(), "database failing"); n != 1 {
 		t.Errorf("%d failure lines in the log, want 1:\n%s", n, logs.String())
+	}
+}
+
+// testLongOutage: the counts of 100,000 torrents gathered during an outage
+// are all written when the database returns, chunk by chunk, each chunk
+// inside the operation timeout.
+func testLongOutage(t *testing.T, e engine) {
+	ctx := t.Context()
+	_, viaProxy, proxy := proxied(t, e)
+	db := openDB(t, viaProxy.String(), nil)
+	db.SetTimeout(2 * time.Second)
+	b := database.StartBatcher(db, time.Hour, 0, nil)
+	defer b.Close(ctx)
+
+	proxy.cut()
+	const torrents = 100_000
+	for i := range torrents {
+		b.Completed(hash(i), uint32(i%7+1))
+	}
+	if err := b.Flush(ctx); err == nil {
+		t.Fatal("Flush succeeded with the database cut")
+	}
+	proxy.restore(false)
+	start := time.Now()
+	if err := b.Flush(ctx); err != nil {
+		t.Fatalf("Flush after the database returned: %v", err)
+	}
+	t.Logf("%d counts written in %v", torrents, time.Since(start))
+	if n := b.Pending(); n != 0 {
+		t.Fatalf("Pending = %d after the recovery", n)
+	}
+	counts, err := db.LoadCompleted(ctx)
+	if err != nil || len(counts) != torrents {
+		t.Fatalf("counts after the recovery: %d, %v", len(counts), err)
 	}
 }
