@@ -61,6 +61,59 @@ type message struct {
 	Manifest *Manifest `json:"manifest,omitempty"`
 }
 
+// maxMessage bounds one control message: a manifest of hundreds of
+// listeners and their keys is a few KiB.
+const maxMessage = 1 << 20
+
+// maxFiles bounds the descriptors one manifest may name.
+const maxFiles = 4096
+
+// readMessage reads one newline-terminated message of at most maxMessage
+// bytes and decodes it.
+func readMessage(rd *bufio.Reader) (message, error) {
+	var line []byte
+	for {
+		chunk, err := rd.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > maxMessage {
+			return message{}, fmt.Errorf("control message longer than %d bytes", maxMessage)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return message{}, err
+		}
+		return decodeMessage(line)
+	}
+}
+
+// decodeMessage decodes one control message and checks its manifest: a
+// listener names its network and at most maxFiles descriptors, each an
+// index below maxFiles and named once in the whole manifest.
+func decodeMessage(line []byte) (message, error) {
+	var m message
+	if err := json.Unmarshal(line, &m); err != nil {
+		return message{}, fmt.Errorf("control message: %w", err)
+	}
+	if m.Manifest == nil {
+		return m, nil
+	}
+	seen := map[int]bool{}
+	for _, l := range m.Manifest.Listeners {
+		if l.Network != "udp" && l.Network != "tcp" {
+			return message{}, fmt.Errorf("manifest: listener %q has network %q, not udp or tcp", l.Name, l.Network)
+		}
+		for _, i := range l.Files {
+			if i < 0 || i >= maxFiles || seen[i] {
+				return message{}, fmt.Errorf("manifest: listener %q names descriptor index %d twice or out of range", l.Name, i)
+			}
+			seen[i] = true
+		}
+	}
+	return m, nil
+}
+
 // firstFile is the descriptor of the first passed file in the new process
 // (0-2 are the standard streams, 3 the control channel).
 const firstFile = 4
@@ -112,11 +165,7 @@ func (p *Parent) await(ctx context.Context, want string) (message, error) {
 		err error
 	}, 1)
 	go func() {
-		line, err := p.rd.ReadBytes('\n')
-		var m message
-		if err == nil {
-			err = json.Unmarshal(line, &m)
-		}
+		m, err := readMessage(p.rd)
 		got <- struct {
 			m   message
 			err error
@@ -194,12 +243,8 @@ func Inherited() (*Child, error) {
 	ctrl := os.NewFile(uintptr(fd), "upgrade-control")
 	c := &Child{ctrl: ctrl, rd: bufio.NewReader(ctrl), enc: json.NewEncoder(ctrl), used: map[int]bool{}}
 	_ = ctrl.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := c.rd.ReadBytes('\n')
+	m, err := readMessage(c.rd)
 	_ = ctrl.SetReadDeadline(time.Time{})
-	var m message
-	if err == nil {
-		err = json.Unmarshal(line, &m)
-	}
 	if err != nil || m.Manifest == nil {
 		return nil, fmt.Errorf("read the upgrade manifest: %v", err)
 	}
@@ -285,12 +330,8 @@ func (c *Child) Prepared(ctx context.Context) (string, error) {
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.ctrl.SetReadDeadline(d)
 	}
-	line, err := c.rd.ReadBytes('\n')
+	m, err := readMessage(c.rd)
 	_ = c.ctrl.SetReadDeadline(time.Time{})
-	var m message
-	if err == nil {
-		err = json.Unmarshal(line, &m)
-	}
 	if err != nil || !m.Go {
 		return "", fmt.Errorf("upgrade: no go from the old process: %v", err)
 	}
