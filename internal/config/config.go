@@ -211,6 +211,11 @@ type Swarm struct {
 	// RedisKeyPrefix starts every key the store writes; nodes with the
 	// same prefix share their swarms.
 	RedisKeyPrefix string `toml:"redis_key_prefix"`
+	// RedisPeerDetail keeps each peer's peer_id, uploaded, downloaded,
+	// left and event in Redis (the API's torrent view, answers with peer
+	// ids); false keeps only what compact answers need, a third of the
+	// memory.
+	RedisPeerDetail bool `toml:"redis_peer_detail"`
 	// SnapshotPath is the file the swarms are written to on a graceful
 	// stop and every SnapshotInterval, and read from at start; "" turns
 	// snapshots off.
@@ -362,7 +367,7 @@ func base() *Config {
 			FullScrapeInterval:          DefaultFullScrapeInterval,
 			InactivePeerCleanupInterval: 600,
 			Net:                         Net{ExternalIP: netip.IPv4Unspecified()},
-			Swarm:                       Swarm{Store: StoreMemory, RedisKeyPrefix: DefaultRedisKeyPrefix, SnapshotPath: DefaultSnapshotPath, SnapshotInterval: DefaultSnapshotInterval},
+			Swarm:                       Swarm{Store: StoreMemory, RedisKeyPrefix: DefaultRedisKeyPrefix, RedisPeerDetail: true, SnapshotPath: DefaultSnapshotPath, SnapshotInterval: DefaultSnapshotInterval},
 			TrackerPolicy:               TrackerPolicy{MaxPeerTimeout: 900, RemovePeerlessTorrents: true},
 			TrackerUsageStatistics:      true,
 		},

@@ -555,18 +555,20 @@ func TestSwarmStoreSettings(t *testing.T) {
 		name              string
 		env               []string
 		store, url, prefx string
+		detail            bool
 		wantErr           string
 	}{
-		{"defaults", nil, "memory", "", "starling:", ""},
+		{"defaults", nil, "memory", "", "starling:", true, ""},
 		{"redis from the environment", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis",
 			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=rediss://u:p@r.example:6380/2",
-			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_KEY_PREFIX=node-a:"}, "redis", "rediss://u:p@r.example:6380/2", "node-a:", ""},
+			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_KEY_PREFIX=node-a:",
+			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_PEER_DETAIL=false"}, "redis", "rediss://u:p@r.example:6380/2", "node-a:", false, ""},
 		{"unix socket", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis",
-			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=unix:///run/redis.sock"}, "redis", "unix:///run/redis.sock", "starling:", ""},
+			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=unix:///run/redis.sock"}, "redis", "unix:///run/redis.sock", "starling:", true, ""},
 		{"Torrust alias", []string{"TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis",
-			"TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=redis://r:6379"}, "redis", "redis://r:6379", "starling:", ""},
-		{"redis without a URL", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis"}, "", "", "", "core.swarm.redis_url"},
-		{"unknown store", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=Redis"}, "", "", "", "core.swarm.store"},
+			"TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=redis://r:6379"}, "redis", "redis://r:6379", "starling:", true, ""},
+		{"redis without a URL", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis"}, "", "", "", false, "core.swarm.redis_url"},
+		{"unknown store", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=Redis"}, "", "", "", false, "core.swarm.store"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -581,7 +583,7 @@ func TestSwarmStoreSettings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sw := c.Core.Swarm; sw.Store != tt.store || sw.RedisURL != tt.url || sw.RedisKeyPrefix != tt.prefx {
+			if sw := c.Core.Swarm; sw.Store != tt.store || sw.RedisURL != tt.url || sw.RedisKeyPrefix != tt.prefx || sw.RedisPeerDetail != tt.detail {
 				t.Fatalf("store %q url %q prefix %q, want %q %q %q", sw.Store, sw.RedisURL, sw.RedisKeyPrefix, tt.store, tt.url, tt.prefx)
 			}
 		})

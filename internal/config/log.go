@@ -61,7 +61,7 @@ func (s Swarm) LogValue() slog.Value {
 		return slog.GroupValue(slog.String("store", s.Store), slog.String("snapshot_path", s.SnapshotPath))
 	}
 	return slog.GroupValue(slog.String("store", s.Store), slog.String("redis_url", RedactURL(s.RedisURL)),
-		slog.String("redis_key_prefix", s.RedisKeyPrefix))
+		slog.String("redis_key_prefix", s.RedisKeyPrefix), slog.Bool("redis_peer_detail", s.RedisPeerDetail))
 }
 
 // String is s with the Redis password redacted, so %v cannot leak it.

@@ -27,7 +27,8 @@ type redisStore struct {
 // loaded once Redis answers. Snapshots do not apply: the swarms live in
 // Redis and outlive the node.
 func newRedisStore(ctx context.Context, sw config.Swarm, opts swarm.Options, counts []swarm.CompletedCount, log *slog.Logger) (*redisStore, error) {
-	s, err := redisswarm.New(redisswarm.Config{URL: sw.RedisURL, Prefix: sw.RedisKeyPrefix, Options: opts, Logger: log})
+	s, err := redisswarm.New(redisswarm.Config{URL: sw.RedisURL, Prefix: sw.RedisKeyPrefix, Options: opts,
+		NoPeerDetail: !sw.RedisPeerDetail, Logger: log})
 	if err != nil {
 		return nil, err
 	}

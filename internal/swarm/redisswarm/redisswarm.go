@@ -83,6 +83,12 @@ type Config struct {
 	// BucketBits is how many leading bits of the info hash name a bucket
 	// (default 12, 4096 buckets); fixed for the life of the data.
 	BucketBits int
+	// NoPeerDetail keeps only what answers need (address, last seen,
+	// seeder or leecher): no peer_id, uploaded, downloaded, left or event
+	// per peer, about a third of the memory. Answers without the compact
+	// form then carry a zero peer_id, and the API shows peers without
+	// their detail (a leecher's left as -1).
+	NoPeerDetail bool
 	// AnnounceClock takes scores from Announce.Now and Sweep's cutoff as
 	// given instead of Redis TIME: for tests that drive the clock.
 	AnnounceClock bool

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/swarm"
 	"github.com/starling-tracker/starling/internal/swarm/swarmtest"
 )
@@ -129,4 +130,40 @@ func BenchmarkStore(b *testing.B) {
 	swarmtest.Bench(b, func(tb testing.TB, opts swarm.Options) swarm.Store {
 		return newTestStore(tb, Config{Options: opts, AnnounceClock: true, Timeout: 5 * time.Second})
 	})
+}
+
+// TestNoPeerDetail: without detail, answers, counts and completions are
+// as with it; peers carry no id and the API shows them without detail.
+func TestNoPeerDetail(t *testing.T) {
+	s := newTestStore(t, Config{NoPeerDetail: true, AnnounceClock: true, BucketBits: 4, Timeout: 2 * time.Second})
+	h := swarmtest.Hash(1)
+	for i := 1; i <= 5; i++ {
+		a := swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100)
+		if i <= 2 {
+			a.Left, a.Event = 0, bittorrent.EventCompleted
+		}
+		swarmtest.Do(t, s, a)
+	}
+	a := swarmtest.Announce(h, swarmtest.PeerID(9), swarmtest.Addr6(9, 6881), 101)
+	a.Compact = true
+	res, resp := swarmtest.Do(t, s, a)
+	if v4, _ := swarmtest.Peers(&resp); len(v4) != 5 || resp.Seeders != 2 || resp.Leechers != 4 || res.Completed != 2 {
+		t.Fatalf("compact answer %d peers, %d/%d, %+v", len(v4), resp.Seeders, resp.Leechers, res)
+	}
+	a.Compact = false
+	_, resp = swarmtest.Do(t, s, a)
+	for _, p := range resp.Peers4 {
+		if p.ID != (bittorrent.PeerID{}) {
+			t.Fatalf("peer %v handed out with id %x without detail", p.Addr, p.ID)
+		}
+	}
+	tor, ok, err := s.Torrent(context.Background(), h)
+	if err != nil || !ok || len(tor.Peers) != 6 || tor.Seeders != 2 || tor.Completed != 2 {
+		t.Fatalf("torrent %+v %v %v", tor, ok, err)
+	}
+	for _, p := range tor.Peers {
+		if (p.Left == 0) != (p.Addr.Addr().Is4() && p.Addr.Addr().As4()[3] <= 2) || p.Updated < 100 {
+			t.Errorf("peer %+v", p)
+		}
+	}
 }

@@ -80,7 +80,7 @@ end
 //
 // ARGV: 1 info hash, 2 address, 3 family ("4" or "6"), 4 what (k: store
 // the peer, z: completed with port 0, s: remove it, n: nothing), 5 seeder
-// (1/0), 6 completed event (1/0), 7 detail (45 B), 8 now ("" for Redis
+// (1/0), 6 completed event (1/0), 7 detail (45 B, "" to keep none), 8 now ("" for Redis
 // TIME), 9 numwant, 10 wanted families (bits 1 IPv4, 2 IPv6), 11 options,
 // 12 random seed, 13 ids wanted (1/0).
 //
@@ -137,7 +137,7 @@ if what == 'k' then
     redis.call('HINCRBY', KEYS[8], field, 1)
     redis.call('HINCRBY', KEYS[8], field == 's' and 'l' or 's', -1)
   end
-  redis.call('HSET', KEYS[5], addr, ARGV[7])
+  if ARGV[7] ~= '' then redis.call('HSET', KEYS[5], addr, ARGV[7]) end
 elseif what == 'z' then
   if not redis.call('ZSCORE', KEYS[6], addr) then counted = 1 end
   remember(addr, now)

@@ -178,7 +178,10 @@ func (s *Store) fillAnnounce(b *callBuf, a *swarm.Announce) (keys, args []string
 	args[3] = what
 	args[4] = boolArg(bittorrent.Complete(a.Left))
 	args[5] = boolArg(a.Event == bittorrent.EventCompleted)
-	args[6] = b.str(d[:])
+	args[6] = ""
+	if !s.cfg.NoPeerDetail {
+		args[6] = b.str(d[:])
+	}
 	args[7] = ""
 	if s.cfg.AnnounceClock {
 		args[7] = b.num(a.Now - epoch)
@@ -448,6 +451,9 @@ func (s *Store) torrent(ctx context.Context, c rueidis.Client, h bittorrent.Info
 			var ok bool
 			if p.Addr, ok = parseAddr(m); !ok {
 				continue
+			}
+			if i%2 == 1 {
+				p.Left = bittorrent.LeftUnknown // without detail: a leecher
 			}
 			if d := detail[m]; len(d) == detailLen {
 				copy(p.ID[:], d[:20])

@@ -1,0 +1,65 @@
+package redisswarm
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/swarm/swarmtest"
+)
+
+// TestMemoryPerPeer loads 20,000 IPv4 peers in 1,000 swarms of 20 into a
+// private Redis and reports its memory per peer (INFO memory before and
+// after). Each peer costs its sorted-set entry (6-byte address, score) and
+// its detail for the API (peer_id, uploaded, downloaded, left, event: 45
+// bytes); each torrent its keys.
+func TestMemoryPerPeer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	r := startRedis(t, 0)
+	c := rawClient(t, r.url())
+	used := func() int64 {
+		info, err := c.Do(context.Background(), c.B().Info().Section("memory").Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(l, "used_memory:"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		t.Fatal("no used_memory")
+		return 0
+	}
+	for _, tc := range []struct {
+		noDetail bool
+		max      float64
+	}{{false, 150}, {true, 60}} {
+		c.Do(context.Background(), c.B().Flushall().Build())
+		s := newTestStore(t, Config{URL: r.url(), Prefix: "m:", NoPeerDetail: tc.noDetail})
+		// Warm the scripts and one bucket's keys first.
+		announceTimed(s, 0)
+		before := used()
+		const torrents, peers = 1000, 20
+		for p := range peers {
+			for tor := range torrents {
+				a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
+				a.NumWant, a.Left = 0, int64(p%2)
+				var resp bittorrent.AnnounceResponse
+				if _, err := s.Announce(context.Background(), &a, &resp); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		per := float64(used()-before) / (torrents * peers)
+		t.Logf("NoPeerDetail %v: Redis memory %.0f bytes per IPv4 peer in swarms of %d (%.0f per torrent)", tc.noDetail, per, peers, per*peers)
+		if per > tc.max {
+			t.Errorf("NoPeerDetail %v: %.0f bytes per peer, want at most %.0f", tc.noDetail, per, tc.max)
+		}
+		s.Close()
+	}
+}
