@@ -63,3 +63,42 @@ func TestMemoryPerPeer(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestRedisCPUPerAnnounce reports Redis's time per announce script
+// (INFO commandstats) for re-announces into 1,000 swarms of 20 peers at
+// numwant 50 (every other peer: the whole swarm), compact answers.
+func TestRedisCPUPerAnnounce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	r := startRedis(t, 0)
+	c := rawClient(t, r.url())
+	s := newTestStore(t, Config{URL: r.url(), Prefix: "cpu:"})
+	const torrents, peers = 1000, 20
+	announce := func(tor, p, numwant int) {
+		a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
+		a.NumWant, a.Left, a.Compact = numwant, int64(p%2), true
+		var resp bittorrent.AnnounceResponse
+		if _, err := s.Announce(context.Background(), &a, &resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p := range peers {
+		for tor := range torrents {
+			announce(tor, p, 0)
+		}
+	}
+	c.Do(context.Background(), c.B().ConfigResetstat().Build())
+	for i := range 20000 {
+		announce(i%torrents, (i/torrents)%peers, 50)
+	}
+	info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(info, "\r\n") {
+		if strings.HasPrefix(l, "cmdstat_evalsha:") {
+			t.Log(l)
+		}
+	}
+}

@@ -107,11 +107,14 @@ else
   completed = tonumber(completed)
 end
 local counted = 0
-local old = redis.call('ZSCORE', KEYS[ks], addr)
-local oldk = ks
+-- The role the peer announces is where it most likely is already.
+local k1, k2 = kl, ks
+if seeder then k1, k2 = ks, kl end
+local old = redis.call('ZSCORE', KEYS[k1], addr)
+local oldk = k1
 if not old then
-  old = redis.call('ZSCORE', KEYS[kl], addr)
-  oldk = kl
+  old = redis.call('ZSCORE', KEYS[k2], addr)
+  oldk = k2
 end
 local was = false
 if old then was = tonumber(old) % 2 == 1 end
@@ -153,8 +156,23 @@ if counted == 1 then
   redis.call('HINCRBY', KEYS[8], 'c', 1)
 end
 local rs, rl = relayed(ih)
-if newt or what ~= 'n' then reindex(ih, opts, completed, rs, rl) end
-local cs, cl = peers()
+local card = {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]),
+  redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
+local cs, cl = card[1] + card[3], card[2] + card[4]
+-- The index holds a lower bound of the swarm's oldest peer (a peer only
+-- moves forward), so an announce adds it only when missing; the sweep
+-- sets it exactly. A peerless swarm is indexed when it may be removed.
+if cs + cl == 0 then
+  if newt or what ~= 'n' then
+    if removable(opts, completed, rs, rl) then
+      redis.call('ZADD', KEYS[9], '-inf', ih)
+    else
+      redis.call('ZREM', KEYS[9], ih)
+    end
+  end
+elseif what == 'k' then
+  redis.call('ZADD', KEYS[9], 'NX', now * 2, ih)
+end
 local reply = {cs + rs, cl + rl, completed, counted, '', '', ''}
 local numwant = tonumber(ARGV[9])
 if numwant <= 0 then return reply end
@@ -163,7 +181,7 @@ if numwant <= 0 then return reply end
 local wf = tonumber(ARGV[10])
 local lists, cards, n = {}, {}, 0
 local function add(i)
-  local c = redis.call('ZCARD', KEYS[i])
+  local c = card[i]
   if c > 0 then
     lists[#lists + 1] = i
     cards[#cards + 1] = c
