@@ -33,7 +33,7 @@ func (d *Daemon) buildAux() error {
 		reg.Prometheus().MustRegister(d.reload.total, refusedCollector{d}, limitsCollector{d.limits, d.tracker})
 		reg.Prometheus().MustRegister(dbCollector{d.db, d.batcher})
 		if d.redis != nil {
-			reg.Prometheus().MustRegister(storeCollector{d.redis.store})
+			reg.RegisterSwarmStore(d.redis.stats)
 		}
 		if d.full != nil {
 			reg.RegisterFullScrape(d.full)

@@ -5,10 +5,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/starling-tracker/starling/internal/config"
 	"github.com/starling-tracker/starling/internal/healthcheck"
+	"github.com/starling-tracker/starling/internal/metrics"
 	"github.com/starling-tracker/starling/internal/swarm"
 	"github.com/starling-tracker/starling/internal/swarm/redisswarm"
 )
@@ -44,12 +43,12 @@ func newRedisStore(ctx context.Context, sw config.Swarm, opts swarm.Options, cou
 	}
 	// Counts only raise what Redis holds, so nodes loading the same
 	// (or older) counts never lower another node's.
-	if err := s.SetCompleted(ctx, counts); err == nil {
+	err = s.SetCompleted(ctx, counts)
+	if err == nil {
 		close(r.done)
 		return r, nil
-	} else {
-		log.Warn("completed counts not loaded into Redis yet: retrying while it is unavailable", "err", err)
 	}
+	log.Warn("completed counts not loaded into Redis yet: retrying while it is unavailable", "err", err)
 	go func() {
 		defer close(r.done)
 		t := time.NewTicker(2 * time.Second)
@@ -97,44 +96,13 @@ func (r *redisStore) healthTarget() healthcheck.Target {
 		Degraded: "degraded: swarm store unavailable (announces and scrapes answer \"swarm store unavailable, try later\")"}
 }
 
-var (
-	storeDegradedDesc = prometheus.NewDesc("starling_swarm_store_degraded",
-		"1 while the swarm store (Redis) cannot be reached and announces and scrapes are refused, else 0.", nil, nil)
-	storeErrorsDesc = prometheus.NewDesc("starling_swarm_store_errors_total",
-		"Swarm store calls that failed (Redis error, timeout, lost connection), by operation.", []string{"op"}, nil)
-	storeRefusedDesc = prometheus.NewDesc("starling_swarm_store_refused_total",
-		"Swarm store calls refused without asking Redis, by operation and reason: breaker (open, or not connected) or shed (too many in flight).", []string{"op", "reason"}, nil)
-	storeLatencyDesc = prometheus.NewDesc("starling_swarm_store_latency_seconds",
-		"Latency of the swarm store's calls to Redis, by operation.", []string{"op"}, nil)
-)
-
-// storeCollector exposes the Redis store's state, errors and latency.
-type storeCollector struct{ s *redisswarm.Store }
-
-func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- storeDegradedDesc
-	ch <- storeErrorsDesc
-	ch <- storeRefusedDesc
-	ch <- storeLatencyDesc
-}
-
-func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.s.Stats()
-	deg := 0.0
-	if st.Degraded {
-		deg = 1
+// stats converts the store's counters for the metrics registry.
+func (r *redisStore) stats() metrics.StoreStats {
+	st := r.store.Stats()
+	out := metrics.StoreStats{Degraded: st.Degraded, Bounds: redisswarm.Buckets, Ops: make([]metrics.StoreOpStats, len(st.Ops))}
+	for i, o := range st.Ops {
+		out.Ops[i] = metrics.StoreOpStats{Op: o.Op, Calls: o.Calls, Errors: o.Errors, Refused: o.Refused, Shed: o.Shed,
+			Sum: o.Sum, Counts: o.Counts}
 	}
-	ch <- prometheus.MustNewConstMetric(storeDegradedDesc, prometheus.GaugeValue, deg)
-	for _, o := range st.Ops {
-		ch <- prometheus.MustNewConstMetric(storeErrorsDesc, prometheus.CounterValue, float64(o.Errors), o.Op)
-		ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(o.Refused), o.Op, "breaker")
-		ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(o.Shed), o.Op, "shed")
-		buckets := make(map[float64]uint64, len(redisswarm.Buckets))
-		var cum uint64
-		for i, b := range redisswarm.Buckets {
-			cum += o.Counts[i]
-			buckets[b] = cum
-		}
-		ch <- prometheus.MustNewConstHistogram(storeLatencyDesc, o.Calls, o.Sum.Seconds(), buckets, o.Op)
-	}
+	return out
 }

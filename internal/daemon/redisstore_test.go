@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/starling-tracker/starling/internal/config"
+	"github.com/starling-tracker/starling/internal/metrics"
 	"github.com/starling-tracker/starling/internal/swarm"
 	"github.com/starling-tracker/starling/internal/swarm/redisswarm"
 )
@@ -32,9 +31,9 @@ func TestRedisStoreStartsDegraded(t *testing.T) {
 	if target.Degraded == "" || strings.Contains(target.Binding, "secret") {
 		t.Fatalf("target %+v: want a degraded message and no password", target)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(storeCollector{r.store})
-	mfs, err := reg.Gather()
+	reg := metrics.NewRegistry(nil, nil, nil, nil)
+	reg.RegisterSwarmStore(r.stats)
+	mfs, err := reg.Gather(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
