@@ -3,6 +3,7 @@ package redisswarm
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -164,6 +165,57 @@ func TestNoPeerDetail(t *testing.T) {
 	for _, p := range tor.Peers {
 		if (p.Left == 0) != (p.Addr.Addr().Is4() && p.Addr.Addr().As4()[3] <= 2) || p.Updated < 100 {
 			t.Errorf("peer %+v", p)
+		}
+	}
+}
+
+// TestSampleUniform: each other peer is handed out as often as the rest,
+// whether the requester is in the list drawn from (a leecher asking, its
+// own entry dropped from the draw) or not (a seeder), and across the two
+// families.
+func TestSampleUniform(t *testing.T) {
+	s := conformanceStore(t, swarm.Options{})
+	h := swarmtest.Hash(1)
+	addr := func(i int) netip.AddrPort {
+		if i%3 == 0 {
+			return swarmtest.Addr6(i, 6881)
+		}
+		return swarmtest.Addr4(i, 6881)
+	}
+	const n, rounds, want = 30, 3000, 5
+	for i := 1; i <= n; i++ {
+		a := swarmtest.Announce(h, swarmtest.PeerID(i), addr(i), 100)
+		a.NumWant = 0
+		swarmtest.Do(t, s, a)
+	}
+	for _, seeder := range []bool{false, true} {
+		seen := map[netip.AddrPort]int{}
+		for range rounds {
+			a := swarmtest.Announce(h, swarmtest.PeerID(1), addr(1), 101)
+			if seeder {
+				// Peer 31 seeds: every leecher is in the lists it is handed.
+				a = swarmtest.Announce(h, swarmtest.PeerID(31), addr(31), 101)
+				a.Left = 0
+			}
+			a.NumWant, a.Compact = want, true
+			_, resp := swarmtest.Do(t, s, a)
+			v4, v6 := swarmtest.Peers(&resp)
+			for _, p := range append(v4, v6...) {
+				seen[p.Addr]++
+			}
+		}
+		others := n - 1
+		if seeder {
+			others = n
+		}
+		expect := float64(rounds*want) / float64(others)
+		for i := 1; i <= n; i++ {
+			if !seeder && i == 1 {
+				continue
+			}
+			if got := float64(seen[addr(i)]); got < 0.75*expect || got > 1.25*expect {
+				t.Errorf("seeder %v: peer %d handed out %v times, expected about %.0f", seeder, i, got, expect)
+			}
 		}
 	}
 }

@@ -19,8 +19,9 @@ import (
 //	        or port 0): they are not counted again; bounded, expires
 //	7 H   HASH (bucket) info hash -> completed count; a field per torrent
 //	8 N   HASH (bucket) counters s, l (peers), t (torrents), c (completed)
-//	9 X   ZSET (bucket) info hash -> score of its oldest peer, or -inf for
-//	        a peerless torrent the sweep may remove: what the sweep visits
+//	9 X   ZSET (bucket) info hash -> at most the score of its oldest peer
+//	        (exact after a sweep), or -inf for a peerless torrent the sweep
+//	        may remove: what the sweep visits
 //	10 R  HASH (bucket) info hash -> "seeders leechers" relayed (WebSocket)
 //
 // A store time t is unix seconds minus epoch; scores stay below 2^31 so
@@ -242,12 +243,19 @@ else
       if lists[i] == selfk then k = k + 1 end
       local got = redis.call('ZRANDMEMBER', KEYS[lists[i]], k)
       if lists[i] == selfk then
-        -- Drop the requester, or one too many when it was not drawn.
+        -- Drop the requester, or when it was not drawn one of the others
+        -- at random: ZRANDMEMBER answers a small set in its own order,
+        -- so dropping the last would favour the set's first members.
         local kept, dropped = {}, false
         for _, m in ipairs(got) do
           if m == addr then dropped = true else kept[#kept + 1] = m end
         end
-        if not dropped then kept[#kept] = nil end
+        if not dropped and #kept > 0 then
+          x = (x * 16807) % 2147483647
+          local j = x % #kept + 1
+          kept[j] = kept[#kept]
+          kept[#kept] = nil
+        end
         got = kept
       end
       take(lists[i], got)

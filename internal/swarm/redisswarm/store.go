@@ -524,41 +524,63 @@ func (s *Store) torrents(ctx context.Context, c rueidis.Client, offset, limit in
 		}
 		counts[i] = v
 	}
-	var out []swarm.TorrentSummary
-	for i := 0; i < n && len(out) < limit; i++ {
-		if counts[i] <= 0 {
-			continue
+	// Whole buckets before offset are skipped by their counts; the
+	// buckets of the page are read in one round trip, then their
+	// torrents' counts in another. Counts that moved meanwhile only
+	// shift the page, as the memory store's do.
+	var hashes []bittorrent.InfoHash
+	for i := 0; i < n && len(hashes) < limit; {
+		for i < n && int64(offset) >= counts[i] {
+			offset -= int(max(counts[i], 0))
+			i++
 		}
-		if int64(offset) >= counts[i] {
-			offset -= int(counts[i])
-			continue
-		}
-		r := c.Do(ctx, c.B().Hkeys().Key(string(s.bucketTag(nil, i))+"h").Build())
-		fields, err := r.AsStrSlice()
-		if err != nil {
-			return nil, fmt.Errorf("redis swarm store: list torrents: %w", err)
-		}
-		var hashes []bittorrent.InfoHash
-		for _, f := range fields {
-			if len(f) == 20 {
-				hashes = append(hashes, bittorrent.InfoHash([]byte(f)))
+		var batch []int
+		want := int64(offset + limit - len(hashes))
+		for ; i < n && want > 0; i++ {
+			if counts[i] > 0 {
+				batch = append(batch, i)
+				want -= counts[i]
 			}
 		}
-		slices.SortFunc(hashes, func(a, b bittorrent.InfoHash) int { return bytes.Compare(a[:], b[:]) })
-		if offset >= len(hashes) {
-			offset -= len(hashes)
-			continue
+		if len(batch) == 0 {
+			break
 		}
-		hashes = hashes[offset:]
-		offset = 0
-		hashes = hashes[:min(len(hashes), limit-len(out))]
-		stats, err := s.readStats(ctx, c, hashes)
+		cmds := make(rueidis.Commands, len(batch))
+		for j, b := range batch {
+			cmds[j] = c.B().Hkeys().Key(string(s.bucketTag(nil, b)) + "h").Build()
+		}
+		for _, r := range c.DoMulti(ctx, cmds...) {
+			fields, err := r.AsStrSlice()
+			if err != nil {
+				return nil, fmt.Errorf("redis swarm store: list torrents: %w", err)
+			}
+			var in []bittorrent.InfoHash
+			for _, f := range fields {
+				if len(f) == 20 {
+					in = append(in, bittorrent.InfoHash([]byte(f)))
+				}
+			}
+			slices.SortFunc(in, func(a, b bittorrent.InfoHash) int { return bytes.Compare(a[:], b[:]) })
+			if offset >= len(in) {
+				offset -= len(in)
+				continue
+			}
+			in = in[offset:]
+			offset = 0
+			hashes = append(hashes, in[:min(len(in), limit-len(hashes))]...)
+		}
+	}
+	var out []swarm.TorrentSummary
+	for len(hashes) > 0 {
+		chunk := hashes[:min(len(hashes), 4096)]
+		hashes = hashes[len(chunk):]
+		stats, err := s.readStats(ctx, c, chunk)
 		if err != nil {
 			return nil, fmt.Errorf("redis swarm store: list torrents: %w", err)
 		}
 		for j, st := range stats {
 			if st.exists {
-				out = append(out, swarm.TorrentSummary{InfoHash: hashes[j], SwarmStats: st.SwarmStats})
+				out = append(out, swarm.TorrentSummary{InfoHash: chunk[j], SwarmStats: st.SwarmStats})
 			}
 		}
 	}
