@@ -349,11 +349,16 @@ type swarmStats struct {
 
 // readStats runs the stats script for every hash, pipelined.
 func (s *Store) readStats(ctx context.Context, c rueidis.Client, hashes []bittorrent.InfoHash) ([]swarmStats, error) {
+	// One arena, key list and argument list for all the calls: the
+	// strings point into them and nothing is reused after.
 	calls := make([]rueidis.LuaExec, len(hashes))
+	b := &callBuf{arena: make([]byte, 0, len(hashes)*(swarmKeys*(len(s.cfg.Prefix)+s.width+24)+20))}
+	keys := make([]string, 0, swarmKeys*len(hashes))
+	args := make([]string, len(hashes))
 	for i := range hashes {
-		b := &callBuf{arena: make([]byte, 0, 512)}
-		keys := s.fillKeys(b, &hashes[i])
-		calls[i] = rueidis.LuaExec{Keys: slices.Clone(keys), Args: []string{string(hashes[i][:])}}
+		keys = append(keys, s.fillKeys(b, &hashes[i])...)
+		args[i] = b.str(hashes[i][:])
+		calls[i] = rueidis.LuaExec{Keys: keys[len(keys)-swarmKeys:], Args: args[i : i+1]}
 	}
 	rs := s.execMulti(ctx, c, s.stats, calls)
 	out := make([]swarmStats, len(hashes))
