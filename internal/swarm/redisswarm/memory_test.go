@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/swarm/swarmtest"
@@ -40,7 +41,7 @@ func TestMemoryPerPeer(t *testing.T) {
 		max      float64
 	}{{false, 150}, {true, 60}} {
 		c.Do(context.Background(), c.B().Flushall().Build())
-		s := newTestStore(t, Config{URL: r.url(), Prefix: "m:", NoPeerDetail: tc.noDetail})
+		s := newTestStore(t, Config{URL: r.url(), Prefix: "m:", NoPeerDetail: tc.noDetail, Timeout: 5 * time.Second})
 		// Warm the scripts and one bucket's keys first.
 		announceTimed(s, 0)
 		before := used()
@@ -73,32 +74,36 @@ func TestRedisCPUPerAnnounce(t *testing.T) {
 	}
 	r := startRedis(t, 0)
 	c := rawClient(t, r.url())
-	s := newTestStore(t, Config{URL: r.url(), Prefix: "cpu:"})
-	const torrents, peers = 1000, 20
-	announce := func(tor, p, numwant int) {
-		a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
-		a.NumWant, a.Left, a.Compact = numwant, int64(p%2), true
-		var resp bittorrent.AnnounceResponse
-		if _, err := s.Announce(context.Background(), &a, &resp); err != nil {
+	for _, noDetail := range []bool{false, true} {
+		c.Do(context.Background(), c.B().Flushall().Build())
+		s := newTestStore(t, Config{URL: r.url(), Prefix: "cpu:", NoPeerDetail: noDetail, Timeout: 5 * time.Second})
+		const torrents, peers = 1000, 20
+		announce := func(tor, p, numwant int) {
+			a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
+			a.NumWant, a.Left, a.Compact = numwant, int64(p%2), true
+			var resp bittorrent.AnnounceResponse
+			if _, err := s.Announce(context.Background(), &a, &resp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for p := range peers {
+			for tor := range torrents {
+				announce(tor, p, 0)
+			}
+		}
+		c.Do(context.Background(), c.B().ConfigResetstat().Build())
+		for i := range 20000 {
+			announce(i%torrents, (i/torrents)%peers, 50)
+		}
+		info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	for p := range peers {
-		for tor := range torrents {
-			announce(tor, p, 0)
+		for _, l := range strings.Split(info, "\r\n") {
+			if strings.HasPrefix(l, "cmdstat_evalsha:") {
+				t.Logf("NoPeerDetail %v: %s", noDetail, l)
+			}
 		}
-	}
-	c.Do(context.Background(), c.B().ConfigResetstat().Build())
-	for i := range 20000 {
-		announce(i%torrents, (i/torrents)%peers, 50)
-	}
-	info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(info, "\r\n") {
-		if strings.HasPrefix(l, "cmdstat_evalsha:") {
-			t.Log(l)
-		}
+		s.Close()
 	}
 }
