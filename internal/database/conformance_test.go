@@ -213,6 +213,9 @@ var conformanceCases = []struct {
 			// A hash twice in one batch: the later count wins.
 			{{InfoHash: hash(3), Completed: 7}, {InfoHash: hash(3), Completed: 8}},
 			{{InfoHash: hash(4), Completed: math.MaxUint32}},
+			// A lower count (a slower node of a Redis cluster writing
+			// what it read before another's completion) never lowers.
+			{{InfoHash: hash(1), Completed: 3}, {InfoHash: hash(4), Completed: 0}},
 		}
 		for _, s := range steps {
 			if err := db.SaveCompleted(ctx, s); err != nil {

@@ -111,7 +111,7 @@ var sqliteDialect = (&dialect{
 	removeWhitelist: `DELETE FROM whitelist WHERE info_hash = ?`,
 	loadCompleted:   `SELECT info_hash, completed FROM torrents`,
 	upsertHead:      `INSERT INTO torrents (info_hash, completed) VALUES `,
-	upsertTail:      ` ON CONFLICT(info_hash) DO UPDATE SET completed = excluded.completed`,
+	upsertTail:      ` ON CONFLICT(info_hash) DO UPDATE SET completed = MAX(completed, excluded.completed)`,
 	placeholder:     question,
 	isUnique: func(err error) bool {
 		c := sqliteErrCode(err)
@@ -153,7 +153,7 @@ var mysqlDialect = (&dialect{
 	removeWhitelist: `DELETE FROM whitelist WHERE info_hash = ?`,
 	loadCompleted:   `SELECT info_hash, completed FROM torrents`,
 	upsertHead:      `INSERT INTO torrents (info_hash, completed) VALUES `,
-	upsertTail:      ` ON DUPLICATE KEY UPDATE completed = VALUES(completed)`,
+	upsertTail:      ` ON DUPLICATE KEY UPDATE completed = GREATEST(completed, VALUES(completed))`,
 	placeholder:     question,
 	isUnique: func(err error) bool {
 		var e *mysql.MySQLError
@@ -190,10 +190,10 @@ var postgresDialect = (&dialect{
 	removeWhitelist: `DELETE FROM whitelist WHERE info_hash = $1`,
 	loadCompleted:   `SELECT info_hash, completed FROM torrents`,
 	upsertHead:      `INSERT INTO torrents (info_hash, completed) VALUES `,
-	upsertTail:      ` ON CONFLICT (info_hash) DO UPDATE SET completed = excluded.completed`,
+	upsertTail:      ` ON CONFLICT (info_hash) DO UPDATE SET completed = GREATEST(torrents.completed, excluded.completed)`,
 	upsertArrays: `INSERT INTO torrents (info_hash, completed)
         SELECT * FROM unnest($1::varchar[], $2::bigint[])
-        ON CONFLICT (info_hash) DO UPDATE SET completed = excluded.completed`,
+        ON CONFLICT (info_hash) DO UPDATE SET completed = GREATEST(torrents.completed, excluded.completed)`,
 	placeholder: dollar,
 	isUnique: func(err error) bool {
 		var e *pgconn.PgError
