@@ -142,7 +142,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	// The store with the persisted completed counts; the snapshot's swarms
 	// go on top (a count there is never lowered).
-	d.limits = storeLimits(core.Limits, log)
+	d.limits = storeLimits(core.Limits, core.Swarm.Store, log)
 	newStore := func() (swarm.Store, error) {
 		if core.Swarm.Store == config.StoreRedis {
 			r, err := newRedisStore(ctx, core.Swarm, swarm.Options{

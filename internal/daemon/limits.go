@@ -77,11 +77,17 @@ func physicalMemory() (uint64, bool) {
 // peers, an eighth for torrents), and logs them. Under a cgroup limit with
 // no GOMEMLIMIT, the Go runtime is told to keep the heap within 90 % of
 // it, so the garbage collector works harder before the kernel kills.
-func storeLimits(l config.Limits, log *slog.Logger) swarm.Limits {
+func storeLimits(l config.Limits, store string, log *slog.Logger) swarm.Limits {
 	budget, source := memoryBudget()
 	if source == "the cgroup's memory limit" && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(budget / 10 * 9))
 		log.Info("Go memory limit set from the cgroup's", "gomemlimit_bytes", budget/10*9, "cgroup_bytes", budget)
+	}
+	if store == config.StoreRedis {
+		// The swarms are in Redis, not in this process's memory: the
+		// node's budget says nothing of them, and no node sees them all.
+		log.Info("capacity limits (core.limits) do not apply to the Redis swarm store; bound Redis with maxmemory and noeviction")
+		return swarm.Limits{}
 	}
 	out := swarm.Limits{MaxTorrents: l.MaxTorrents, MaxPeers: l.MaxPeers, MaxPeersPerTorrent: l.MaxPeersPerTorrent}
 	derived := []string{}
