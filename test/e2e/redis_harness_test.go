@@ -164,9 +164,12 @@ func deleteRedisKeys(t *testing.T, addr, prefix string) {
 // redisCluster is a Redis Cluster of three primaries on loopback that a
 // test started, and stops when it ends.
 type redisCluster struct {
-	addrs []string // host:port of each primary
-	procs []*exec.Cmd
-	dir   string
+	addrs  []string // host:port of each primary
+	procs  []*exec.Cmd
+	args   [][]string // each node's redis-server arguments, to start it again
+	server string
+	cli    string
+	dir    string
 }
 
 // URL is the cluster as the store is given it: one node, the others as
@@ -236,7 +239,7 @@ func freeClusterPort(t *testing.T, taken map[int]bool) int {
 func startRedisCluster(t *testing.T) *redisCluster {
 	t.Helper()
 	server, cli := needRedisBinaries(t)
-	c := &redisCluster{dir: t.TempDir()}
+	c := &redisCluster{dir: t.TempDir(), server: server, cli: cli}
 	t.Cleanup(c.stop)
 	taken := map[int]bool{}
 	for i := range 3 {
@@ -245,20 +248,15 @@ func startRedisCluster(t *testing.T) *redisCluster {
 		if err := os.MkdirAll(nodeDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(server,
+		c.args = append(c.args, []string{
 			"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(nodeDir, "nodes.conf"),
 			"--cluster-node-timeout", "2000",
 			"--save", "", "--appendonly", "no", "--dir", nodeDir,
-			"--logfile", filepath.Join(nodeDir, "redis.log"))
-		// Its own process group, so that a test's interrupt does not reach it
-		// before the cleanup does.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start redis-server: %v", err)
-		}
-		c.procs = append(c.procs, cmd)
+			"--logfile", filepath.Join(nodeDir, "redis.log")})
+		c.procs = append(c.procs, nil)
 		c.addrs = append(c.addrs, "127.0.0.1:"+strconv.Itoa(port))
+		c.startNode(t, i)
 	}
 	for _, a := range c.addrs {
 		c.waitUntil(t, 10*time.Second, a+" answers PING", func() bool {
@@ -273,13 +271,42 @@ func startRedisCluster(t *testing.T) *redisCluster {
 	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s\n%s", err, out, c.logs())
 	}
+	c.clusterOK(t, 20*time.Second)
+	return c
+}
+
+// startNode starts node i's redis-server (again: a node started again
+// reads its nodes.conf and rejoins the cluster, without data).
+func (c *redisCluster) startNode(t *testing.T, i int) {
+	t.Helper()
+	cmd := exec.Command(c.server, c.args[i]...)
+	// Its own process group, so that a test's interrupt does not reach it
+	// before the cleanup does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	c.procs[i] = cmd
+}
+
+// killNode kills node i (SIGKILL) and waits for it.
+func (c *redisCluster) killNode(i int) {
+	if p := c.procs[i]; p != nil {
+		_ = p.Process.Kill()
+		_ = p.Wait()
+		c.procs[i] = nil
+	}
+}
+
+// clusterOK waits until every node reports cluster_state:ok.
+func (c *redisCluster) clusterOK(t *testing.T, limit time.Duration) {
+	t.Helper()
 	for _, a := range c.addrs {
-		c.waitUntil(t, 20*time.Second, a+" reports cluster_state:ok", func() bool {
+		c.waitUntil(t, limit, a+" reports cluster_state:ok", func() bool {
 			s, err := redisDo(a, time.Second, "CLUSTER", "INFO")
 			return err == nil && strings.Contains(s, "cluster_state:ok")
 		})
 	}
-	return c
 }
 
 func (c *redisCluster) waitUntil(t *testing.T, limit time.Duration, what string, ok func() bool) {
@@ -307,9 +334,14 @@ func (c *redisCluster) logs() string {
 // stop kills every node and waits for each at most 5 s.
 func (c *redisCluster) stop() {
 	for _, p := range c.procs {
-		_ = p.Process.Kill()
+		if p != nil {
+			_ = p.Process.Kill()
+		}
 	}
 	for _, p := range c.procs {
+		if p == nil {
+			continue
+		}
 		done := make(chan struct{})
 		go func() { _ = p.Wait(); close(done) }()
 		select {
@@ -349,6 +381,11 @@ func TestRedisClusterHarness(t *testing.T) {
 	for i, p := range c.procs {
 		pids[i] = p.Process.Pid
 	}
+	// A node killed and started again rejoins the cluster.
+	c.killNode(2)
+	c.startNode(t, 2)
+	c.clusterOK(t, 20*time.Second)
+	pids[2] = c.procs[2].Process.Pid
 	c.stop()
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); err == nil {
