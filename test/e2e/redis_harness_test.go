@@ -202,11 +202,13 @@ func needRedisBinaries(t *testing.T) (server, cli string) {
 }
 
 // freeClusterPort is a loopback TCP port that is free, with its cluster
-// bus port (port + 10000) free too.
+// bus port (port + 10000) free too. Both are below Linux's ephemeral range
+// (32768 and up), so that the port-0 binds of tests running beside this one
+// cannot take them between this check and redis-server binding them.
 func freeClusterPort(t *testing.T, taken map[int]bool) int {
 	t.Helper()
 	for range 200 {
-		p := 20000 + rand.IntN(30000)
+		p := 20000 + rand.IntN(32768-10000-20000)
 		if taken[p] || taken[p+10000] {
 			continue
 		}
