@@ -497,10 +497,7 @@ func (d *Daemon) startSweeper() {
 	}
 	d.stopSweep = make(chan struct{})
 	d.sweepDone = make(chan struct{})
-	var give *memoryGiver
-	if m, ok := d.store.(memoryFootprint); ok {
-		give = &memoryGiver{store: m, log: d.log}
-	}
+	give := newMemoryGiver(d.store, d.log)
 	go func() {
 		defer close(d.sweepDone)
 		t := time.NewTicker(every)
@@ -518,11 +515,10 @@ func (d *Daemon) startSweeper() {
 					case <-ctx.Done():
 					}
 				}()
-				give.observe()
 				// Read at every sweep: a reload may change it.
 				res, err := d.store.Sweep(ctx, expiryCutoff(d.clock.Now(), d.reload.maxPeerTimeout.Load()))
 				cancel()
-				give.observe()
+				give.afterSweep()
 				if err != nil && !errors.Is(err, context.Canceled) {
 					d.log.Error("sweep inactive peers", "err", err)
 					continue

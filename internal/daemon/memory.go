@@ -5,41 +5,54 @@ import (
 	"runtime/debug"
 )
 
-// memoryFootprint is implemented by stores that can say how much memory
-// their structures hold (memswarm).
-type memoryFootprint interface{ MemoryBytes() uint64 }
+// memoryReleaser is implemented by stores that count the bytes of their
+// structures they drop (memswarm).
+type memoryReleaser interface {
+	MemoryBytes() uint64
+	ReleasedBytes() uint64
+}
 
-// freeAfterSweep is how much a store's memory must have shrunk since its
-// peak for a sweep to hand the freed pages back to the OS at once.
-const freeAfterSweep = 32 << 20
+// A sweep hands what the store dropped since the last hand-back to the OS
+// once it is freeAfterSweep, or a quarter of what the store still holds
+// and at least minFreeAfterSweep: the end of a flood drops the most in
+// sweeps that leave a small store.
+const (
+	freeAfterSweep    = 32 << 20
+	minFreeAfterSweep = 4 << 20
+)
 
-// memoryGiver returns the memory a flood left behind to the OS after the
-// sweep that freed it. The Go runtime's background scavenger would give
-// it back too, but over minutes: after a flood of random hashes expired,
-// RSS stayed at its peak for three minutes. debug.FreeOSMemory forces a
-// collection, which costs little on a heap of pointer-free slabs, and it
-// runs only after a sweep that freed a lot, not once per sweep.
+// memoryGiver returns the memory a sweep dropped to the OS after it. What
+// the store drops is garbage until the next collection, and the Go
+// runtime's background scavenger gives freed pages back over minutes:
+// after a flood of random hashes expired, RSS stayed at its peak for
+// three minutes, and a sweep that repacked fragmented slabs left the old
+// ones in RSS beside the new. debug.FreeOSMemory collects and returns
+// the pages at once; it costs little on a heap of pointer-free slabs,
+// and it runs only after a sweep that dropped much (see freeAfterSweep).
 type memoryGiver struct {
-	store memoryFootprint
-	peak  uint64
+	store memoryReleaser
+	last  uint64
 	log   *slog.Logger
 }
 
-// observe is called before and after every sweep: the store's size
-// before one is the peak it is measured against.
-func (m *memoryGiver) observe() {
-	if m == nil || m.store == nil {
+func newMemoryGiver(store any, log *slog.Logger) *memoryGiver {
+	m, ok := store.(memoryReleaser)
+	if !ok {
+		return nil
+	}
+	return &memoryGiver{store: m, last: m.ReleasedBytes(), log: log}
+}
+
+// afterSweep is called after every sweep.
+func (m *memoryGiver) afterSweep() {
+	if m == nil {
 		return
 	}
-	now := m.store.MemoryBytes()
-	if now > m.peak {
-		m.peak = now
+	released, held := m.store.ReleasedBytes(), m.store.MemoryBytes()
+	if d := released - m.last; d < freeAfterSweep && (d < minFreeAfterSweep || d < held/4) {
 		return
 	}
-	if m.peak-now < freeAfterSweep || now > m.peak/4*3 {
-		return
-	}
-	m.log.Info("swarm store shrank; returning its memory to the system", "from_bytes", m.peak, "to_bytes", now)
-	m.peak = now
+	m.log.Info("swarm store dropped memory; returning it to the system", "dropped_bytes", released-m.last, "store_bytes", held)
+	m.last = released
 	debug.FreeOSMemory()
 }

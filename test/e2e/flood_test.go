@@ -72,6 +72,6 @@ func TestMemoryAfterFlood(t *testing.T) {
 	}
 	t.Logf("RSS %.1f MiB before the flood, %.1f MiB right after it, %.1f MiB once it expired", before, during, after)
 	if after > limit {
-		t.Fatalf("RSS %.1f MiB once the flood expired, more than %.1f MiB (%.1f MiB before it, %.1f MiB during)", after, limit, before, during)
+		t.Fatalf("RSS %.1f MiB once the flood expired, more than %.1f MiB (%.1f MiB before it, %.1f MiB during); tracker log:\n%s", after, limit, before, during, p.Log())
 	}
 }

@@ -77,6 +77,10 @@ func TestMemoryComesBackAfterFlood(t *testing.T) {
 			after, heapAfter := s.MemoryBytes(), heapInuse()
 			t.Logf("store %d KiB before, %d KiB during, %d KiB after; heap in use %d KiB before, %d KiB after",
 				before>>10, during>>10, after>>10, heapBefore>>10, heapAfter>>10)
+			// What the store dropped is what the daemon hands back to the OS.
+			if rel := s.ReleasedBytes(); rel < during-after {
+				t.Errorf("ReleasedBytes %d, less than the %d bytes the store shrank by", rel, during-after)
+			}
 			const slack = 1 << 20
 			if after > before+before/5+slack {
 				t.Errorf("the store holds %d bytes after the flood, %d before", after, before)

@@ -42,3 +42,19 @@ func (s *slab[A]) memoryBytes() uint64 {
 	}
 	return n
 }
+
+// ReleasedBytes is how many bytes of its structures the store has dropped
+// since it was made (slab chunks, torrent slots, indexes), for the daemon
+// to hand them back to the OS after a sweep that dropped many: they are
+// garbage until the next collection, and a repack after a flood or a
+// load that fragmented the slabs drops most of a slab at once.
+func (s *Store) ReleasedBytes() uint64 {
+	var n uint64
+	for k := range s.shards {
+		sh := &s.shards[k]
+		sh.mu.Lock()
+		n += sh.released + sh.p4.released + sh.p6.released
+		sh.mu.Unlock()
+	}
+	return n
+}

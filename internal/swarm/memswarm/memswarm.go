@@ -112,6 +112,9 @@ type shard struct {
 	// relays are the relayed peers of the swarms that have any (see
 	// relayed).
 	relays map[bittorrent.InfoHash]relayed
+	// released counts the bytes of torrent slots and index that
+	// compactTorrents dropped, for ReleasedBytes.
+	released uint64
 	// sink keeps the loads of touch from being optimised away.
 	sink uint64
 	// view is what Prefetch reads without the lock (see prefetchView).
@@ -991,6 +994,7 @@ func (sh *shard) compactTorrents() {
 			}
 		}
 	}
+	sh.released += uint64(cap(sh.torrents))*uint64(unsafe.Sizeof(torrent{})) + uint64(len(sh.index.slots))*8
 	sh.torrents, sh.freeT = ts, nil
 	sh.index.rebuild(ts)
 	sh.publishView()

@@ -3,6 +3,7 @@ package memswarm
 import (
 	"slices"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
 )
@@ -201,9 +202,16 @@ type slab[A addr] struct {
 	victim []bool
 	// evacuations counts evacuated chunks, for tests and the memory report.
 	evacuations int
+	// released counts the bytes of chunks dropped, for Store.ReleasedBytes.
+	released uint64
 	// pview is what Prefetch reads without the lock (see slabView); a
 	// pointer, so that resetting the slab keeps it.
 	pview *atomic.Pointer[slabView[A]]
+}
+
+// slotBytes is the memory of one chunk slot: a record and its hot copy.
+func slotBytes[A addr]() uint64 {
+	return uint64(unsafe.Sizeof(peer[A]{}) + unsafe.Sizeof(hotPeer[A]{}))
 }
 
 // view is the segment's peers, sliced out of the slab without allocating.
@@ -397,6 +405,7 @@ func (s *slab[A]) compact(bump uint32) {
 			s.evacuations++
 			s.chunks[c], s.hot[c] = nil, nil
 			s.capSlots -= chunkLen
+			s.released += chunkLen * slotBytes[A]()
 		}
 	}
 	s.publish()
@@ -431,7 +440,8 @@ func (s *slab[A]) purge(drop func(off uint32) bool) {
 func (s *slab[A]) reclaim() {
 	if s.slots == 0 && len(s.big) == len(s.bigFree) {
 		// Nothing is live: give everything back.
-		*s = slab[A]{owner: s.owner, v6: s.v6, evacuations: s.evacuations, seed: s.seed, pview: s.pview}
+		*s = slab[A]{owner: s.owner, v6: s.v6, evacuations: s.evacuations, seed: s.seed, pview: s.pview,
+			released: s.released + s.capSlots*slotBytes[A]()}
 		s.publish()
 		return
 	}
@@ -464,6 +474,7 @@ func (s *slab[A]) reclaim() {
 		if !keep {
 			s.chunks[c], s.hot[c] = nil, nil
 			s.capSlots -= chunkLen
+			s.released += chunkLen * slotBytes[A]()
 			s.publish()
 		}
 		keep = false
@@ -497,6 +508,7 @@ func (s *slab[A]) repack() {
 	old := *s
 	*s = slab[A]{owner: s.owner, v6: s.v6, evacuations: s.evacuations, seed: s.seed, pview: s.pview,
 		big: old.big, bigFree: old.bigFree, free: make([][]uint32, len(classSize))}
+	s.released = old.released + old.capSlots*slotBytes[A]()
 	ts := *s.owner
 	for i := range ts {
 		sg := s.segOf(&ts[i])
