@@ -6,7 +6,9 @@ import (
 	"crypto/sha1"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -749,5 +752,135 @@ func TestRedisClusterPrimaryDown(t *testing.T) {
 		if st, msg := healthMessage(t, p); st != "Ok" || msg != "" {
 			t.Errorf("node %d health after recovery: %s %q", i+1, st, msg)
 		}
+	}
+}
+
+// delayProxy forwards TCP from a loopback port to target, holding each
+// chunk of the answers for the current delay (0: none).
+type delayProxy struct {
+	ln    net.Listener
+	delay atomic.Int64 // nanoseconds
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func newDelayProxy(t *testing.T, target string) *delayProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &delayProxy{ln: ln}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { // requests: as they come
+				defer p.wg.Done()
+				_, _ = io.Copy(up, c)
+				up.Close()
+			}()
+			go func() { // answers: each chunk held for the delay
+				defer p.wg.Done()
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := up.Read(buf)
+					if n > 0 {
+						time.Sleep(time.Duration(p.delay.Load()))
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// TestRedisSlow: a node whose Redis answers 200 ms late (a delaying proxy
+// on loopback) answers every announce within 100 ms with the documented
+// error, reports itself degraded, and serves again within 5 s once Redis
+// is quick again.
+func TestRedisSlow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slows a Redis down; runs without -short")
+	}
+	addr, _, _ := privateRedis(t)
+	proxy := newDelayProxy(t, addr)
+	dir := t.TempDir()
+	p := start(t, dir, []string{"STARLING_CONFIG_TOML=" + ephemeralConfig(dir, redisCore("redis://"+proxy.ln.Addr().String()+"/0", "slow:"))})
+	urls := []string{p.addr("udp") + "/announce", p.addr("http") + "/announce"}
+	ih := randomHash()
+	for _, u := range urls {
+		if _, err := timedAnnounce(u, ih, 1, 6881); err != nil {
+			t.Fatalf("announce to %s with Redis quick: %v", u, err)
+		}
+	}
+	proxy.delay.Store(int64(200 * time.Millisecond))
+	slowed := time.Now()
+	sawDegraded := false
+	for i := 0; time.Since(slowed) < 2*time.Second; i++ {
+		u := urls[i%2]
+		took, err := timedAnnounce(u, ih, byte(2+i%50), uint16(7000+i%50))
+		if took > 100*time.Millisecond {
+			t.Fatalf("announce %d to %s with Redis 200 ms late took %v", i, u, took)
+		}
+		if err == nil || !strings.Contains(err.Error(), "swarm store unavailable, try later") {
+			t.Fatalf("announce %d to %s with Redis 200 ms late: %v, want \"swarm store unavailable, try later\"", i, u, err)
+		}
+		if _, msg := healthMessage(t, p); strings.HasPrefix(msg, "degraded: swarm store unavailable") {
+			sawDegraded = true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !sawDegraded {
+		t.Fatal("the node never reported itself degraded while Redis was slow")
+	}
+	proxy.delay.Store(0)
+	back := time.Now()
+	for {
+		okAll := true
+		for i, u := range urls {
+			if _, err := timedAnnounce(u, ih, byte(100+i), uint16(8000+i)); err != nil {
+				okAll = false
+			}
+		}
+		if st, msg := healthMessage(t, p); okAll && st == "Ok" && msg == "" {
+			t.Logf("served again %v after Redis was quick again", time.Since(back).Round(time.Millisecond))
+			return
+		}
+		if time.Since(back) > 5*time.Second {
+			st, msg := healthMessage(t, p)
+			t.Fatalf("not served 5 s after Redis was quick again: health %s %q", st, msg)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
