@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // holdSlow opens n connections from local to addr and sends each the start
@@ -102,5 +104,36 @@ func TestSlowloris(t *testing.T) {
 		if _, err := fmt.Sscan(strings.TrimSpace(strings.TrimPrefix(line, want)), &n); err != nil || n < least {
 			t.Errorf("metric %s = %q, want at least %v refused", want, line, least)
 		}
+	}
+}
+
+// TestSlowlorisHealthAndWebSocket: the same against the health check and
+// a WebSocket tracker. One address holds 300 half-sent requests on each;
+// past its share its connections are closed, and another address gets a
+// health report and a WebSocket handshake within 100 ms meanwhile.
+func TestSlowlorisHealthAndWebSocket(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir, []string{"STARLING_CONFIG_TOML=" + wsConfig(dir, "")})
+	healthAddr := strings.TrimPrefix(p.addr("health"), "http://")
+	ws := wsURL(t, p)
+	holdSlow(t, "127.0.0.1:0", healthAddr, 300)
+	holdSlow(t, "127.0.0.1:0", strings.TrimPrefix(ws, "ws://"), 300)
+
+	code, took, err := getFrom(t, "127.0.0.2:0", p.addr("health")+"/health_check")
+	if err != nil || code != 200 || took > 100*time.Millisecond {
+		t.Errorf("health check from another address during the slowloris: %d in %v (%v), want 200 within 100 ms", code, took, err)
+	}
+	la, _ := net.ResolveTCPAddr("tcp", "127.0.0.2:0")
+	d := websocket.Dialer{NetDial: (&net.Dialer{LocalAddr: la, Timeout: 3 * time.Second}).Dial, HandshakeTimeout: 3 * time.Second}
+	began := time.Now()
+	c, _, err := d.Dial(ws, nil)
+	if took := time.Since(began); err != nil || took > 100*time.Millisecond {
+		t.Errorf("WebSocket handshake from another address during the slowloris: %v in %v, want one within 100 ms", err, took)
+	}
+	if c != nil {
+		c.Close()
+	}
+	if _, _, err := getFrom(t, "127.0.0.1:0", p.addr("health")+"/health_check"); err == nil {
+		t.Errorf("health check: the slowloris's address got another connection served past its cap")
 	}
 }
