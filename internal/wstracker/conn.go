@@ -2,8 +2,10 @@ package wstracker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -39,20 +41,38 @@ type conn struct {
 	lastRequest atomic.Int64 // unix nanoseconds of the last announce or scrape
 	pending     atomic.Int32 // offers relayed from here, waiting for an answer
 
-	mu      sync.Mutex
-	queue   [][]byte
-	queued  int // bytes in queue
-	writing bool
-	closed  bool
+	// nc is the socket under ws. The writer writes frames to it itself,
+	// several in one write (gorilla's WriteMessage is a system call per
+	// message); gorilla writes only its control frames on close and on
+	// protocol errors, each in one Write, which net.Conn keeps whole.
+	nc net.Conn
+
+	mu sync.Mutex
+	// out holds frames waiting for the writer, encoded (a pooled buffer;
+	// nil while nothing waits), outMsgs how many, outBytes their payloads.
+	out      *[]byte
+	outMsgs  int
+	outBytes int
+	// queuedMsgs and queued (payload bytes) count the frames waiting and
+	// those being written, for the bounds.
+	queuedMsgs int
+	queued     int
+	writing    bool
+	closed     bool
 	// peers are the peers this connection announced (the registry changes
 	// it under the swarm's shard lock); nil until the first.
 	peers map[peerKey]struct{}
+
+	// out1 builds the messages of the one being handled (only the
+	// reader uses it; send copies them): a pooled buffer, held only while
+	// a message is handled.
+	out1 []byte
 
 	closeOnce sync.Once
 }
 
 func newConn(s *Server, ws *websocket.Conn, ip netip.Addr, k key) *conn {
-	c := &conn{srv: s, ws: ws, ip: ip, v6: ip.Is6(), stripe: s.counters.Stripe()}
+	c := &conn{srv: s, ws: ws, nc: ws.NetConn(), ip: ip, v6: ip.Is6(), stripe: s.counters.Stripe()}
 	if k.has {
 		var err error
 		c.key, err = bittorrent.ParseKey(k.raw)
@@ -85,15 +105,9 @@ func (c *conn) serve(ctx context.Context) {
 	ws.SetPongHandler(func(string) error { alive(); return nil })
 	ws.SetPingHandler(func(data string) error {
 		alive()
-		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(s.cfg.WriteTimeout))
-		if errors.Is(err, websocket.ErrCloseSent) {
-			return nil
-		}
-		var ne interface{ Timeout() bool }
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil
-		}
-		return err
+		// The pong goes out through the writer, in order with the rest.
+		c.enqueue(opPong, []byte(data))
+		return nil
 	})
 	for {
 		typ, r, err := ws.NextReader()
@@ -108,7 +122,14 @@ func (c *conn) serve(ctx context.Context) {
 		alive()
 		if typ == websocket.TextMessage || typ == websocket.BinaryMessage {
 			c.lastRequest.Store(time.Now().UnixNano())
+			ob := msgBufs.Get().(*[]byte)
+			c.out1 = (*ob)[:0]
 			c.handle(ctx, msg)
+			if cap(c.out1) <= msgBufSize {
+				*ob = c.out1[:0]
+				msgBufs.Put(ob)
+			}
+			c.out1 = nil
 		}
 		// Nothing keeps msg after handle: relayed offers and answers
 		// were copied into the messages sent.
@@ -189,13 +210,21 @@ func (c *conn) announce(ctx context.Context, q *request) {
 	} else {
 		c.stripe.Inc(metrics.WS4Announces)
 	}
-	c.send(appendAnnounceResponse(nil, &q.infoHash, cfg.Interval, st))
+	c.out1 = appendAnnounceResponse(c.out1[:0], &q.infoHash, cfg.Interval, st)
+	c.send(c.out1)
+	if len(targets) == 0 {
+		return
+	}
+	b := appendRelayHead(c.out1[:0], &q.infoHash, &q.peerID)
+	head := len(b)
 	for _, t := range targets {
 		o := &q.offers[t.offer]
-		if t.c.send(appendRelay(nil, &q.infoHash, &q.peerID, &o.id, "offer", o.sdp)) {
+		b = appendRelayTail(b[:head], &o.id, "offer", o.sdp)
+		if t.c.send(b) {
 			c.stripe.Inc(metrics.WSOffersRelayed)
 		}
 	}
+	c.out1 = b
 }
 
 func (c *conn) answer(q *request) {
@@ -205,7 +234,8 @@ func (c *conn) answer(q *request) {
 		c.fail(q, err.Error())
 		return
 	}
-	if to.send(appendRelay(nil, &q.infoHash, &q.peerID, &q.offerID, "answer", q.answer)) {
+	c.out1 = appendRelay(c.out1[:0], &q.infoHash, &q.peerID, &q.offerID, "answer", q.answer)
+	if to.send(c.out1) {
 		c.stripe.Inc(metrics.WSAnswersRelayed)
 	}
 }
@@ -243,7 +273,8 @@ func (c *conn) scrape(ctx context.Context, q *request) {
 	} else {
 		c.stripe.Inc(metrics.WS4Scrapes)
 	}
-	c.send(appendScrape(nil, files, q.single, s.tracker.Config().MinInterval))
+	c.out1 = appendScrape(c.out1[:0], files, q.single, s.tracker.Config().MinInterval)
+	c.send(c.out1)
 }
 
 // failErr sends a refusal by the tracker's rules with the texts HTTP uses;
@@ -271,28 +302,88 @@ func (c *conn) fail(q *request, reason string) {
 		h = &q.infoHash
 	}
 	c.stripe.Inc(metrics.WSErrors)
-	c.send(appendFailure(nil, q.action, h, reason))
+	c.out1 = appendFailure(c.out1[:0], q.action, h, reason)
+	c.send(c.out1)
 }
 
-// send queues msg for the client and starts the writer if it is not
-// running. A client that lets MaxQueuedMessages or MaxQueuedBytes pile up
-// (it reads slower than its swarms send to it) is closed: the tracker does
-// not buffer for it. It reports whether msg was queued.
-func (c *conn) send(msg []byte) bool {
+// Frame opcodes (RFC 6455 5.2) of what the writer sends.
+const (
+	opText = websocket.TextMessage
+	opPing = websocket.PingMessage
+	opPong = websocket.PongMessage
+)
+
+// appendFrame appends one final, unmasked frame (a server's frames are not
+// masked) holding payload.
+func appendFrame(dst []byte, op int, payload []byte) []byte {
+	b0 := 0x80 | byte(op)
+	switch n := len(payload); {
+	case n < 126:
+		dst = append(dst, b0, byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, b0, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, b0, 127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	return append(dst, payload...)
+}
+
+// outBufs hold a connection's encoded frames from the first queued until
+// the writer has written them; an idle connection holds none. One that
+// grew past maxOutBuf (a burst of large offers) is left to the GC.
+const (
+	outBufSize = 8 << 10
+	maxOutBuf  = 64 << 10
+)
+
+var outBufs = sync.Pool{New: func() any { b := make([]byte, 0, outBufSize); return &b }}
+
+func putOut(bp *[]byte) {
+	if cap(*bp) <= maxOutBuf {
+		*bp = (*bp)[:0]
+		outBufs.Put(bp)
+	}
+}
+
+// dropOut lets go of the frames not written (c.mu held).
+func (c *conn) dropOut() {
+	if c.out != nil {
+		putOut(c.out)
+	}
+	c.out, c.outMsgs, c.outBytes = nil, 0, 0
+	c.queuedMsgs, c.queued = 0, 0
+}
+
+// send queues a text message for the client; msg is copied, so the caller
+// may reuse it. It reports whether msg was queued.
+func (c *conn) send(msg []byte) bool { return c.enqueue(opText, msg) }
+
+// enqueue encodes a frame onto the connection's queue and starts the
+// writer if it is not running. A client that lets MaxQueuedMessages or
+// MaxQueuedBytes pile up (it reads slower than its swarms send to it) is
+// closed: the tracker does not buffer for it.
+func (c *conn) enqueue(op int, payload []byte) bool {
 	cfg := &c.srv.cfg
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
-	if len(c.queue) >= cfg.MaxQueuedMessages || c.queued+len(msg) > cfg.MaxQueuedBytes {
+	if c.queuedMsgs >= cfg.MaxQueuedMessages || c.queued+len(payload) > cfg.MaxQueuedBytes {
 		c.mu.Unlock()
 		c.srv.log.Debug("websocket tracker: closing a client that does not read", "remote", c.ip)
 		c.close(0, "")
 		return false
 	}
-	c.queue = append(c.queue, msg)
-	c.queued += len(msg)
+	if c.out == nil {
+		c.out = outBufs.Get().(*[]byte)
+	}
+	*c.out = appendFrame(*c.out, op, payload)
+	c.outMsgs++
+	c.outBytes += len(payload)
+	c.queuedMsgs++
+	c.queued += len(payload)
 	if !c.writing {
 		c.writing = true
 		// The reader holds its own count in wg until it has set closed,
@@ -304,31 +395,34 @@ func (c *conn) send(msg []byte) bool {
 	return true
 }
 
-// flush writes the queue out and ends when it is empty. A message counts
-// against the queue's bounds until it is written.
+// flush writes what is queued, all of it in one write, until nothing is
+// left. Frames count against the queue's bounds until they are written;
+// WriteTimeout bounds each write.
 func (c *conn) flush() {
 	defer c.srv.wg.Done()
 	for {
 		c.mu.Lock()
-		if len(c.queue) == 0 || c.closed {
+		if c.out == nil || c.closed {
 			c.writing = false
-			c.queue, c.queued = nil, 0
+			c.dropOut()
 			c.mu.Unlock()
 			return
 		}
-		msg := c.queue[0]
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
+		bp, msgs, bytes := c.out, c.outMsgs, c.outBytes
+		c.out, c.outMsgs, c.outBytes = nil, 0, 0
 		c.mu.Unlock()
-		_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-		err := c.ws.WriteMessage(websocket.TextMessage, msg)
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		_, err := c.nc.Write(*bp)
+		putOut(bp)
 		c.mu.Lock()
-		c.queued -= len(msg)
+		c.queuedMsgs -= msgs
+		c.queued -= bytes
 		c.mu.Unlock()
 		if err != nil {
 			c.close(0, "")
 			c.mu.Lock()
 			c.writing = false
+			c.dropOut()
 			c.mu.Unlock()
 			return
 		}
@@ -342,7 +436,10 @@ func (c *conn) close(code int, text string) {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closed = true
-		c.queue, c.queued = nil, 0
+		if !c.writing {
+			// A running writer lets go of its buffers itself.
+			c.dropOut()
+		}
 		c.mu.Unlock()
 		if code != 0 {
 			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(100*time.Millisecond))

@@ -324,10 +324,19 @@ func appendAnnounceResponse(dst []byte, h *id, interval uint32, st bittorrent.Sw
 // appendRelay builds an offer (kind "offer") or answer (kind "answer")
 // relayed to another peer; from is the peer that sent it.
 func appendRelay(dst []byte, h, from, offerID *id, kind string, sdp json.RawMessage) []byte {
+	return appendRelayTail(appendRelayHead(dst, h, from), offerID, kind, sdp)
+}
+
+// appendRelayHead is the part of a relay that an announce's offers share,
+// encoded once for all of them.
+func appendRelayHead(dst []byte, h, from *id) []byte {
 	dst = append(dst, `{"action":"announce","info_hash":`...)
 	dst = appendID(dst, h)
 	dst = append(dst, `,"peer_id":`...)
-	dst = appendID(dst, from)
+	return appendID(dst, from)
+}
+
+func appendRelayTail(dst []byte, offerID *id, kind string, sdp json.RawMessage) []byte {
 	dst = append(dst, `,"offer_id":`...)
 	dst = appendID(dst, offerID)
 	dst = append(dst, `,"`...)

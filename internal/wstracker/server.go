@@ -263,6 +263,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.addr = ln.Addr()
 	s.mu.Unlock()
+	ln = lendListener{ln}
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls)
 	}
@@ -461,9 +462,9 @@ func pathKey(path string) key {
 }
 
 // pinger pings every connection each PingInterval and closes those idle
-// for IdleTimeout. A ping is a control frame written beside the
-// connection's writer (gorilla allows that); a client that does not read
-// fails its write deadline and is closed.
+// for IdleTimeout. A ping goes through the connection's writer; a client
+// that does not read fails its write deadline or the queue's bounds and is
+// closed.
 func (s *Server) pinger() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.PingInterval)
@@ -485,16 +486,13 @@ func (s *Server) pinger() {
 					continue
 				}
 				// A connection being written to needs no ping: the write
-				// fails on its own deadline if the client is gone, and
-				// the ping would wait behind it.
+				// fails on its own deadline if the client is gone.
 				c.mu.Lock()
 				busy := c.writing
 				c.mu.Unlock()
-				if busy {
-					continue
-				}
-				if err := c.ws.WriteControl(websocket.PingMessage, nil, now.Add(time.Second)); err != nil {
-					c.close(websocket.CloseGoingAway, "ping failed")
+				if !busy {
+					// Queued, so the pinger never waits on a client.
+					c.enqueue(opPing, nil)
 				}
 			}
 		}
