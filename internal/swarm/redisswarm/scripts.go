@@ -77,7 +77,11 @@ local function remember(addr, now)
 end
 `
 
-// announceScript applies one announce and draws the sample.
+// announceScript applies one announce and draws the sample. It does as
+// little as it can on Redis's one thread: a re-announce in the same role
+// (the common case) changes one score and touches no counter or index,
+// and the sample is packed as drawn; the node drops the requester and
+// shuffles.
 //
 // ARGV: 1 info hash, 2 address, 3 family ("4" or "6"), 4 what (k: store
 // the peer, z: completed with port 0, s: remove it, n: nothing), 5 seeder
@@ -86,7 +90,9 @@ end
 // 12 random seed, 13 ids wanted (1/0).
 //
 // Reply: {seeders, leechers, completed, counted (1/0), IPv4 peers packed,
-// IPv6 peers packed, their peer ids packed (when asked)}.
+// IPv6 peers packed, their peer ids packed (when asked), own}: the first
+// own bytes of the requester's family are the draw from its own list,
+// which holds the requester or, when it was not drawn, one peer too many.
 const announceScript = common + `
 local ih, addr, fam, what = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local seeder, done = ARGV[5] == '1', ARGV[6] == '1'
@@ -95,7 +101,7 @@ local ks, kl = 1, 2
 if fam == '6' then ks, kl = 3, 4 end
 local completed = redis.call('HGET', KEYS[7], ih)
 if not completed and what ~= 'k' and what ~= 'z' then
-  return {0, 0, 0, 0, '', '', ''}
+  return {0, 0, 0, 0, '', '', '', 0}
 end
 local now = clock(ARGV[8])
 local newt = false
@@ -113,7 +119,7 @@ local k1, k2 = kl, ks
 if seeder then k1, k2 = ks, kl end
 local old = redis.call('ZSCORE', KEYS[k1], addr)
 local oldk = k1
-if not old then
+if not old and not newt then
   old = redis.call('ZSCORE', KEYS[k2], addr)
   oldk = k2
 end
@@ -129,14 +135,12 @@ if what == 'k' then
   end
   local sc = now * 2
   if was then sc = sc + 1 end
-  local k = kl
-  if seeder then k = ks end
-  redis.call('ZADD', KEYS[k], sc, addr)
+  redis.call('ZADD', KEYS[k1], sc, addr)
   local field = 'l'
   if seeder then field = 's' end
   if not old then
     redis.call('HINCRBY', KEYS[8], field, 1)
-  elseif oldk ~= k then
+  elseif oldk ~= k1 then
     redis.call('ZREM', KEYS[oldk], addr)
     redis.call('HINCRBY', KEYS[8], field, 1)
     redis.call('HINCRBY', KEYS[8], field == 's' and 'l' or 's', -1)
@@ -157,11 +161,11 @@ if counted == 1 then
   redis.call('HINCRBY', KEYS[8], 'c', 1)
 end
 local rs, rl = relayed(ih)
-local card = {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]),
-  redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
-local cs, cl = card[1] + card[3], card[2] + card[4]
+local c1, c2, c3, c4 = redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]),
+  redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])
+local cs, cl = c1 + c3, c2 + c4
 -- The index holds a lower bound of the swarm's oldest peer (a peer only
--- moves forward), so an announce adds it only when missing; the sweep
+-- moves forward), so only a peer new to the swarm may add it; the sweep
 -- sets it exactly. A peerless swarm is indexed when it may be removed.
 if cs + cl == 0 then
   if newt or what ~= 'n' then
@@ -171,63 +175,50 @@ if cs + cl == 0 then
       redis.call('ZREM', KEYS[9], ih)
     end
   end
-elseif what == 'k' then
+elseif what == 'k' and not old then
   redis.call('ZADD', KEYS[9], 'NX', now * 2, ih)
 end
-local reply = {cs + rs, cl + rl, completed, counted, '', '', ''}
 local numwant = tonumber(ARGV[9])
-if numwant <= 0 then return reply end
+if numwant <= 0 then return {cs + rs, cl + rl, completed, counted, '', '', '', 0} end
 -- The lists to draw from: the wanted families' leechers for a seeder that
 -- has any to be handed, else their seeders and leechers.
 local wf = tonumber(ARGV[10])
-local lists, cards, n = {}, {}, 0
-local function add(i)
-  local c = card[i]
-  if c > 0 then
-    lists[#lists + 1] = i
-    cards[#cards + 1] = c
-    n = n + c
-  end
-end
-if wf % 2 == 1 then add(2) end
-if wf >= 2 then add(4) end
+local card = {c1, c2, c3, c4}
+local use = {false, false, false, false}
+local n = 0
+if wf % 2 == 1 and c2 > 0 then use[2] = true n = n + c2 end
+if wf >= 2 and c4 > 0 then use[4] = true n = n + c4 end
 if not seeder or n == 0 then
-  if wf % 2 == 1 then add(1) end
-  if wf >= 2 then add(3) end
+  if wf % 2 == 1 and c1 > 0 then use[1] = true n = n + c1 end
+  if wf >= 2 and c3 > 0 then use[3] = true n = n + c3 end
 end
--- The requester is in one of them when it was stored.
+-- The requester is in its own list when it was stored.
 local selfk = 0
 if what == 'k' then
-  if seeder then selfk = ks else selfk = kl end
-  for i = 1, #lists do
-    if lists[i] == selfk then n = n - 1 end
-  end
+  selfk = k1
+  if use[selfk] then n = n - 1 end
 end
-local out = {{}, {}}
-local function take(i, list)
-  local o = out[i > 2 and 2 or 1]
-  for _, m in ipairs(list) do
-    if m ~= addr and #o < 100000 then o[#o + 1] = m end
-  end
-end
+local got = {false, false, false, false}
 if n <= numwant then
-  for i = 1, #lists do take(lists[i], redis.call('ZRANGE', KEYS[lists[i]], 0, -1)) end
+  for i = 1, 4 do
+    if use[i] then got[i] = redis.call('ZRANGE', KEYS[i], 0, -1) end
+  end
 else
   -- How many from each list: a draw without replacement over the lists
   -- (multivariate hypergeometric), from a Park-Miller generator seeded by
-  -- the node, whose products stay exact in doubles.
+  -- the node, whose products stay exact in doubles. One more from the
+  -- requester's own list, which the node drops.
   local x = tonumber(ARGV[12]) % 2147483646 + 1
-  local left, want = {}, {}
-  for i = 1, #lists do
-    left[i] = cards[i]
-    if lists[i] == selfk then left[i] = left[i] - 1 end
-    want[i] = 0
+  local left, want = {0, 0, 0, 0}, {0, 0, 0, 0}
+  for i = 1, 4 do
+    if use[i] then left[i] = card[i] end
   end
+  if selfk > 0 and use[selfk] then left[selfk] = left[selfk] - 1 end
   local rest = n
   for _ = 1, numwant do
     x = (x * 16807) % 2147483647
     local r = x % rest
-    for i = 1, #lists do
+    for i = 1, 4 do
       if r < left[i] then
         left[i] = left[i] - 1
         want[i] = want[i] + 1
@@ -237,41 +228,34 @@ else
     end
     rest = rest - 1
   end
-  for i = 1, #lists do
+  for i = 1, 4 do
     if want[i] > 0 then
-      local k = want[i]
-      if lists[i] == selfk then k = k + 1 end
-      local got = redis.call('ZRANDMEMBER', KEYS[lists[i]], k)
-      if lists[i] == selfk then
-        -- Drop the requester, or when it was not drawn one of the others
-        -- at random: ZRANDMEMBER answers a small set in its own order,
-        -- so dropping the last would favour the set's first members.
-        local kept, dropped = {}, false
-        for _, m in ipairs(got) do
-          if m == addr then dropped = true else kept[#kept + 1] = m end
-        end
-        if not dropped and #kept > 0 then
-          x = (x * 16807) % 2147483647
-          local j = x % #kept + 1
-          kept[j] = kept[#kept]
-          kept[#kept] = nil
-        end
-        got = kept
-      end
-      take(lists[i], got)
+      local w = want[i]
+      if i == selfk then w = w + 1 end
+      got[i] = redis.call('ZRANDMEMBER', KEYS[i], w)
     end
   end
 end
-reply[5] = table.concat(out[1])
-reply[6] = table.concat(out[2])
+-- Packed per family, the requester's own list first.
+local order = {1, 2, 3, 4}
+if selfk == 2 then order = {2, 1, 3, 4} elseif selfk == 4 then order = {1, 2, 4, 3} end
+local packed, own = {'', '', '', ''}, 0
+for _, i in ipairs(order) do
+  if got[i] then packed[i] = table.concat(got[i]) end
+end
+if selfk > 0 then own = #packed[selfk] end
+local reply = {cs + rs, cl + rl, completed, counted, packed[order[1]] .. packed[order[2]],
+  packed[order[3]] .. packed[order[4]], '', own}
 if ARGV[13] == '1' then
   local ids = {}
-  for f = 1, 2 do
-    local o = out[f]
-    for j = 1, #o, 500 do
-      local d = redis.call('HMGET', KEYS[5], unpack(o, j, math.min(j + 499, #o)))
-      for _, v in ipairs(d) do
-        if v then ids[#ids + 1] = string.sub(v, 1, 20) else ids[#ids + 1] = string.rep('\0', 20) end
+  for _, i in ipairs(order) do
+    local o = got[i]
+    if o then
+      for j = 1, #o, 500 do
+        local d = redis.call('HMGET', KEYS[5], unpack(o, j, math.min(j + 499, #o)))
+        for _, v in ipairs(d) do
+          if v then ids[#ids + 1] = string.sub(v, 1, 20) else ids[#ids + 1] = string.rep('\0', 20) end
+        end
       end
     end
   end

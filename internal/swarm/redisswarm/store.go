@@ -214,16 +214,32 @@ func (s *Store) announceReply(r rueidis.RedisResult, a *swarm.Announce, resp *bi
 	return rep.fill(a, resp), nil
 }
 
-// fill puts the decoded reply into resp, shuffled, in the form a asked for.
+// fill puts the decoded reply into resp, without the requester, shuffled,
+// in the form a asked for.
 func (rep *reply) fill(a *swarm.Announce, resp *bittorrent.AnnounceResponse) swarm.Result {
 	resp.Seeders, resp.Leechers = uint32(rep.seeders), uint32(rep.leechers)
 	res := swarm.Result{Completed: uint32(rep.completed), CountedCompletion: rep.counted}
+	var self [18]byte
+	own4, own6 := 0, 0
+	if ip := a.Addr.Addr(); ip.Is4() {
+		v := ip.As4()
+		copy(self[:], v[:])
+		binary.BigEndian.PutUint16(self[4:], a.Addr.Port())
+		own4 = min(rep.own, len(rep.v4)) / 6
+	} else {
+		v := ip.As16()
+		copy(self[:], v[:])
+		binary.BigEndian.PutUint16(self[16:], a.Addr.Port())
+		own6 = min(rep.own, len(rep.v6)) / 18
+	}
 	if a.Compact {
 		n := len(resp.Compact4)
 		resp.Compact4 = append(resp.Compact4, rep.v4...)
+		resp.Compact4 = dropOwn(resp.Compact4, n, own4, 6, self[:6])
 		shuffle(resp.Compact4[n:], 6)
 		n = len(resp.Compact6)
 		resp.Compact6 = append(resp.Compact6, rep.v6...)
+		resp.Compact6 = dropOwn(resp.Compact6, n, own6, 18, self[:])
 		shuffle(resp.Compact6[n:], 18)
 		return res
 	}
@@ -238,6 +254,7 @@ func (rep *reply) fill(a *swarm.Announce, resp *bittorrent.AnnounceResponse) swa
 		addr, _ := parseAddr(p[:6])
 		resp.Peers4 = append(resp.Peers4, bittorrent.Peer{ID: id, Addr: addr})
 	}
+	resp.Peers4 = dropOwnPeer(resp.Peers4, n, own4, a.Addr)
 	shufflePeers(resp.Peers4[n:])
 	n = len(resp.Peers6)
 	for p := rep.v6; len(p) >= 18; p = p[18:] {
@@ -249,8 +266,44 @@ func (rep *reply) fill(a *swarm.Announce, resp *bittorrent.AnnounceResponse) swa
 		addr, _ := parseAddr(p[:18])
 		resp.Peers6 = append(resp.Peers6, bittorrent.Peer{ID: id, Addr: addr})
 	}
+	resp.Peers6 = dropOwnPeer(resp.Peers6, n, own6, a.Addr)
 	shufflePeers(resp.Peers6[n:])
 	return res
+}
+
+// dropOwn removes one record from the own records after p[:from]: the
+// requester when it was drawn, else a random one (the script drew one
+// more from the requester's own list). The last record takes its place;
+// the shuffle after puts them in order.
+func dropOwn(p []byte, from, own, size int, self []byte) []byte {
+	if own == 0 {
+		return p
+	}
+	j := rand.IntN(own)
+	for i := range own {
+		if r := p[from+i*size : from+(i+1)*size]; string(r) == string(self) {
+			j = i
+			break
+		}
+	}
+	last := len(p) - size
+	copy(p[from+j*size:], p[last:])
+	return p[:last]
+}
+
+func dropOwnPeer(p []bittorrent.Peer, from, own int, self netip.AddrPort) []bittorrent.Peer {
+	if own == 0 {
+		return p
+	}
+	j := rand.IntN(own)
+	for i := range own {
+		if p[from+i].Addr == self {
+			j = i
+			break
+		}
+	}
+	p[from+j] = p[len(p)-1]
+	return p[:len(p)-1]
 }
 
 // reply is the announce script's answer.
@@ -258,12 +311,13 @@ type reply struct {
 	seeders, leechers, completed int64
 	counted                      bool
 	v4, v6, ids                  string
+	own                          int // bytes of the requester's own list, first in its family
 }
 
 var errReply = errors.New("redis swarm store: malformed script reply")
 
 func (r *reply) decode(arr []rueidis.RedisMessage) error {
-	if len(arr) != 7 {
+	if len(arr) != 8 {
 		return errReply
 	}
 	var nums [4]int64
@@ -282,20 +336,29 @@ func (r *reply) decode(arr []rueidis.RedisMessage) error {
 		}
 		strs[i] = v
 	}
-	return r.set(nums, strs)
+	own, err := arr[7].AsInt64()
+	if err != nil {
+		return errReply
+	}
+	return r.set(nums, strs, own)
 }
 
 // set checks and keeps the decoded fields (split from decode for the
 // fuzz test, which has no RedisMessage to build).
-func (r *reply) set(nums [4]int64, strs [3]string) error {
+func (r *reply) set(nums [4]int64, strs [3]string, own int64) error {
 	if nums[3] > 1 || len(strs[0])%6 != 0 || len(strs[1])%18 != 0 {
+		return errReply
+	}
+	// The own records lie in one family: the requester's, which the
+	// reply does not say, so both must hold them.
+	if own < 0 || own%6 != 0 || own > int64(len(strs[0])) && own > int64(len(strs[1])) {
 		return errReply
 	}
 	if strs[2] != "" && len(strs[2]) != 20*(len(strs[0])/6+len(strs[1])/18) {
 		return errReply
 	}
 	r.seeders, r.leechers, r.completed, r.counted = nums[0], nums[1], nums[2], nums[3] == 1
-	r.v4, r.v6, r.ids = strs[0], strs[1], strs[2]
+	r.v4, r.v6, r.ids, r.own = strs[0], strs[1], strs[2], int(own)
 	return nil
 }
 
