@@ -68,6 +68,10 @@ type conn struct {
 	// a message is handled.
 	out1 []byte
 
+	// flushFn is c.flush, bound once: `go c.flush()` allocates a closure
+	// each time.
+	flushFn func()
+
 	closeOnce sync.Once
 }
 
@@ -78,6 +82,7 @@ func newConn(s *Server, ws *websocket.Conn, ip netip.Addr, k key) *conn {
 		c.key, err = bittorrent.ParseKey(k.raw)
 		c.hasKey, c.badKey = err == nil, err != nil
 	}
+	c.flushFn = c.flush
 	c.lastRequest.Store(time.Now().UnixNano())
 	return c
 }
@@ -166,10 +171,23 @@ func readAll(r io.Reader, b []byte) ([]byte, error) {
 	}
 }
 
+// requests are reused between messages (with their offers' arrays), so
+// a message is read without allocating.
+var requests = sync.Pool{New: func() any { return new(request) }}
+
 func (c *conn) handle(ctx context.Context, msg []byte) {
 	s := c.srv
-	q, err := parse(msg, limits{maxOffers: s.cfg.MaxOffers, maxHashes: s.cfg.MaxScrapeHashes})
-	if err != nil {
+	q := requests.Get().(*request)
+	defer func() {
+		// Nothing in the pool points into msg.
+		clear(q.offers)
+		clear(q.wireOffers)
+		clear(q.picked)
+		clear(q.targets)
+		q.answer = nil
+		requests.Put(q)
+	}()
+	if err := parseInto(q, msg, limits{maxOffers: s.cfg.MaxOffers, maxHashes: s.cfg.MaxScrapeHashes}); err != nil {
 		c.fail(q, err.Error())
 		return
 	}
@@ -190,8 +208,10 @@ func (c *conn) announce(ctx context.Context, q *request) {
 		c.fail(q, bittorrent.AuthErrorPrefix+bittorrent.ErrKeyFormat.Msg)
 		return
 	}
-	areq := bittorrent.AnnounceRequest{InfoHash: q.infoHash, PeerID: q.peerID, Key: c.key, HasKey: c.hasKey}
-	if err := s.tracker.Authorize(&areq); err != nil {
+	// In the pooled request: passed to an interface, it would escape.
+	areq := &q.areq
+	*areq = bittorrent.AnnounceRequest{InfoHash: q.infoHash, PeerID: q.peerID, Key: c.key, HasKey: c.hasKey}
+	if err := s.tracker.Authorize(areq); err != nil {
 		c.failErr(q, err)
 		return
 	}
@@ -389,7 +409,7 @@ func (c *conn) enqueue(op int, payload []byte) bool {
 		// The reader holds its own count in wg until it has set closed,
 		// so this Add never races Shutdown's Wait.
 		c.srv.wg.Add(1)
-		go c.flush()
+		go c.flushFn()
 	}
 	c.mu.Unlock()
 	return true

@@ -61,3 +61,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeRawID: reading an id from a JSON string's contents as sent
+// gives what decoding the string and then the id gives.
+func FuzzDecodeRawID(f *testing.F) {
+	f.Add([]byte(jsonID(tricky)))
+	f.Add([]byte(`"\u00ff\u0000\"\\\/\b\f\n\r\taaaaaaaaaa"`))
+	f.Add([]byte(`"\ud83d\ude00aaaaaaaaaaaaaaaaaaa"`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !utf8.Valid(data) || len(data) < 2 || data[0] != '"' {
+			return
+		}
+		sc := scanner{b: data}
+		content, esc, ok := sc.str()
+		if !ok {
+			return
+		}
+		var want, got id
+		wantOK := decodeID(unquote(content, esc), &want)
+		gotOK := decodeRawID(content, esc, &got)
+		if wantOK != gotOK || (wantOK && want != got) {
+			t.Fatalf("%q: decodeID %v %x, decodeRawID %v %x", content, wantOK, want, gotOK, got)
+		}
+	})
+}

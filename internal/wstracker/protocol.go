@@ -53,14 +53,20 @@ type request struct {
 	// single says the scrape named one hash as a string (not an array).
 	single bool
 
-	peerID   id
-	event    bittorrent.Event
-	left     int64 // bittorrent.LeftUnknown for null, absent or negative
-	numWant  int
-	offers   []offer
-	answer   json.RawMessage // an answer to relay, with toPeerID and offerID
-	toPeerID id
-	offerID  id
+	peerID  id
+	event   bittorrent.Event
+	left    int64 // bittorrent.LeftUnknown for null, absent or negative
+	numWant int
+	offers  []offer
+	// wireOffers, picked and targets are scratch of the request's
+	// handling, kept with it for the next.
+	wireOffers []wireOffer
+	picked     []*member
+	targets    []target
+	areq       bittorrent.AnnounceRequest
+	answer     json.RawMessage // an answer to relay, with toPeerID and offerID
+	toPeerID   id
+	offerID    id
 }
 
 type offer struct {
@@ -71,24 +77,43 @@ type offer struct {
 // wire is the JSON shape of a client message. Unknown fields (trackerid,
 // corrupt, key, ...) are ignored, as the reference server ignores them.
 type wire struct {
-	Action     *string         `json:"action"`
-	InfoHash   json.RawMessage `json:"info_hash"`
-	PeerID     *string         `json:"peer_id"`
-	Event      *string         `json:"event"`
-	Left       json.RawMessage `json:"left"`
-	NumWant    json.RawMessage `json:"numwant"`
-	Offers     json.RawMessage `json:"offers"`
-	Answer     json.RawMessage `json:"answer"`
-	ToPeerID   *string         `json:"to_peer_id"`
-	OfferID    *string         `json:"offer_id"`
-	Uploaded   json.RawMessage `json:"uploaded"`
-	Downloaded json.RawMessage `json:"downloaded"`
+	Action     jstr
+	InfoHash   json.RawMessage
+	PeerID     jstr
+	Event      jstr
+	Left       json.RawMessage
+	NumWant    json.RawMessage
+	Offers     json.RawMessage
+	Answer     json.RawMessage
+	ToPeerID   jstr
+	OfferID    jstr
+	Uploaded   json.RawMessage
+	Downloaded json.RawMessage
 }
 
 type wireOffer struct {
-	Offer   json.RawMessage `json:"offer"`
-	OfferID *string         `json:"offer_id"`
+	Offer   json.RawMessage
+	OfferID jstr
 }
+
+// jstr is a JSON string field as read, left encoded: its contents between
+// the quotes point into the message and are decoded only where used (a
+// decoded string was two allocations per field). Absent or null is unset.
+type jstr struct {
+	raw      []byte
+	esc, set bool
+}
+
+// is compares the decoded string with v.
+func (j jstr) is(v string) bool {
+	if !j.esc {
+		return string(j.raw) == v
+	}
+	return unquote(j.raw, true) == v
+}
+
+// id decodes the string as a binary id (decodeID's rules).
+func (j jstr) id(out *id) bool { return j.set && decodeRawID(j.raw, j.esc, out) }
 
 // limits bound what one message may ask for; parse refuses more.
 type limits struct {
@@ -103,98 +128,104 @@ var errTooManyHashes = errors.New("too many info_hash values in one scrape")
 // holds the action and info hash when they were read, so the failure can
 // name them.
 func parse(msg []byte, lim limits) (*request, error) {
+	r := &request{}
+	return r, parseInto(r, msg, lim)
+}
+
+// parseInto is parse into a request the caller reuses: its offers and
+// hashes keep their backing arrays.
+func parseInto(r *request, msg []byte, lim limits) error {
+	*r = request{left: bittorrent.LeftUnknown, offers: r.offers[:0], hashes: r.hashes[:0],
+		wireOffers: r.wireOffers[:0], picked: r.picked[:0], targets: r.targets[:0]}
 	var w wire
-	r := &request{left: bittorrent.LeftUnknown}
 	msg = bytes.TrimSpace(msg)
 	if len(msg) == 0 || msg[0] != '{' {
-		return r, errBadJSON
+		return errBadJSON
 	}
 	// Offers and answers are relayed as sent, in text frames, which must
 	// be UTF-8: a browser fails the connection on a frame that is not.
 	// encoding/json lets invalid UTF-8 through inside strings, and gorilla
 	// does not check it, so one peer could cut its swarm off the tracker.
 	if !utf8.Valid(msg) {
-		return r, errBadUTF8
+		return errBadUTF8
 	}
 	if !scanMessage(msg, &w) {
-		return r, errBadJSON
+		return errBadJSON
 	}
-	if w.Action == nil {
-		return r, errBadAction
-	}
-	switch *w.Action {
-	case actionAnnounce, actionScrape:
-		r.action = *w.Action
+	switch {
+	case !w.Action.set:
+		return errBadAction
+	case w.Action.is(actionAnnounce):
+		r.action = actionAnnounce
+	case w.Action.is(actionScrape):
+		r.action = actionScrape
 	default:
-		return r, errBadAction
+		return errBadAction
 	}
 	if r.action == actionScrape {
-		return r, parseScrapeHashes(r, w.InfoHash, lim)
+		return parseScrapeHashes(r, w.InfoHash, lim)
 	}
 	if !decodeJSONID(w.InfoHash, &r.infoHash) {
-		return r, errBadInfoHash
+		return errBadInfoHash
 	}
 	r.hasHash = true
-	if w.PeerID == nil || !decodeID(*w.PeerID, &r.peerID) {
-		return r, errBadPeerID
+	if !w.PeerID.id(&r.peerID) {
+		return errBadPeerID
 	}
 	if len(w.Answer) > 0 && !isNull(w.Answer) {
 		// An answer to someone's offer: it names whom and which offer.
 		if w.Answer[0] != '{' {
-			return r, errBadAnswer
+			return errBadAnswer
 		}
-		if w.ToPeerID == nil || !decodeID(*w.ToPeerID, &r.toPeerID) {
-			return r, errBadToPeerID
+		if !w.ToPeerID.id(&r.toPeerID) {
+			return errBadToPeerID
 		}
-		if w.OfferID == nil || !decodeID(*w.OfferID, &r.offerID) {
-			return r, errBadOfferID
+		if !w.OfferID.id(&r.offerID) {
+			return errBadOfferID
 		}
 		r.answer = w.Answer
-		return r, nil
+		return nil
 	}
-	if w.Event != nil {
-		switch *w.Event {
-		case "started":
-			r.event = bittorrent.EventStarted
-		case "stopped":
-			r.event = bittorrent.EventStopped
-		case "completed":
-			r.event = bittorrent.EventCompleted
-		default:
-			// "update", "paused" (libtorrent), "" and anacrolix's
-			// "<regular>" are all a regular announce.
-		}
+	// "update", "paused" (libtorrent), "" and anacrolix's "<regular>"
+	// are all a regular announce.
+	switch ev := w.Event; {
+	case !ev.set:
+	case ev.is("started"):
+		r.event = bittorrent.EventStarted
+	case ev.is("stopped"):
+		r.event = bittorrent.EventStopped
+	case ev.is("completed"):
+		r.event = bittorrent.EventCompleted
 	}
 	if n, ok, err := number(w.Left); err != nil {
-		return r, err
+		return err
 	} else if ok && n >= 0 {
 		r.left = n
 	}
 	if n, ok, err := number(w.NumWant); err != nil {
-		return r, err
+		return err
 	} else if ok && n > 0 {
 		r.numWant = int(min(n, math.MaxInt32))
 	}
 	if len(w.Offers) > 0 && !isNull(w.Offers) {
-		var offers []wireOffer
-		if !scanOffers(w.Offers, &offers) {
-			return r, errBadOffer
+		if !scanOffers(w.Offers, &r.wireOffers) {
+			return errBadOffer
 		}
-		for i := range offers {
-			o := &offers[i]
-			if len(o.Offer) == 0 || o.Offer[0] != '{' || o.OfferID == nil {
-				return r, errBadOffer
+		for i := range r.wireOffers {
+			o := &r.wireOffers[i]
+			if len(o.Offer) == 0 || o.Offer[0] != '{' || !o.OfferID.set {
+				return errBadOffer
 			}
 			var id id
-			if !decodeID(*o.OfferID, &id) {
-				return r, errBadOfferID
+			if !o.OfferID.id(&id) {
+				return errBadOfferID
 			}
 			if len(r.offers) < lim.maxOffers {
 				r.offers = append(r.offers, offer{sdp: o.Offer, id: id})
 			}
 		}
 	}
-	return r, nil
+	return nil
 }
 
 func parseScrapeHashes(r *request, raw json.RawMessage, lim limits) error {
@@ -267,7 +298,7 @@ func decodeJSONID(raw json.RawMessage, out *id) bool {
 	if !ok || sc.i != len(raw) {
 		return false
 	}
-	return decodeID(unquote(content, esc), out)
+	return decodeRawID(content, esc, out)
 }
 
 // decodeID reads exactly 20 code points, each at most U+00FF. Invalid
@@ -279,6 +310,57 @@ func decodeID(s string, out *id) bool {
 			return false
 		}
 		out[n] = byte(r)
+		n++
+	}
+	return n == len(out)
+}
+
+// decodeRawID is decodeID on a JSON string's contents as read (esc: with
+// escapes), without decoding them into a string first. Surrogates, paired
+// or not, decode above U+00FF and are refused, as in decodeID.
+func decodeRawID(raw []byte, esc bool, out *id) bool {
+	n := 0
+	for i := 0; i < len(raw); {
+		if n == len(out) {
+			return false
+		}
+		c := raw[i]
+		switch {
+		case c == '\\' && esc:
+			var r rune
+			switch raw[i+1] {
+			case 'b':
+				r = '\b'
+			case 'f':
+				r = '\f'
+			case 'n':
+				r = '\n'
+			case 'r':
+				r = '\r'
+			case 't':
+				r = '\t'
+			case 'u':
+				r = hex4(raw[i+2:])
+				i += 4
+			default: // '"', '\\', '/'
+				r = rune(raw[i+1])
+			}
+			if r > 0xFF {
+				return false
+			}
+			out[n] = byte(r)
+			i += 2
+		case c < utf8.RuneSelf:
+			out[n] = c
+			i++
+		default:
+			r, size := utf8.DecodeRune(raw[i:])
+			if r > 0xFF {
+				return false
+			}
+			out[n] = byte(r)
+			i += size
+		}
 		n++
 	}
 	return n == len(out)

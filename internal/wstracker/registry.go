@@ -175,19 +175,18 @@ func (r *registry) announce(c *conn, q *request, now int64, cfg *Config) (change
 	if k <= 0 {
 		return ch, nil, nil
 	}
-	targets := pick(sw.members, m, k)
+	q.picked = pick(q.picked[:0], sw.members, m, k)
 	expires := now + cfg.OfferTTL.Nanoseconds()
-	for i, t := range targets {
+	out := q.targets[:0]
+	for i, t := range q.picked {
 		key := offerKey{q.offers[i].id, t.id}
 		if _, dup := sw.offers[key]; !dup {
 			c.pending.Add(1)
 		}
 		sw.offers[key] = pendingOffer{from: c, fromID: q.peerID, to: t.c, expires: expires}
+		out = append(out, target{c: t.c, offer: i})
 	}
-	out := make([]target, len(targets))
-	for i, t := range targets {
-		out[i] = target{c: t.c, offer: i}
-	}
+	q.targets = out
 	return ch, out, nil
 }
 
@@ -199,9 +198,8 @@ func swarmMember(sw *wsSwarm, pid id) *member {
 }
 
 // pick draws k distinct members other than self, at random (k is small:
-// at most MaxOffers, and below len(members)).
-func pick(members []*member, self *member, k int) []*member {
-	out := make([]*member, 0, k)
+// at most MaxOffers, and below len(members)), appending them to out.
+func pick(out []*member, members []*member, self *member, k int) []*member {
 	if k >= len(members)-1 {
 		for _, m := range members {
 			if m != self {

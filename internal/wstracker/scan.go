@@ -319,20 +319,20 @@ func (s *scanner) array(elem func() bool) bool {
 	}
 }
 
-// optString reads a string or null for a *string field (null sets nil);
+// optStr reads a string or null for a jstr field (null unsets it);
 // another type is checked, skipped and marks the message bad, as
 // encoding/json's type error does.
-func (s *scanner) optString(dst **string) bool {
+func (s *scanner) optStr(dst *jstr) bool {
 	raw, ok := s.value()
 	if !ok {
 		return false
 	}
 	switch raw[0] {
 	case '"':
-		v := unquote(raw[1:len(raw)-1], hasEscape(raw))
-		*dst = &v
+		content := raw[1 : len(raw)-1]
+		*dst = jstr{raw: content, esc: hasEscape(content), set: true}
 	case 'n':
-		*dst = nil
+		*dst = jstr{}
 	default:
 		s.bad = true
 	}
@@ -375,13 +375,13 @@ func scanMessage(msg []byte, w *wire) bool {
 		}
 		switch string(key) { // compared, not allocated
 		case "action":
-			return s.optString(&w.Action)
+			return s.optStr(&w.Action)
 		case "info_hash":
 			return raw((*[]byte)(&w.InfoHash))
 		case "peer_id":
-			return s.optString(&w.PeerID)
+			return s.optStr(&w.PeerID)
 		case "event":
-			return s.optString(&w.Event)
+			return s.optStr(&w.Event)
 		case "left":
 			return raw((*[]byte)(&w.Left))
 		case "numwant":
@@ -391,9 +391,9 @@ func scanMessage(msg []byte, w *wire) bool {
 		case "answer":
 			return raw((*[]byte)(&w.Answer))
 		case "to_peer_id":
-			return s.optString(&w.ToPeerID)
+			return s.optStr(&w.ToPeerID)
 		case "offer_id":
-			return s.optString(&w.OfferID)
+			return s.optStr(&w.OfferID)
 		case "uploaded":
 			return raw((*[]byte)(&w.Uploaded))
 		case "downloaded":
@@ -431,7 +431,7 @@ func scanOffers(raw []byte, out *[]wireOffer) bool {
 				o.Offer = v
 				return ok
 			case keyIs(key, esc, "offer_id"):
-				return s.optString(&o.OfferID)
+				return s.optStr(&o.OfferID)
 			}
 			_, ok := s.value()
 			return ok

@@ -1,0 +1,5 @@
+//go:build !race
+
+package wstracker
+
+const raceEnabled = false
