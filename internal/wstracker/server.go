@@ -9,15 +9,17 @@
 // those to them); the swarm store counts them (swarm.RelayCounter), so
 // scrape, the API and the stats cover every transport.
 //
-// The WebSocket library is gorilla/websocket: its connection is a net.Conn
-// with deadlines (an idle connection costs no timer goroutine: pongs and
-// messages push the read deadline, the runtime's netpoller enforces it),
-// WriteControl may be called beside a writer (one goroutine pings every
-// connection), its write buffer can come from a pool and be released
-// between writes, and it reuses net/http's hijacked read buffer, which
-// matters at tens of thousands of idle connections. coder/websocket's Ping
-// waits for the pong in the caller (a goroutine per ping), and gobwas/ws
-// would have us write framing and control frames ourselves.
+// The WebSocket library is gorilla/websocket, for the upgrade and reading:
+// its connection is a net.Conn with deadlines (an idle connection costs no
+// timer goroutine: pongs and messages push the read deadline, the
+// runtime's netpoller enforces it), it allocates no write buffer when given
+// a pool, and its read buffer can be small. coder/websocket's Ping waits
+// for the pong in the caller (a goroutine per ping). Writing is ours: a
+// server's frames are a two-to-ten-byte header and the payload, unmasked,
+// and a connection's writer puts all that is queued for it in one write
+// (gorilla's WriteMessage is a system call per message, which a CPU profile
+// under load showed as the largest cost left); reads go through a buffer
+// lent while bytes wait (lend.go), so one read takes several messages.
 package wstracker
 
 import (
@@ -100,7 +102,8 @@ type Config struct {
 	// for that long, and takes out of its swarm a peer that was not
 	// announced again for that long.
 	IdleTimeout time.Duration
-	// WriteTimeout bounds writing one message to a client.
+	// WriteTimeout bounds one write to a client (of what was queued for
+	// it: one message or several).
 	WriteTimeout time.Duration
 	// HandshakeTimeout bounds the HTTP upgrade request.
 	HandshakeTimeout time.Duration
