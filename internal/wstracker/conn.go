@@ -59,6 +59,9 @@ type conn struct {
 	queued     int
 	writing    bool
 	closed     bool
+	// writeBy is the write deadline last set (by the writer, one at a
+	// time).
+	writeBy time.Time
 	// peers are the peers this connection announced (the registry changes
 	// it under the swarm's shard lock); nil until the first.
 	peers map[peerKey]struct{}
@@ -103,8 +106,15 @@ func (c *conn) serve(ctx context.Context) {
 	}()
 	ws := c.ws
 	ws.SetReadLimit(s.cfg.MaxMessageBytes)
+	idle := 2*s.cfg.PingInterval + s.cfg.WriteTimeout
+	var readBy time.Time // the read deadline last set
 	alive := func() {
-		_ = ws.SetReadDeadline(time.Now().Add(2*s.cfg.PingInterval + s.cfg.WriteTimeout))
+		// Moved on at most every sixteenth of it: setting a deadline
+		// moves a runtime timer, a cost per message otherwise.
+		if now := time.Now(); now.Add(idle).Sub(readBy) >= idle/16 {
+			readBy = now.Add(idle)
+			_ = ws.SetReadDeadline(readBy)
+		}
 	}
 	alive()
 	ws.SetPongHandler(func(string) error { alive(); return nil })
@@ -431,7 +441,11 @@ func (c *conn) flush() {
 		bp, msgs, bytes := c.out, c.outMsgs, c.outBytes
 		c.out, c.outMsgs, c.outBytes = nil, 0, 0
 		c.mu.Unlock()
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		// As the read deadline, moved on at most every sixteenth of it.
+		if wt, now := c.srv.cfg.WriteTimeout, time.Now(); now.Add(wt).Sub(c.writeBy) >= wt/16 {
+			c.writeBy = now.Add(wt)
+			_ = c.nc.SetWriteDeadline(c.writeBy)
+		}
 		_, err := c.nc.Write(*bp)
 		putOut(bp)
 		c.mu.Lock()
