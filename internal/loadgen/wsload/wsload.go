@@ -10,6 +10,7 @@ package wsload
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"github.com/starling-tracker/starling/internal/loadgen/latency"
@@ -214,8 +215,18 @@ func progress(ctx context.Context, w io.Writer, cnt *counters) {
 }
 
 type conn struct {
-	ws   *websocket.Conn
-	wmu  sync.Mutex // gorilla allows one writer at a time
+	ws *websocket.Conn
+	nc net.Conn // under ws: the writer writes its frames itself
+
+	mu      sync.Mutex
+	out     []byte // frames waiting for the writer
+	spare   []byte // the buffer last written, for the next frames
+	writing bool
+	werr    error // the writer's failure, reported by the next send
+
+	rbuf []byte // the message being read
+	abuf []byte // the answer being built (by the reader)
+
 	hash string
 	peer string
 	sdp  string
@@ -233,7 +244,7 @@ func dial(ctx context.Context, cfg Config, i int) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{ws: ws}, nil
+	return &conn{ws: ws, nc: ws.NetConn()}, nil
 }
 
 // The tracker's messages are told apart by their keys, and the ids read at
@@ -249,13 +260,13 @@ var (
 	keyOfferID  = []byte(`"offer_id":"`)
 )
 
-// idAfter returns the 20 characters after key in b.
-func idAfter(b, key []byte) (string, bool) {
+// idAfter returns the 20 characters after key in b (a slice of b).
+func idAfter(b, key []byte) ([]byte, bool) {
 	i := bytes.Index(b, key)
 	if i < 0 || i+len(key)+20 > len(b) {
-		return "", false
+		return nil, false
 	}
-	return string(b[i+len(key) : i+len(key)+20]), true
+	return b[i+len(key) : i+len(key)+20], true
 }
 
 // run announces (one in flight) until ctx ends, answering the offers it
@@ -267,6 +278,8 @@ func (c *conn) run(ctx context.Context, h *latency.Hist) {
 		c.ws.Close()
 	}()
 	go c.read(ctx, answered)
+	timeout := time.NewTimer(c.cfg.Timeout)
+	defer timeout.Stop()
 	first := true
 	for ctx.Err() == nil {
 		offers := c.cfg.Offers
@@ -274,17 +287,18 @@ func (c *conn) run(ctx context.Context, h *latency.Hist) {
 			offers = 0
 		}
 		sent := time.Now()
-		if err := c.write(c.announce(first, offers)); err != nil {
+		if err := c.send(c.announce(first, offers)); err != nil {
 			if ctx.Err() == nil {
 				c.cnt.fail(err)
 			}
 			return
 		}
 		first = false
+		timeout.Reset(c.cfg.Timeout)
 		select {
 		case <-answered:
 			h.Record(time.Since(sent))
-		case <-time.After(c.cfg.Timeout):
+		case <-timeout.C:
 			c.cnt.fail(errors.New("announce answer timed out"))
 		case <-ctx.Done():
 			return
@@ -298,7 +312,7 @@ func (c *conn) run(ctx context.Context, h *latency.Hist) {
 
 func (c *conn) read(ctx context.Context, answered chan<- struct{}) {
 	for {
-		_, b, err := c.ws.ReadMessage()
+		b, err := c.readMessage()
 		if err != nil {
 			if ctx.Err() == nil {
 				c.cnt.fail(err)
@@ -329,7 +343,8 @@ func (c *conn) read(ctx context.Context, answered chan<- struct{}) {
 				c.cnt.fail(fmt.Errorf("offer without ids: %.200s", b))
 				continue
 			}
-			if err := c.write(c.answer(from, offerID)); err != nil && ctx.Err() == nil {
+			c.abuf = c.answer(c.abuf[:0], from, offerID)
+			if err := c.send(c.abuf); err != nil && ctx.Err() == nil {
 				c.cnt.fail(err)
 			}
 		case bytes.Contains(b, keyAnswer):
@@ -340,11 +355,89 @@ func (c *conn) read(ctx context.Context, answered chan<- struct{}) {
 	}
 }
 
-func (c *conn) write(b []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.Timeout))
-	return c.ws.WriteMessage(websocket.TextMessage, b)
+// readMessage reads the next message into the connection's buffer (valid
+// until the next call): ReadMessage allocates each.
+func (c *conn) readMessage() ([]byte, error) {
+	_, r, err := c.ws.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	b := c.rbuf[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			c.rbuf = b
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// send queues b as a text frame and starts the writer if it is not
+// running: what is queued while it writes goes out in its next write, as
+// the tracker does, so the generator is not held back by a system call
+// per message. b is copied.
+func (c *conn) send(b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.werr != nil {
+		return c.werr
+	}
+	c.out = appendFrame(c.out, b)
+	if !c.writing {
+		c.writing = true
+		go c.flush()
+	}
+	return nil
+}
+
+// appendFrame appends a client's text frame. A client's frames are masked;
+// the key is zero, which leaves the payload as it is (the tracker cannot
+// tell, and a load generator need not hide its bytes from proxies).
+func appendFrame(dst, payload []byte) []byte {
+	switch n := len(payload); {
+	case n < 126:
+		dst = append(dst, 0x81, 0x80|byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, 0x81, 0x80|126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0x81, 0x80|127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	dst = append(dst, 0, 0, 0, 0)
+	return append(dst, payload...)
+}
+
+func (c *conn) flush() {
+	for {
+		c.mu.Lock()
+		if len(c.out) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		b := c.out
+		c.out = c.spare[:0]
+		c.mu.Unlock()
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.Timeout))
+		_, err := c.nc.Write(b)
+		c.mu.Lock()
+		c.spare = b[:0]
+		if err != nil {
+			c.werr = err
+			c.writing = false
+			c.out = c.out[:0]
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
 }
 
 // The ids are 20 ASCII letters, so plain JSON strings carry them.
@@ -367,9 +460,18 @@ func (c *conn) announce(first bool, offers int) []byte {
 	return append(b, '}')
 }
 
-func (c *conn) answer(to, offerID string) []byte {
-	return []byte(`{"action":"announce","info_hash":"` + c.hash + `","peer_id":"` + c.peer + `","to_peer_id":"` + to +
-		`","offer_id":"` + offerID + `","answer":{"type":"answer","sdp":"` + c.sdp + `"}}`)
+func (c *conn) answer(dst, to, offerID []byte) []byte {
+	dst = append(dst, `{"action":"announce","info_hash":"`...)
+	dst = append(dst, c.hash...)
+	dst = append(dst, `","peer_id":"`...)
+	dst = append(dst, c.peer...)
+	dst = append(dst, `","to_peer_id":"`...)
+	dst = append(dst, to...)
+	dst = append(dst, `","offer_id":"`...)
+	dst = append(dst, offerID...)
+	dst = append(dst, `","answer":{"type":"answer","sdp":"`...)
+	dst = append(dst, c.sdp...)
+	return append(dst, `"}}`...)
 }
 
 func randomID() string {
