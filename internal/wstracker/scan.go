@@ -1,6 +1,7 @@
 package wstracker
 
 import (
+	"encoding/binary"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -146,9 +147,22 @@ func (s *scanner) str() (raw []byte, esc, ok bool) {
 			return nil, false, false
 		default:
 			i++
+			// SDPs are long runs of plain bytes: skip them eight at a time.
+			for i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+				i += 8
+			}
 		}
 	}
 	return nil, false, false
+}
+
+// plain8 reports whether none of eight bytes is '"', '\\' or below 0x20
+// (each test is exact: "has a zero byte" on v^'"', v^'\\', and "has a byte
+// below 0x20").
+func plain8(v uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q, bs := v^(lo*'"'), v^(lo*'\\')
+	return ((q-lo)&^q|(bs-lo)&^bs|(v-lo*0x20)&^v)&hi == 0
 }
 
 func isHex4(b []byte) bool {

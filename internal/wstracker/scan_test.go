@@ -2,6 +2,7 @@ package wstracker
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -126,6 +127,23 @@ func TestUnquote(t *testing.T) {
 		}
 		if got := unquote([]byte(s), strings.Contains(s, `\`)); got != want {
 			t.Errorf("unquote(%s) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+// plain8 agrees with a byte-by-byte check, for every byte at every place.
+func TestPlain8(t *testing.T) {
+	for pos := range 8 {
+		for c := range 256 {
+			var b [8]byte
+			for i := range b {
+				b[i] = 'a'
+			}
+			b[pos] = byte(c)
+			want := c >= 0x20 && c != '"' && c != '\\'
+			if got := plain8(binary.LittleEndian.Uint64(b[:])); got != want {
+				t.Fatalf("byte %#x at %d: plain8 %v, want %v", c, pos, got, want)
+			}
 		}
 	}
 }
