@@ -11,40 +11,61 @@ import (
 // share the bucket's hash tag, so a script touches one Cluster slot.
 //
 //	1 S4  ZSET seeders, IPv4: member = address and port (6 bytes, as BEP 23
-//	2 L4  ZSET leechers, IPv4       puts them on the wire), score = 2*t + c:
-//	3 S6  ZSET seeders, IPv6        t the last announce in store seconds,
-//	4 L6  ZSET leechers, IPv6       c 1 once the peer's completion counted
+//	2 L4  ZSET leechers, IPv4       puts them on the wire), score = t, the
+//	3 S6  ZSET seeders, IPv6        last announce in store seconds, plus
+//	4 L6  ZSET leechers, IPv6       2^32 once the peer's completion counted
 //	5 D   HASH address -> peer_id, uploaded, downloaded, left, event (45 B)
 //	6 G   ZSET addresses whose completion counted and that left (stopped
 //	        or port 0): they are not counted again; bounded, expires
-//	7 H   HASH (bucket) info hash -> completed count; a field per torrent
+//	7 H   HASH (bucket) info hash -> the torrent's record (recordFormat)
 //	8 N   HASH (bucket) counters s, l (peers), t (torrents), c (completed)
-//	9 X   ZSET (bucket) info hash -> at most the score of its oldest peer
+//	9 X   ZSET (bucket) info hash -> at most the t of its oldest peer
 //	        (exact after a sweep), or -inf for a peerless torrent the sweep
 //	        may remove: what the sweep visits
-//	10 R  HASH (bucket) info hash -> "seeders leechers" relayed (WebSocket)
 //
-// A store time t is unix seconds minus epoch; scores stay below 2^31 so
-// Redis keeps them as small integers in a listpack.
-const swarmKeys = 10
+// A store time t is unix seconds minus epoch, so that a peer's score stays
+// below 2^31 for decades and Redis keeps it as a small integer in a
+// listpack. A counted peer scores t + 2^32 (a listpack entry 4 bytes
+// longer), at least 2^31 (t of Announce.Now in tests may be below 0),
+// above every other, so that the re-announce of a peer that was
+// not counted is one ZADD XX GT CH (it changes the score only when the
+// peer is in that list and not counted) instead of a ZSCORE and a ZADD.
+const swarmKeys = 9
+
+// counted is added to the score of a peer whose completion counted.
+const counted = 1 << 32
+
+// A torrent's record in H, 28 bytes: its completed count, the sizes of
+// its four sorted sets (S4 L4 S6 L6) and its relayed (WebSocket) seeders
+// and leechers, each a little-endian uint32. An announce that changes
+// nothing but a score reads its counts and list sizes from here in one
+// HGET, instead of four ZCARDs and another hash; every script that adds
+// or removes a peer writes it.
+const recordFormat = "<I4I4I4I4I4I4I4"
 
 // common is shared by the scripts that change a swarm: the clock, the
-// torrent's relayed counts, whether a peerless torrent may be removed, and
-// the index entry that sends the sweep to the swarm.
+// torrent's record, whether a peerless torrent may be removed, and the
+// index entry that sends the sweep to the swarm.
 const common = `
 local function clock(arg)
   if arg ~= '' then return tonumber(arg) end
   return tonumber(redis.call('TIME')[1]) - EPOCH
 end
-local function relayed(ih)
-  local r = redis.call('HGET', KEYS[10], ih)
-  if not r then return 0, 0 end
-  local s, l = string.match(r, '(%d+) (%d+)')
-  return tonumber(s), tonumber(l)
+local function cards()
+  return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]),
+          redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
 end
-local function peers()
-  return redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[3]),
-         redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[4])
+-- The record: completed, the lists' sizes, relayed seeders and leechers;
+-- nil for an unknown torrent.
+local function load(ih)
+  local v = redis.call('HGET', KEYS[7], ih)
+  if not v then return nil end
+  if #v ~= 28 then return tonumber(v) or 0, cards(), 0, 0 end
+  local c, a, b, d, e, rs, rl = struct.unpack('RECORD', v)
+  return c, {a, b, d, e}, rs, rl
+end
+local function save(ih, c, n, rs, rl)
+  redis.call('HSET', KEYS[7], ih, struct.pack('RECORD', c, n[1], n[2], n[3], n[4], rs, rl))
 end
 -- opts: 1 remove peerless torrents, 2 keep those with a completed count.
 local function removable(opts, completed, rs, rl)
@@ -55,9 +76,13 @@ local function reindex(ih, opts, completed, rs, rl)
   local min
   for i = 1, 4 do
     local f = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-    if f[2] then
-      local v = tonumber(f[2])
-      if not min or v < min then min = v end
+    local g = redis.call('ZRANGEBYSCORE', KEYS[i], HALF, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    for _, v in ipairs({f[2] or false, g[2] or false}) do
+      if v then
+        v = tonumber(v)
+        if v >= HALF then v = v - COUNTED end
+        if not min or v < min then min = v end
+      end
     end
   end
   if min then
@@ -79,9 +104,9 @@ end
 
 // announceScript applies one announce and draws the sample. It does as
 // little as it can on Redis's one thread: a re-announce in the same role
-// (the common case) changes one score and touches no counter or index,
-// and the sample is packed as drawn; the node drops the requester and
-// shuffles.
+// (the common case) reads the record, changes one score and draws, and
+// touches no counter, record or index; the sample is packed as drawn,
+// and the node drops the requester and shuffles.
 //
 // ARGV: 1 info hash, 2 address, 3 family ("4" or "6"), 4 what (k: store
 // the peer, z: completed with port 0, s: remove it, n: nothing), 5 seeder
@@ -99,33 +124,45 @@ local seeder, done = ARGV[5] == '1', ARGV[6] == '1'
 local opts = tonumber(ARGV[11])
 local ks, kl = 1, 2
 if fam == '6' then ks, kl = 3, 4 end
-local completed = redis.call('HGET', KEYS[7], ih)
-if not completed and what ~= 'k' and what ~= 'z' then
-  return {0, 0, 0, 0, '', '', '', 0}
-end
-local now = clock(ARGV[8])
+local completed, n, rs, rl = load(ih)
 local newt = false
 if not completed then
-  completed = 0
+  if what ~= 'k' and what ~= 'z' then return {0, 0, 0, 0, '', '', '', 0} end
+  completed, n, rs, rl = 0, {0, 0, 0, 0}, 0, 0
   newt = true
-  redis.call('HSET', KEYS[7], ih, 0)
   redis.call('HINCRBY', KEYS[8], 't', 1)
-else
-  completed = tonumber(completed)
 end
+local now = clock(ARGV[8])
+local changed = newt
 local counted = 0
--- The role the peer announces is where it most likely is already.
+-- The role the peer announces is where it most likely is already. A
+-- re-announce there of a peer whose completion was not counted is the
+-- common case: one ZADD that changes the score and nothing else.
 local k1, k2 = kl, ks
 if seeder then k1, k2 = ks, kl end
-local old = redis.call('ZSCORE', KEYS[k1], addr)
-local oldk = k1
-if not old and not newt then
-  old = redis.call('ZSCORE', KEYS[k2], addr)
-  oldk = k2
+local old, oldk, was = false, k1, false
+if what == 'k' and not done and not newt and
+    redis.call('ZADD', KEYS[k1], 'XX', 'GT', 'CH', now, addr) == 1 then
+  old = true
+  what = 'r'
+else
+  old = redis.call('ZSCORE', KEYS[k1], addr)
+  if not old and n[k2] > 0 then
+    old = redis.call('ZSCORE', KEYS[k2], addr)
+    oldk = k2
+  end
+  if old then was = tonumber(old) >= HALF end
 end
-local was = false
-if old then was = tonumber(old) % 2 == 1 end
-if what == 'k' then
+-- A peer added to a list or removed from one changes its size by exactly
+-- one; the sweep recounts.
+local function move(k, d)
+  n[k] = n[k] + d
+  redis.call('HINCRBY', KEYS[8], k % 2 == 1 and 's' or 'l', d)
+  changed = true
+end
+if what == 'r' then
+  if ARGV[7] ~= '' then redis.call('HSET', KEYS[5], addr, ARGV[7]) end
+elseif what == 'k' then
   if not old then
     was = redis.call('ZREM', KEYS[6], addr) == 1
   end
@@ -133,36 +170,33 @@ if what == 'k' then
     was = true
     counted = 1
   end
-  local sc = now * 2
-  if was then sc = sc + 1 end
+  local sc = now
+  if was then sc = sc + COUNTED end
   redis.call('ZADD', KEYS[k1], sc, addr)
-  local field = 'l'
-  if seeder then field = 's' end
   if not old then
-    redis.call('HINCRBY', KEYS[8], field, 1)
+    move(k1, 1)
   elseif oldk ~= k1 then
     redis.call('ZREM', KEYS[oldk], addr)
-    redis.call('HINCRBY', KEYS[8], field, 1)
-    redis.call('HINCRBY', KEYS[8], field == 's' and 'l' or 's', -1)
+    move(k1, 1)
+    move(oldk, -1)
   end
   if ARGV[7] ~= '' then redis.call('HSET', KEYS[5], addr, ARGV[7]) end
 elseif what == 'z' then
   if not redis.call('ZSCORE', KEYS[6], addr) then counted = 1 end
   remember(addr, now)
-elseif old then
+elseif what == 's' and old then
   redis.call('ZREM', KEYS[oldk], addr)
   redis.call('HDEL', KEYS[5], addr)
-  redis.call('HINCRBY', KEYS[8], oldk % 2 == 1 and 's' or 'l', -1)
+  move(oldk, -1)
   if was then remember(addr, now) end
 end
 if counted == 1 then
   completed = completed + 1
-  redis.call('HSET', KEYS[7], ih, completed)
   redis.call('HINCRBY', KEYS[8], 'c', 1)
+  changed = true
 end
-local rs, rl = relayed(ih)
-local c1, c2, c3, c4 = redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]),
-  redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])
+if changed then save(ih, completed, n, rs, rl) end
+local c1, c2, c3, c4 = n[1], n[2], n[3], n[4]
 local cs, cl = c1 + c3, c2 + c4
 -- The index holds a lower bound of the swarm's oldest peer (a peer only
 -- moves forward), so only a peer new to the swarm may add it; the sweep
@@ -176,32 +210,31 @@ if cs + cl == 0 then
     end
   end
 elseif what == 'k' and not old then
-  redis.call('ZADD', KEYS[9], 'NX', now * 2, ih)
+  redis.call('ZADD', KEYS[9], 'NX', now, ih)
 end
 local numwant = tonumber(ARGV[9])
 if numwant <= 0 then return {cs + rs, cl + rl, completed, counted, '', '', '', 0} end
 -- The lists to draw from: the wanted families' leechers for a seeder that
 -- has any to be handed, else their seeders and leechers.
 local wf = tonumber(ARGV[10])
-local card = {c1, c2, c3, c4}
 local use = {false, false, false, false}
-local n = 0
-if wf % 2 == 1 and c2 > 0 then use[2] = true n = n + c2 end
-if wf >= 2 and c4 > 0 then use[4] = true n = n + c4 end
-if not seeder or n == 0 then
-  if wf % 2 == 1 and c1 > 0 then use[1] = true n = n + c1 end
-  if wf >= 2 and c3 > 0 then use[3] = true n = n + c3 end
+local total = 0
+if wf % 2 == 1 and c2 > 0 then use[2] = true total = total + c2 end
+if wf >= 2 and c4 > 0 then use[4] = true total = total + c4 end
+if not seeder or total == 0 then
+  if wf % 2 == 1 and c1 > 0 then use[1] = true total = total + c1 end
+  if wf >= 2 and c3 > 0 then use[3] = true total = total + c3 end
 end
 -- The requester is in its own list when it was stored.
 local selfk = 0
-if what == 'k' then
+if what == 'k' or what == 'r' then
   selfk = k1
-  if use[selfk] then n = n - 1 end
+  if use[selfk] then total = total - 1 end
 end
 local got = {false, false, false, false}
-if n <= numwant then
+if total <= numwant then
   for i = 1, 4 do
-    if use[i] then got[i] = redis.call('ZRANGE', KEYS[i], 0, -1) end
+    if use[i] then got[i] = redis.call('ZRANGE', KEYS[i], '0', '-1') end
   end
 else
   -- How many from each list: a draw without replacement over the lists
@@ -211,10 +244,10 @@ else
   local x = tonumber(ARGV[12]) % 2147483646 + 1
   local left, want = {0, 0, 0, 0}, {0, 0, 0, 0}
   for i = 1, 4 do
-    if use[i] then left[i] = card[i] end
+    if use[i] then left[i] = n[i] end
   end
   if selfk > 0 and use[selfk] then left[selfk] = left[selfk] - 1 end
-  local rest = n
+  local rest = total
   for _ = 1, numwant do
     x = (x * 16807) % 2147483647
     local r = x % rest
@@ -240,7 +273,7 @@ end
 local order = {1, 2, 3, 4}
 if selfk == 2 then order = {2, 1, 3, 4} elseif selfk == 4 then order = {1, 2, 4, 3} end
 local packed, own = {'', '', '', ''}, 0
-for _, i in ipairs(order) do
+for i = 1, 4 do
   if got[i] then packed[i] = table.concat(got[i]) end
 end
 if selfk > 0 then own = #packed[selfk] end
@@ -266,61 +299,56 @@ return reply
 
 // statsScript reads one swarm's counts for scrape and the API.
 // ARGV: 1 info hash. Reply: {exists (1/0), seeders, leechers, completed}.
-const statsScript = `
-local c = redis.call('HGET', KEYS[7], ARGV[1])
+const statsScript = common + `
+local c, n, rs, rl = load(ARGV[1])
 if not c then return {0, 0, 0, 0} end
-local s = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[3])
-local l = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[4])
-local r = redis.call('HGET', KEYS[10], ARGV[1])
-if r then
-  local rs, rl = string.match(r, '(%d+) (%d+)')
-  s, l = s + tonumber(rs), l + tonumber(rl)
-end
-return {1, s, l, tonumber(c)}
+return {1, n[1] + n[3] + rs, n[2] + n[4] + rl, c}
 `
 
 // sweepSwarmScript removes a swarm's peers last seen at or before the
-// cutoff, and the torrent when it is left peerless and may be removed.
-// ARGV: 1 info hash, 2 cutoff ("" to take it from Redis TIME), 3 age (with
-// TIME), 4 options. Reply: {peers removed, torrent removed (1/0)}.
+// cutoff, and the torrent when it is left peerless and may be removed. It
+// recounts the lists, so that a record or counter that drifted is set
+// right. ARGV: 1 info hash, 2 cutoff ("" to take it from Redis TIME), 3
+// age (with TIME), 4 options. Reply: {peers removed, torrent removed (1/0)}.
 const sweepSwarmScript = common + `
 local ih = ARGV[1]
 local opts = tonumber(ARGV[4])
-local completed = redis.call('HGET', KEYS[7], ih)
+local completed, n, rs, rl = load(ih)
 if not completed then
   redis.call('ZREM', KEYS[9], ih)
   return {0, 0}
 end
-completed = tonumber(completed)
 local cut = ARGV[2]
 if cut == '' then cut = clock('') - tonumber(ARGV[3]) else cut = tonumber(cut) end
-local max = cut * 2 + 1
 local removed = 0
 for i = 1, 4 do
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', max)
-  if #gone > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', max)
-    for j = 1, #gone, 500 do
-      redis.call('HDEL', KEYS[5], unpack(gone, j, math.min(j + 499, #gone)))
+  for _, r in ipairs({{'-inf', cut}, {HALF, COUNTED + cut}}) do
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[i], r[1], r[2])
+    if #gone > 0 then
+      redis.call('ZREMRANGEBYSCORE', KEYS[i], r[1], r[2])
+      for j = 1, #gone, 500 do
+        redis.call('HDEL', KEYS[5], unpack(gone, j, math.min(j + 499, #gone)))
+      end
+      removed = removed + #gone
     end
-    redis.call('HINCRBY', KEYS[8], i % 2 == 1 and 's' or 'l', -#gone)
-    removed = removed + #gone
   end
 end
-local rs, rl = relayed(ih)
-local cs, cl = peers()
-if cs + cl == 0 and removable(opts, completed, rs, rl) then
+local m = cards()
+local ds, dl = m[1] + m[3] - n[1] - n[3], m[2] + m[4] - n[2] - n[4]
+if ds ~= 0 then redis.call('HINCRBY', KEYS[8], 's', ds) end
+if dl ~= 0 then redis.call('HINCRBY', KEYS[8], 'l', dl) end
+if m[1] + m[2] + m[3] + m[4] == 0 and removable(opts, completed, rs, rl) then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
   redis.call('HDEL', KEYS[7], ih)
-  redis.call('HDEL', KEYS[10], ih)
   redis.call('ZREM', KEYS[9], ih)
   redis.call('HINCRBY', KEYS[8], 't', -1)
   if completed > 0 then redis.call('HINCRBY', KEYS[8], 'c', -completed) end
   return {removed, 1}
 end
+save(ih, completed, m, rs, rl)
 reindex(ih, opts, completed, rs, rl)
 -- A peerless torrent that is kept would come back at every sweep.
-if cs + cl == 0 then redis.call('ZREM', KEYS[9], ih) end
+if m[1] + m[2] + m[3] + m[4] == 0 then redis.call('ZREM', KEYS[9], ih) end
 return {removed, 0}
 `
 
@@ -330,19 +358,17 @@ return {removed, 0}
 // ARGV: 1 info hash, 2 count, 3 options.
 const setCompletedScript = common + `
 local ih, want, opts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local c = redis.call('HGET', KEYS[7], ih)
+local c, n, rs, rl = load(ih)
 if not c then
   if want == 0 then return 0 end
-  redis.call('HSET', KEYS[7], ih, want)
+  n, rs, rl = {0, 0, 0, 0}, 0, 0
   redis.call('HINCRBY', KEYS[8], 't', 1)
   redis.call('HINCRBY', KEYS[8], 'c', want)
 else
-  c = tonumber(c)
   if want <= c then return 0 end
-  redis.call('HSET', KEYS[7], ih, want)
   redis.call('HINCRBY', KEYS[8], 'c', want - c)
 end
-local rs, rl = relayed(ih)
+save(ih, want, n, rs, rl)
 reindex(ih, opts, want, rs, rl)
 return 1
 `
@@ -353,34 +379,24 @@ return 1
 const relayScript = common + `
 local ih, ds, dl, opts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
 local done = ARGV[4] == '1'
-local completed = redis.call('HGET', KEYS[7], ih)
+local completed, n, rs, rl = load(ih)
 if not completed then
   if ds <= 0 and dl <= 0 and not done then return {0, 0, 0, 0} end
-  completed = 0
-  redis.call('HSET', KEYS[7], ih, 0)
+  completed, n, rs, rl = 0, {0, 0, 0, 0}, 0, 0
   redis.call('HINCRBY', KEYS[8], 't', 1)
-else
-  completed = tonumber(completed)
 end
-local rs, rl = relayed(ih)
 local ns, nl = math.max(rs + ds, 0), math.max(rl + dl, 0)
-if ns + nl > 0 then
-  redis.call('HSET', KEYS[10], ih, ns .. ' ' .. nl)
-else
-  redis.call('HDEL', KEYS[10], ih)
-end
 redis.call('HINCRBY', KEYS[8], 's', ns - rs)
 redis.call('HINCRBY', KEYS[8], 'l', nl - rl)
 local counted = 0
 if done then
   counted = 1
   completed = completed + 1
-  redis.call('HSET', KEYS[7], ih, completed)
   redis.call('HINCRBY', KEYS[8], 'c', 1)
 end
+save(ih, completed, n, ns, nl)
 reindex(ih, opts, completed, ns, nl)
-local cs, cl = peers()
-return {cs + ns, cl + nl, completed, counted}
+return {n[1] + n[3] + ns, n[2] + n[4] + nl, completed, counted}
 `
 
 // scanScript takes (or keeps) a bucket's sweep lease and lists up to
@@ -394,7 +410,7 @@ if cur and cur ~= ARGV[1] then return false end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local cut = ARGV[3]
 if cut == '' then cut = tonumber(redis.call('TIME')[1]) - EPOCH - tonumber(ARGV[4]) else cut = tonumber(cut) end
-return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cut * 2 + 1, 'LIMIT', 0, tonumber(ARGV[5]))
+return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cut, 'LIMIT', 0, tonumber(ARGV[5]))
 `
 
 // luaScript is a script with its SHA-1, for the pipelined EVALSHA calls

@@ -28,7 +28,7 @@ var (
 // bucket's after its tag, in script order (see swarmKeys).
 var (
 	swarmSuffixes = [6]string{"S4", "L4", "S6", "L6", "D", "G"}
-	bucketNames   = [4]string{"h", "n", "x", "r"}
+	bucketNames   = [3]string{"h", "n", "x"}
 )
 
 // detailLen is a peer's stored detail: peer_id, uploaded, downloaded,
@@ -479,7 +479,6 @@ func (s *Store) torrent(ctx context.Context, c rueidis.Client, h bittorrent.Info
 	ih := string(h[:])
 	cmds := rueidis.Commands{
 		c.B().Hget().Key(keys[6]).Field(ih).Build(),
-		c.B().Hget().Key(keys[9]).Field(ih).Build(),
 		c.B().Hgetall().Key(keys[4]).Build(),
 	}
 	for i := range 4 {
@@ -491,20 +490,17 @@ func (s *Store) torrent(ctx context.Context, c rueidis.Client, h bittorrent.Info
 			return swarm.Torrent{}, false, fmt.Errorf("redis swarm store: read torrent: %w", err)
 		}
 	}
-	cs, err := rs[0].ToString()
+	rec, err := rs[0].ToString()
 	if rueidis.IsRedisNil(err) {
 		return swarm.Torrent{}, false, nil
 	}
-	completed, _ := strconv.ParseInt(cs, 10, 64)
+	completed, relayedS, relayedL := parseRecord(rec)
 	t := swarm.Torrent{TorrentSummary: swarm.TorrentSummary{InfoHash: h}}
 	t.Completed = clamp32(completed)
-	if r, err := rs[1].ToString(); err == nil {
-		rs, rl := parseRelay(r)
-		t.Seeders, t.Leechers = clamp32(rs), clamp32(rl)
-	}
-	detail, _ := rs[2].AsStrMap()
+	t.Seeders, t.Leechers = clamp32(relayedS), clamp32(relayedL)
+	detail, _ := rs[1].AsStrMap()
 	for i := range 4 {
-		zs, err := rs[3+i].AsZScores()
+		zs, err := rs[2+i].AsZScores()
 		if err != nil {
 			return swarm.Torrent{}, false, fmt.Errorf("redis swarm store: read torrent: %w", err)
 		}
@@ -514,7 +510,11 @@ func (s *Store) torrent(ctx context.Context, c rueidis.Client, h bittorrent.Info
 			t.Leechers += uint32(len(zs))
 		}
 		for _, z := range zs {
-			p := swarm.PeerInfo{Updated: int64(z.Score)>>1 + epoch}
+			ts := int64(z.Score)
+			if ts >= counted/2 {
+				ts -= counted
+			}
+			p := swarm.PeerInfo{Updated: ts + epoch}
 			m := z.Member
 			var ok bool
 			if p.Addr, ok = parseAddr(m); !ok {
@@ -553,10 +553,15 @@ func parseAddr(m string) (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
-func parseRelay(r string) (int64, int64) {
-	var s, l int64
-	fmt.Sscanf(r, "%d %d", &s, &l)
-	return s, l
+// parseRecord reads a torrent's record (see recordFormat): its completed
+// count and relayed seeders and leechers.
+func parseRecord(r string) (completed, relayedS, relayedL int64) {
+	if len(r) != 28 {
+		completed, _ = strconv.ParseInt(r, 10, 64) // written before records
+		return completed, 0, 0
+	}
+	u := func(i int) int64 { return int64(binary.LittleEndian.Uint32([]byte(r[4*i:]))) }
+	return u(0), u(5), u(6)
 }
 
 // Torrents lists torrents in hash order. The buckets hold hashes in order
