@@ -126,7 +126,7 @@ func TestParseFiles(t *testing.T) {
 					Private:                     true,
 					PrivateMode:                 &config.PrivateMode{CheckKeysExpiration: false},
 					Swarm: config.Swarm{Store: "redis", RedisURL: "redis://starling:r3disPassw0rd@redis.internal:6379/0",
-						RedisKeyPrefix: "tracker1:", RedisPeerDetail: false, SnapshotPath: "/var/lib/starling/swarms.snapshot", SnapshotInterval: 60},
+						RedisKeyPrefix: "tracker1:", RedisPeerDetail: true, SnapshotPath: "/var/lib/starling/swarms.snapshot", SnapshotInterval: 60},
 					Limits:        config.Limits{MaxTorrents: 2000000, MaxPeers: 10000000, MaxPeersPerTorrent: 100000},
 					TrackerPolicy: config.TrackerPolicy{MaxPeerTimeout: 3600, PersistentTorrentCompletedStat: true},
 				},

@@ -558,15 +558,15 @@ func TestSwarmStoreSettings(t *testing.T) {
 		detail            bool
 		wantErr           string
 	}{
-		{"defaults", nil, "memory", "", "starling:", true, ""},
+		{"defaults", nil, "memory", "", "starling:", false, ""},
 		{"redis from the environment", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis",
 			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=rediss://u:p@r.example:6380/2",
 			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_KEY_PREFIX=node-a:",
-			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_PEER_DETAIL=false"}, "redis", "rediss://u:p@r.example:6380/2", "node-a:", false, ""},
+			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_PEER_DETAIL=true"}, "redis", "rediss://u:p@r.example:6380/2", "node-a:", true, ""},
 		{"unix socket", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis",
-			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=unix:///run/redis.sock"}, "redis", "unix:///run/redis.sock", "starling:", true, ""},
+			"STARLING_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=unix:///run/redis.sock"}, "redis", "unix:///run/redis.sock", "starling:", false, ""},
 		{"Torrust alias", []string{"TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis",
-			"TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=redis://r:6379"}, "redis", "redis://r:6379", "starling:", true, ""},
+			"TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__SWARM__REDIS_URL=redis://r:6379"}, "redis", "redis://r:6379", "starling:", false, ""},
 		{"redis without a URL", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=redis"}, "", "", "", false, "core.swarm.redis_url"},
 		{"unknown store", []string{"STARLING_CONFIG_OVERRIDE_CORE__SWARM__STORE=Redis"}, "", "", "", false, "core.swarm.store"},
 	}

@@ -96,6 +96,16 @@ type Store interface {
 	Sweep(ctx context.Context, cutoff int64) (SweepResult, error)
 }
 
+// PeerDetailer is implemented by a store that may keep less of a peer
+// than swarm.PeerInfo holds: PeerDetail false means that its answers and
+// Torrent carry no peer_id, uploaded, downloaded or event, and only
+// whether a peer is a seeder (Left 0) or not (bittorrent.LeftUnknown).
+// The Redis store does so to hold a peer in under 40 bytes. A store
+// without the method keeps everything.
+type PeerDetailer interface {
+	PeerDetail() bool
+}
+
 // RelayCounter is implemented by stores that count peers they do not hold.
 // WebSocket (WebTorrent) peers cannot take a TCP or UDP connection, so they
 // must never be handed to UDP or HTTP peers, and the WebSocket tracker

@@ -102,6 +102,14 @@ func conformanceStore(tb testing.TB, opts swarm.Options) swarm.Store {
 
 func TestConformance(t *testing.T) { swarmtest.Run(t, conformanceStore) }
 
+// TestConformanceNoPeerDetail runs the suite on the store without peer
+// detail (the daemon's default): the suite checks what it keeps.
+func TestConformanceNoPeerDetail(t *testing.T) {
+	swarmtest.Run(t, func(tb testing.TB, opts swarm.Options) swarm.Store {
+		return newTestStore(tb, Config{Options: opts, AnnounceClock: true, BucketBits: 4, Timeout: 2 * time.Second, NoPeerDetail: true})
+	})
+}
+
 // TestConformanceDefaultBuckets runs the suite on the 4,096 buckets of
 // production, but for the model and concurrency tests, whose thousands
 // of Totals would each read every bucket.

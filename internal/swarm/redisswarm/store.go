@@ -22,7 +22,12 @@ import (
 var (
 	_ swarm.Store        = (*Store)(nil)
 	_ swarm.RelayCounter = (*Store)(nil)
+	_ swarm.PeerDetailer = (*Store)(nil)
 )
+
+// PeerDetail is false with Config.NoPeerDetail: peers carry no id,
+// uploaded, downloaded or event.
+func (s *Store) PeerDetail() bool { return !s.cfg.NoPeerDetail }
 
 // swarmSuffixes name a swarm's keys after the info hash, and bucketKeys a
 // bucket's after its tag, in script order (see swarmKeys).

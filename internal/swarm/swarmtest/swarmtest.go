@@ -24,6 +24,30 @@ import (
 // backend registers its own cleanup with tb.Cleanup.
 type NewStore func(tb testing.TB, opts swarm.Options) swarm.Store
 
+// detail is whether s keeps every field of swarm.PeerInfo: the suite
+// checks ids, uploaded, downloaded, left and event only then, and else
+// that a peer is a seeder exactly when its Left is 0.
+func detail(s swarm.Store) bool {
+	d, ok := s.(swarm.PeerDetailer)
+	return !ok || d.PeerDetail()
+}
+
+// samePeer is p == want, or without detail the fields such a store keeps.
+func samePeer(s swarm.Store, p, want swarm.PeerInfo) bool {
+	if detail(s) {
+		return p == want
+	}
+	return p.Addr == want.Addr && p.Updated == want.Updated && bittorrent.Complete(p.Left) == bittorrent.Complete(want.Left)
+}
+
+// sameID is whether a handed-out peer's id is want, or without detail 0.
+func sameID(s swarm.Store, id, want bittorrent.PeerID) bool {
+	if detail(s) {
+		return id == want
+	}
+	return id == bittorrent.PeerID{}
+}
+
 // Hash is a deterministic info hash for test number i.
 func Hash(i int) bittorrent.InfoHash {
 	var h bittorrent.InfoHash

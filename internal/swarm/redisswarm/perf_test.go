@@ -1,0 +1,196 @@
+package redisswarm
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
+	"github.com/starling-tracker/starling/internal/swarm/swarmtest"
+)
+
+// TestUniformProfile measures issue 17's two Redis targets on the uniform
+// profile (10,000 torrents of 20 IPv4 peers, half seeders) on a private
+// redis-server: memory per peer (INFO memory before and after the load)
+// and Redis's time per announce (INFO commandstats, evalsha
+// usec_per_call) for compact re-announces at numwant 50 from 64
+// goroutines. It takes about half a minute, so it runs only with
+// STARLING_REDIS_PROFILE=1.
+func TestUniformProfile(t *testing.T) {
+	if os.Getenv("STARLING_REDIS_PROFILE") == "" {
+		t.Skip("STARLING_REDIS_PROFILE is not set")
+	}
+	r := startRedis(t, 0)
+	pin(t, r)
+	c := rawClient(t, r.url())
+	torrents, _ := strconv.Atoi(os.Getenv("STARLING_REDIS_PROFILE_TORRENTS"))
+	if torrents == 0 {
+		torrents = 10000
+	}
+	const peers, workers, rounds = 20, 64, 100000
+	for _, mode := range []bool{false, true} {
+		c.Do(context.Background(), c.B().Flushall().Build())
+		s := newTestStore(t, Config{URL: r.url(), Prefix: "starling:", NoPeerDetail: mode, Timeout: 5 * time.Second})
+		announceTimed(s, 0) // scripts loaded, one bucket warm
+		before := usedMemory(t, c)
+		parallel(t, workers, torrents*peers, func(i int) error {
+			tor, p := i%torrents, i/torrents
+			a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
+			a.NumWant, a.Left = 0, int64(p%2)
+			var resp bittorrent.AnnounceResponse
+			_, err := s.Announce(context.Background(), &a, &resp)
+			return err
+		})
+		per := float64(usedMemory(t, c)-before) / float64(torrents*peers)
+		c.Do(context.Background(), c.B().ConfigResetstat().Build())
+		cpu := cpuSeconds(t, c)
+		start := time.Now()
+		parallel(t, workers, rounds, func(i int) error {
+			k := (i * 7919) % (torrents * peers)
+			tor, p := k%torrents, k/torrents
+			a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
+			a.NumWant, a.Left, a.Compact = 50, int64(p%2), true
+			var resp bittorrent.AnnounceResponse
+			_, err := s.Announce(context.Background(), &a, &resp)
+			// Torrent 1 holds announceTimed's peer too.
+			if err == nil && tor != 1 && len(resp.Compact4) != 6*(peers/2) && len(resp.Compact4) != 6*(peers-1) {
+				t.Errorf("%d peers handed out", len(resp.Compact4)/6)
+			}
+			return err
+		})
+		el := time.Since(start)
+		cpu = (cpuSeconds(t, c) - cpu) / rounds * 1e6
+		t.Logf("nodetail %v: %.1f bytes per IPv4 peer; %s; INFO cpu %.1f us per announce; %.0f announces/s from %d goroutines",
+			mode, per, evalStats(t, c), cpu, rounds/el.Seconds(), workers)
+		s.Close()
+	}
+}
+
+// pin puts Redis on the cores named by STARLING_REDIS_PIN, when set (run
+// the test itself on the others), so that its time per call is not the
+// load generator's.
+func pin(t *testing.T, r *redisServer) {
+	if os.Getenv("STARLING_REDIS_PIN") == "" {
+		return
+	}
+	if out, err := exec.Command("taskset", "-p", "-c", os.Getenv("STARLING_REDIS_PIN"), strconv.Itoa(r.cmd.Process.Pid)).CombinedOutput(); err != nil {
+		t.Fatalf("taskset: %v %s", err, out)
+	}
+}
+
+// cpuSeconds is Redis's user and system CPU time so far (INFO cpu).
+func cpuSeconds(t *testing.T, c rueidis.Client) float64 {
+	info, err := c.Do(context.Background(), c.B().Info().Section("cpu").Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, l := range strings.Split(info, "\r\n") {
+		for _, k := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(l, k); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				sum += f
+			}
+		}
+	}
+	return sum
+}
+
+func usedMemory(t *testing.T, c rueidis.Client) int64 {
+	info, err := c.Do(context.Background(), c.B().Info().Section("memory").Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	t.Fatal("no used_memory")
+	return 0
+}
+
+func evalStats(t *testing.T, c rueidis.Client) string {
+	info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	for _, l := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "cmdstat_evalsha:"); ok {
+			out = "evalsha " + v + out
+		} else if v, ok := strings.CutPrefix(l, "cmdstat_"); ok && os.Getenv("STARLING_REDIS_PROFILE_ALL") != "" {
+			out += "\n\t" + v
+		}
+	}
+	return out
+}
+
+// parallel runs f(0..n-1) on workers goroutines.
+func parallel(t *testing.T, workers, n int, f func(int) error) {
+	var wg sync.WaitGroup
+	var once sync.Once
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				if err := f(i); err != nil {
+					once.Do(func() { t.Error(err) })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestScriptVariants times announce script variants (files named in
+// STARLING_REDIS_SCRIPTS, separated by commas) on the same data: 1,000
+// swarms of 20, compact re-announces at numwant 50.
+func TestScriptVariants(t *testing.T) {
+	files := os.Getenv("STARLING_REDIS_SCRIPTS")
+	if files == "" {
+		t.Skip("STARLING_REDIS_SCRIPTS is not set")
+	}
+	r := startRedis(t, 0)
+	pin(t, r)
+	c := rawClient(t, r.url())
+	s := newTestStore(t, Config{URL: r.url(), Prefix: "starling:", Timeout: 5 * time.Second})
+	const torrents, peers = 1000, 20
+	parallel(t, 16, torrents*peers, func(i int) error {
+		tor, p := i%torrents, i/torrents
+		a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
+		a.NumWant, a.Left = 0, int64(p%2)
+		var resp bittorrent.AnnounceResponse
+		_, err := s.Announce(context.Background(), &a, &resp)
+		return err
+	})
+	for _, f := range strings.Split(files, ",") {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := script(string(src))
+		c.Do(context.Background(), c.B().ConfigResetstat().Build())
+		cpu := cpuSeconds(t, c)
+		parallel(t, 16, 50000, func(i int) error {
+			k := (i * 7919) % (torrents * peers)
+			tor, p := k%torrents, k/torrents
+			a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
+			a.NumWant, a.Left, a.Compact = 50, int64(p%2), true
+			b := s.getBuf()
+			keys, args := s.fillAnnounce(b, &a)
+			return l.Exec(context.Background(), c, keys, args).Error()
+		})
+		t.Logf("%s: %s; INFO cpu %.2f us per call", f, evalStats(t, c), (cpuSeconds(t, c)-cpu)/50000*1e6)
+	}
+}
