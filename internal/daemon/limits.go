@@ -78,6 +78,7 @@ func physicalMemory() (uint64, bool) {
 // no GOMEMLIMIT, the Go runtime is told to keep the heap within 90 % of
 // it, so the garbage collector works harder before the kernel kills.
 func storeLimits(l config.Limits, store string, log *slog.Logger) swarm.Limits {
+	setGCPercent(log)
 	budget, source := memoryBudget()
 	if source == "the cgroup's memory limit" && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(budget / 10 * 9))
@@ -132,4 +133,23 @@ func (c limitsCollector) Collect(ch chan<- prometheus.Metric) {
 	for name, n := range c.tracker.Refused() {
 		ch <- prometheus.MustNewConstMetric(fullDesc, prometheus.CounterValue, float64(n), name)
 	}
+}
+
+// defaultGCPercent is the Go collector's target when GOGC is not set: the
+// heap may grow by a quarter of what is live between two collections,
+// not Go's default of as much again. Nearly all of a tracker's heap is
+// pointer-free slabs that a collection does not scan, so collecting four
+// times as often costs little CPU, and RSS stays near what is live
+// instead of swinging up to twice it (a one-hour soak's RSS swung between
+// 300 and 450 MiB with 250 MiB live).
+const defaultGCPercent = 25
+
+// setGCPercent applies defaultGCPercent unless GOGC says otherwise.
+func setGCPercent(log *slog.Logger) {
+	if os.Getenv("GOGC") != "" {
+		log.Info("Go collector target from GOGC", "gogc", os.Getenv("GOGC"))
+		return
+	}
+	debug.SetGCPercent(defaultGCPercent)
+	log.Info("Go collector target set (GOGC unset)", "gc_percent", defaultGCPercent)
 }
