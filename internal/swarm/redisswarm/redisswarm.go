@@ -477,5 +477,5 @@ func (b *breaker) success() bool {
 // expand puts the package's constants into a script.
 func expand(src string) string {
 	return strings.NewReplacer("EPOCH", strconv.Itoa(epoch), "GONEMAX", strconv.Itoa(goneMax),
-		"GONETTL", strconv.Itoa(goneTTL), "RECORD", recordFormat, "COUNTED", strconv.Itoa(counted), "HALF", strconv.Itoa(counted/2)).Replace(src)
+		"GONETTL", strconv.Itoa(goneTTL), "RECORD", recordFormat, "ANNOUNCE", announceFormat, "COUNTED", strconv.Itoa(counted), "HALF", strconv.Itoa(counted/2)).Replace(src)
 }

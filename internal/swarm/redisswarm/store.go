@@ -176,27 +176,37 @@ func (s *Store) fillAnnounce(b *callBuf, a *swarm.Announce) (keys, args []string
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	args = b.args[:]
+	args = b.args[:4]
 	args[0] = b.str(a.InfoHash[:])
 	args[1] = b.str(addr)
-	args[2] = fam
-	args[3] = what
-	args[4] = boolArg(bittorrent.Complete(a.Left))
-	args[5] = boolArg(a.Event == bittorrent.EventCompleted)
-	args[6] = ""
+	args[2] = ""
 	if !s.cfg.NoPeerDetail {
-		args[6] = b.str(d[:])
+		args[2] = b.str(d[:])
 	}
-	args[7] = ""
+	// The rest as announceFormat packs it.
+	var h [24]byte
+	h[0] = fam[0]
+	h[1] = what[0]
+	h[2] = boolByte(bittorrent.Complete(a.Left))
+	h[3] = boolByte(a.Event == bittorrent.EventCompleted)
+	h[4] = byte(a.Families)
+	h[5] = s.opts[0] - '0'
+	h[6] = boolByte(!a.Compact && a.NumWant > 0)
 	if s.cfg.AnnounceClock {
-		args[7] = b.num(a.Now - epoch)
+		h[7] = 1
+		binary.LittleEndian.PutUint64(h[16:], uint64(a.Now-epoch))
 	}
-	args[8] = b.num(int64(max(a.NumWant, 0)))
-	args[9] = b.num(int64(a.Families))
-	args[10] = s.opts
-	args[11] = b.num(int64(seed >> 33))
-	args[12] = boolArg(!a.Compact && a.NumWant > 0)
+	binary.LittleEndian.PutUint32(h[8:], uint32(min(max(a.NumWant, 0), 1<<20)))
+	binary.LittleEndian.PutUint32(h[12:], uint32(seed>>33))
+	args[3] = b.str(h[:])
 	return keys, args
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 func boolArg(v bool) string {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures one Starling node on the memory store against the same node on
-# the Redis store (with core.swarm.redis_peer_detail on, the default, and
-# off: "redis-nodetail"), and (with CHIHAYA set) chihaya on its Redis store, as
+# the Redis store (core.swarm.redis_peer_detail off, the default, and on:
+# "redis-detail"), and (with CHIHAYA set) chihaya on its Redis store, as
 # reported in BENCHMARKS.md ("## Swarms on Redis"). Run it under the shared
 # benchmark lock:
 #
@@ -31,12 +31,14 @@ CHIHAYA=${CHIHAYA:-}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
 SERVER_CPUS=${SERVER_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
-SERVER_SOCKETS=${SERVER_SOCKETS:-1}
+# Starling's UDP sockets: with Redis each worker keeps one announce in flight
+# (see BENCHMARKS.md), so the default is 16.
+SERVER_SOCKETS=${SERVER_SOCKETS:-16}
 LOAD_SOCKETS=${LOAD_SOCKETS:-16}
 WINDOW=${WINDOW:-16}
 DURATION=${DURATION:-8s}
 NUMWANTS=${NUMWANTS:-30 50}
-TRACKERS=${TRACKERS:-memory redis redis-nodetail}
+TRACKERS=${TRACKERS:-memory redis redis-detail}
 [[ -n $CHIHAYA ]] && TRACKERS+=" chihaya"
 PORT=${PORT:-16969}
 API_PORT=${API_PORT:-16912}
@@ -81,9 +83,10 @@ redis_url = "redis://127.0.0.1:$REDIS_PORT/0"
 redis_key_prefix = "bench:"
 TOML
 	fi
-	if [[ $1 == redis-nodetail ]]; then
-		echo "redis_peer_detail = false" >>"$work/tracker.toml"
-	fi
+	case $1 in
+	redis) echo "redis_peer_detail = false" >>"$work/tracker.toml" ;;
+	redis-detail) echo "redis_peer_detail = true" >>"$work/tracker.toml" ;;
+	esac
 	cat >>"$work/tracker.toml" <<TOML
 
 [http_api]
