@@ -2,6 +2,7 @@ package redisswarm
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -114,6 +115,16 @@ func TestInvariants(t *testing.T) {
 		}
 		if seeders, leechers := card[0]+card[2], card[1]+card[3]; int64(scraped[i].Seeders) != seeders || int64(scraped[i].Leechers) != leechers {
 			t.Errorf("torrent %d: scrape %+v, sorted sets %d seeders %d leechers", i, scraped[i], seeders, leechers)
+		}
+		// The record's list sizes, which announces sample by, are the
+		// sorted sets' own.
+		if rec, err := c.Do(ctx, c.B().Hget().Key(keys[6]).Field(string(h[:])).Build()).ToString(); err == nil {
+			for k := range card {
+				if len(rec) != 28 || int64(binary.LittleEndian.Uint32([]byte(rec[4+4*k:]))) != card[k] {
+					t.Errorf("torrent %d: record %x, sorted sets %v", i, rec, card)
+					break
+				}
+			}
 		}
 		details, _ := c.Do(ctx, c.B().Hlen().Key(keys[4]).Build()).AsInt64()
 		if details != card[0]+card[1]+card[2]+card[3] {
