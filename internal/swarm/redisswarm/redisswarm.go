@@ -69,7 +69,10 @@ import (
 //	after, no detail (default)     4.5           16.3-17.5 us            17.5-18.6 us            37.1
 //
 // (announces answered from the 64 goroutines: 32,000-35,000/s before,
-// 42,000-46,000/s after.)
+// 42,000-46,000/s after). Later, with the machine busier and the small
+// arguments packed (59c21b6), two more runs each: before 25.4-27.4 us per
+// EVALSHA, 26.3-28.5 us INFO cpu; after 18.5-22.8 us, 19.5-23.3 us. The
+// machine's load moves these by a few us; the ratio holds (0.7-0.85).
 //
 // A re-announce now makes HGET (record), TIME, ZADD XX GT CH, one ZRANGE
 // per list drawn from (1.5 on average), and HSET of the detail when kept;
