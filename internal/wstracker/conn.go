@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -430,6 +431,9 @@ func (c *conn) enqueue(op int, payload []byte) bool {
 // WriteTimeout bounds each write.
 func (c *conn) flush() {
 	defer c.srv.wg.Done()
+	// Let the goroutines ready to run (readers with messages waiting) go
+	// first: what they queue for this client joins this write.
+	runtime.Gosched()
 	for {
 		c.mu.Lock()
 		if c.out == nil || c.closed {
