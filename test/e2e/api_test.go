@@ -93,10 +93,17 @@ func TestAPICrossTransport(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &s); err != nil || status != 200 {
 			t.Fatalf("%d %s %v", status, body, err)
 		}
-		if len(s) != 16 {
-			t.Errorf("stats has %d fields, want Torrust's 16: %s", len(s), body)
+		// Torrust's 16 fields, then Starling's capacity limits and use.
+		if len(s) != 16+4 {
+			t.Errorf("stats has %d fields, want Torrust's 16 and Starling's 4: %s", len(s), body)
+		}
+		for _, k := range []string{"max_torrents", "max_peers"} {
+			if s[k] == 0 {
+				t.Errorf("%s = 0, want the limit derived from memory: %s", k, body)
+			}
 		}
 		want := map[string]uint64{
+			"peers": 3, "max_peers_per_torrent": 0,
 			"torrents": 2, "seeders": 1, "leechers": 2, "completed": 0,
 			"udp4_announces_handled": 1, "udp4_scrapes_handled": 1,
 			"tcp4_announces_handled": 2, "tcp4_scrapes_handled": 0,
