@@ -131,10 +131,21 @@ func runAria2(t *testing.T, aria2 string, private bool) {
 		}
 	}
 
-	leecher := exec.CommandContext(ctx, aria2, append(common,
-		"--dir="+leechDir, "--listen-port="+strconv.Itoa(leechPort), "--seed-time=0",
-		"--bt-stop-timeout=60", torrentPath)...)
-	out, err := leecher.CombinedOutput()
+	// freePort's port can be taken by another test's process before
+	// aria2 binds it: then the leecher gets another one.
+	var out []byte
+	var err error
+	for attempt := 0; ; attempt++ {
+		leecher := exec.CommandContext(ctx, aria2, append(common,
+			"--dir="+leechDir, "--listen-port="+strconv.Itoa(leechPort), "--seed-time=0",
+			"--bt-stop-timeout=60", torrentPath)...)
+		out, err = leecher.CombinedOutput()
+		if err != nil && attempt < 3 && bytes.Contains(out, []byte("Failed to bind")) {
+			leechPort = freePort(t)
+			continue
+		}
+		break
+	}
 	if err != nil {
 		t.Fatalf("leecher: %v\n%s", err, out)
 	}
