@@ -2,7 +2,6 @@ package redisswarm
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,20 +21,6 @@ func TestMemoryPerPeer(t *testing.T) {
 	}
 	r := startRedis(t, 0)
 	c := rawClient(t, r.url())
-	used := func() int64 {
-		info, err := c.Do(context.Background(), c.B().Info().Section("memory").Build()).ToString()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range strings.Split(info, "\r\n") {
-			if v, ok := strings.CutPrefix(l, "used_memory:"); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				return n
-			}
-		}
-		t.Fatal("no used_memory")
-		return 0
-	}
 	for _, tc := range []struct {
 		noDetail bool
 		max      float64
@@ -44,7 +29,7 @@ func TestMemoryPerPeer(t *testing.T) {
 		s := newTestStore(t, Config{URL: r.url(), Prefix: "m:", NoPeerDetail: tc.noDetail, Timeout: 5 * time.Second})
 		// Warm the scripts and one bucket's keys first.
 		announceTimed(s, 0)
-		before := used()
+		before := usedMemory(t, c)
 		const torrents, peers = 1000, 20
 		for p := range peers {
 			for tor := range torrents {
@@ -56,7 +41,7 @@ func TestMemoryPerPeer(t *testing.T) {
 				}
 			}
 		}
-		per := float64(used()-before) / (torrents * peers)
+		per := float64(usedMemory(t, c)-before) / (torrents * peers)
 		t.Logf("NoPeerDetail %v: Redis memory %.0f bytes per IPv4 peer in swarms of %d (%.0f per torrent)", tc.noDetail, per, peers, per*peers)
 		if per > tc.max {
 			t.Errorf("NoPeerDetail %v: %.0f bytes per peer, want at most %.0f", tc.noDetail, per, tc.max)
