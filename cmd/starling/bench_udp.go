@@ -33,7 +33,18 @@ per socket more, and the answers to requests sent before the window count in it.
 Run it against "starling bench udp-echo" to measure the network stack's ceiling on the same machine.
 Several --addr (repeated, or separated by commas) aim one run at several nodes of a cluster: the
 sockets, and the peers each announces for, are spread round-robin over them, and the summary gives
-the total and each node's share.
+the total and each node's share. The summary gives the round-trip latency of the requests sent and
+answered in the measured window (p50, p90, p99, p99.9, max).
+
+By default each socket sends and receives whole batches (sendmmsg, or UDP segmentation offload with
+--gso, and recvmmsg). With --batch=false each socket is a plain client instead: one datagram per
+write and per read system call, and one new request for each answer, so exactly --window requests
+are in flight (--gso does not apply). The "conventional generator" of a fair comparison is
+  --sockets 16 --source-ips 0 --window 16 --batch=false --gso=false
+With --rate N the run is paced at N requests per second over all sockets: each socket sends one
+datagram at a time, evenly spaced, and reads the answers as they come; --window then caps the
+requests in flight per socket (a send that finds it full is skipped and counted), and the summary
+gives the rate achieved. For latency at low load, e.g. --rate 1000 --sockets 4 --batch=false.
 
 With --burst N (Linux, needs --server-pid) it measures the server's drain rate instead: it pauses
 the server (SIGSTOP), queues N announces spread over --sockets sockets, resumes it (SIGCONT) and
@@ -75,8 +86,17 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			fmt.Fprintf(cmd.ErrOrStderr(), "load: %s, %d torrents, %d peers, skew %g, numwant %d, scrape share %g, %d sockets over %d source IPs, window %d\n",
-				cfg.Addr, cfg.Torrents, cfg.Peers, cfg.Skew, cfg.NumWant, cfg.ScrapeShare, cfg.Sockets, cfg.SourceIPs, cfg.Window)
+			mode := "batched"
+			switch {
+			case cfg.Rate > 0:
+				mode = fmt.Sprintf("paced at %g/s, one datagram per send", cfg.Rate)
+			case !cfg.Batch:
+				mode = "one datagram per send and per receive"
+			case cfg.GSO:
+				mode = "batched, GSO"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "load: %s, %d torrents, %d peers, skew %g, numwant %d, scrape share %g, %d sockets over %d source IPs, window %d, %s\n",
+				cfg.Addr, cfg.Torrents, cfg.Peers, cfg.Skew, cfg.NumWant, cfg.ScrapeShare, cfg.Sockets, cfg.SourceIPs, cfg.Window, mode)
 			if cfg.Burst > 0 {
 				return runBursts(ctx, cmd, cfg)
 			}
@@ -108,6 +128,8 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 	f.IntVar(&cfg.ServerPID, "server-pid", 0, "report this process's CPU time per response (Linux /proc)")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
 	f.BoolVar(&cfg.GSO, "gso", cfg.GSO, "send each batch of requests with UDP segmentation offload where the kernel has it (--gso=false: one datagram each)")
+	f.BoolVar(&cfg.Batch, "batch", cfg.Batch, "send and receive whole batches (--batch=false: one datagram per write and per read, one new request per answer, no GSO)")
+	f.Float64Var(&cfg.Rate, "rate", 0, "pace the run at this many requests per second over all sockets, one datagram per send (0: as fast as the window allows)")
 	f.BoolVar(&cfg.Walk, "walk", false, "announce each peer once, in order, and end (loads a tracker with the whole population; --warmup 0)")
 	f.IntVar(&cfg.Burst, "burst", 0, "measure the drain rate of bursts of this many announces (needs --server-pid)")
 	f.IntVar(&cfg.Bursts, "bursts", 4, "bursts to run with --burst")

@@ -90,6 +90,21 @@ type Config struct {
 	// than the server it measures. Without it, or where the kernel
 	// refuses it, requests go one datagram each through sendmmsg.
 	GSO bool
+	// Batch sends and receives whole batches (sendmmsg or GSO, recvmmsg):
+	// a socket sends up to a batch, then reads what came back, and sends
+	// again once a batch's room is free in its window. Without it each
+	// socket is a plain client: one datagram per send (write) and per
+	// receive (read) system call, the window refilled with one request per
+	// answer, so exactly Window requests are in flight; GSO is then off.
+	Batch bool
+	// Rate, when above 0, paces the run at this many requests per second
+	// over all sockets: each socket sends one datagram at a time, evenly
+	// spaced (one every Sockets/Rate seconds, the sockets' starts
+	// staggered), and reads the answers as they come; Window then caps the
+	// requests in flight per socket, and a send that finds it full is
+	// skipped and counted (Counts.Skipped). A request not answered within
+	// Timeout is lost. Batch does not apply.
+	Rate float64
 	// Walk makes each socket announce each of its peers once, in order,
 	// and stop: the run ends when every socket has had its answers, so a
 	// tracker is loaded with the whole population exactly once (announces
@@ -106,7 +121,7 @@ func DefaultConfig() Config {
 		Addr: "127.0.0.1:6969", Warmup: 2 * time.Second, Duration: 10 * time.Second,
 		Torrents: 10_000, Peers: 200_000, NumWant: 30, ScrapeHashes: 10,
 		SeederShare: 0.5, Sockets: 4, SourceIPs: 4, Window: 512, Timeout: 200 * time.Millisecond, Seed: 1,
-		GSO: true,
+		GSO: true, Batch: true,
 	}
 }
 
@@ -134,16 +149,17 @@ type Counts struct {
 	Bad       uint64 // answers that are too short or of an unknown action
 	Lost      uint64 // requests given up after Timeout
 	Connects  uint64 // connect round trips done
+	Skipped   uint64 // with Config.Rate, sends skipped because the window was full
 }
 
 func (c *Counts) sub(o Counts) Counts {
 	return Counts{c.Sent - o.Sent, c.Received - o.Received, c.Announces - o.Announces, c.Scrapes - o.Scrapes,
-		c.Errors - o.Errors, c.Bad - o.Bad, c.Lost - o.Lost, c.Connects - o.Connects}
+		c.Errors - o.Errors, c.Bad - o.Bad, c.Lost - o.Lost, c.Connects - o.Connects, c.Skipped - o.Skipped}
 }
 
 func (c *Counts) add(o Counts) Counts {
 	return Counts{c.Sent + o.Sent, c.Received + o.Received, c.Announces + o.Announces, c.Scrapes + o.Scrapes,
-		c.Errors + o.Errors, c.Bad + o.Bad, c.Lost + o.Lost, c.Connects + o.Connects}
+		c.Errors + o.Errors, c.Bad + o.Bad, c.Lost + o.Lost, c.Connects + o.Connects, c.Skipped + o.Skipped}
 }
 
 // Targets is Addr split at its commas, without blanks.
@@ -161,6 +177,7 @@ func (c *Config) Targets() []string {
 type TargetCounts struct {
 	Addr string
 	Counts
+	Latency Latency
 }
 
 // Result is the measured window.
@@ -182,6 +199,13 @@ type Result struct {
 	// Segmented says every socket sent its requests with UDP segmentation
 	// offload (Config.GSO) to the end.
 	Segmented bool
+	// Batched says the sockets sent and received in batches (Config.Batch
+	// without a Rate); Rate is the run's Config.Rate.
+	Batched bool
+	Rate    float64
+	// Latency is the round trip of the requests sent in the window and
+	// answered in it (answers given up on as lost are not timed).
+	Latency Latency
 }
 
 // PerSecond is n per second of the measured window.
@@ -203,19 +227,30 @@ func (r Result) String() string {
 	fmt.Fprintf(&b, "  error:             %d\n", r.Errors)
 	fmt.Fprintf(&b, "  malformed:         %d\n", r.Bad)
 	fmt.Fprintf(&b, "lost (timed out):    %d\n", r.Lost)
+	if r.Rate > 0 {
+		fmt.Fprintf(&b, "rate:                %.1f/s achieved of %.0f/s asked (%.2f%%), %d sends skipped (window full)\n",
+			r.PerSecond(r.Sent), r.Rate, 100*r.PerSecond(r.Sent)/r.Rate, r.Skipped)
+	}
+	fmt.Fprintf(&b, "latency:             %s\n", r.Latency)
 	if r.ErrorSample != "" {
 		fmt.Fprintf(&b, "error sample:        %q\n", r.ErrorSample)
 	}
 	for _, t := range r.Targets {
-		fmt.Fprintf(&b, "  to %-21s %d responses (%.0f/s), %d announces, %d errors, %d lost\n",
-			t.Addr+":", t.Received, r.PerSecond(t.Received), t.Announces, t.Errors, t.Lost)
+		fmt.Fprintf(&b, "  to %-21s %d responses (%.0f/s), %d announces, %d errors, %d lost; latency p50 %s, p99 %s\n",
+			t.Addr+":", t.Received, r.PerSecond(t.Received), t.Announces, t.Errors, t.Lost,
+			fmtLatency(t.Latency.P50), fmtLatency(t.Latency.P99))
 	}
 	r.writeCPU(&b, "server CPU:         ", r.ServerCPU, r.ServerUserCPU)
 	r.writeCPU(&b, "generator CPU:      ", r.LoadCPU, r.LoadUserCPU)
-	if r.Segmented {
+	switch {
+	case r.Rate > 0:
+		fmt.Fprintf(&b, "generator sends:     paced, one datagram per send and per receive (write/read), evenly spaced\n")
+	case !r.Batched:
+		fmt.Fprintf(&b, "generator sends:     one datagram per send and per receive (write/read), window refilled per answer\n")
+	case r.Segmented:
 		fmt.Fprintf(&b, "generator sends:     segmented (UDP GSO), a batch per system call\n")
-	} else {
-		fmt.Fprintf(&b, "generator sends:     one datagram each (sendmmsg)\n")
+	default:
+		fmt.Fprintf(&b, "generator sends:     one datagram each (sendmmsg), a batch per system call\n")
 	}
 	return b.String()
 }
@@ -234,13 +269,13 @@ func (r Result) writeCPU(b *strings.Builder, label string, total, user time.Dura
 
 // stats are one socket's counters, written by its goroutine only.
 type stats struct {
-	sent, received, announces, scrapes, errors, bad, lost, connects atomic.Uint64
-	_                                                               [64]byte
+	sent, received, announces, scrapes, errors, bad, lost, connects, skipped atomic.Uint64
+	_                                                                        [64]byte
 }
 
 func (s *stats) load() Counts {
 	return Counts{s.sent.Load(), s.received.Load(), s.announces.Load(), s.scrapes.Load(),
-		s.errors.Load(), s.bad.Load(), s.lost.Load(), s.connects.Load()}
+		s.errors.Load(), s.bad.Load(), s.lost.Load(), s.connects.Load(), s.skipped.Load()}
 }
 
 // Run drives the trackers at cfg.Addr for cfg.Warmup + cfg.Duration,
@@ -277,9 +312,16 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	if cfg.Requests > 0 && cfg.Warmup <= 0 {
 		budget.Store(int64(min(cfg.Requests, math.MaxInt64)))
 	}
+	// Answers are timed from the start without a warm-up, and until the
+	// window closes.
+	win := &window{epoch: time.Now()}
+	win.to.Store(math.MaxInt64)
+	if cfg.Warmup > 0 {
+		win.from.Store(math.MaxInt64)
+	}
 	clients := make([]*client, cfg.Sockets)
 	for i := range clients {
-		c, err := newClient(&cfg, i, names[i%len(names)], targets[i%len(targets)], pop, budget)
+		c, err := newClient(&cfg, i, names[i%len(names)], targets[i%len(targets)], pop, budget, win)
 		if err != nil {
 			for _, c := range clients[:i] {
 				c.conn.Close()
@@ -370,6 +412,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	var runErr error
 	// finish takes the measured window's figures at now.
 	finish := func(now time.Time) {
+		win.to.Store(int64(now.Sub(win.epoch)))
 		cur := make([]Counts, len(clients))
 		c := total(cur)
 		res.Counts = c.sub(base)
@@ -447,6 +490,7 @@ loop:
 					budget.Store(0)
 				}
 				base, baseAt = total(bases), now
+				win.from.Store(int64(now.Sub(win.epoch)))
 				baseCPU, baseUser, _ = processCPU(cfg.ServerPID)
 				baseLoad, baseLoadUser, _ = processCPU(os.Getpid())
 				if cfg.Requests > 0 {
@@ -471,7 +515,15 @@ loop:
 	default:
 	}
 	res.Segmented = true
-	for _, c := range clients {
+	res.Batched = cfg.Batch && cfg.Rate <= 0
+	res.Rate = cfg.Rate
+	var all histogram
+	per := make([]histogram, len(targets))
+	for i, c := range clients {
+		all.merge(&c.hist)
+		if len(targets) > 1 {
+			per[i%len(targets)].merge(&c.hist)
+		}
 		res.Segmented = res.Segmented && c.gso != nil
 		c.conn.Close()
 		if res.ErrorSample == "" {
@@ -479,6 +531,10 @@ loop:
 				res.ErrorSample = s
 			}
 		}
+	}
+	res.Latency = all.latency()
+	for i := range res.Targets {
+		res.Targets[i].Latency = per[i].latency()
 	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return res, runErr
@@ -509,6 +565,8 @@ func (c *Config) check() error {
 		return errors.New("source IPs must not be negative")
 	case c.Burst < 0 || c.Bursts < 0:
 		return errors.New("burst and bursts must not be negative")
+	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
+		return errors.New("rate must be a number of requests per second, or 0 for as fast as the window allows")
 	case c.Walk && (c.Warmup > 0 || c.Requests > 0 || c.ScrapeShare > 0):
 		return errors.New("a walk announces every peer once: no warm-up, request count or scrapes")
 	}
@@ -517,6 +575,9 @@ func (c *Config) check() error {
 	}
 	if c.SourceIPs < 1 {
 		c.SourceIPs = 1
+	}
+	if !c.Batch || c.Rate > 0 {
+		c.GSO = false // one datagram per send
 	}
 	return nil
 }
@@ -570,6 +631,9 @@ type client struct {
 	errSample atomic.Value
 	budget    *atomic.Int64 // shared by the sockets of a run (see Run)
 	walked    uint64        // with Config.Walk, the peers announced so far
+	win       *window       // the measured window, for the latency
+	ring      inflightRing  // send times of the requests in flight
+	hist      histogram     // round trips timed in the window
 }
 
 // population is the simulated peers: peerTorrent[p] is peer p's torrent.
@@ -598,7 +662,7 @@ func torrentPicker(cfg *Config, rng *rand.Rand) func() uint64 {
 	return func() uint64 { return rng.Uint64N(n) }
 }
 
-func newClient(cfg *Config, i int, addr string, target *net.UDPAddr, pop *population, budget *atomic.Int64) (*client, error) {
+func newClient(cfg *Config, i int, addr string, target *net.UDPAddr, pop *population, budget *atomic.Int64, win *window) (*client, error) {
 	var local *net.UDPAddr
 	if t4 := target.IP.To4(); t4 != nil && t4.IsLoopback() {
 		local = &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%cfg.SourceIPs))}
@@ -614,7 +678,8 @@ func newClient(cfg *Config, i int, addr string, target *net.UDPAddr, pop *popula
 		conn.Close()
 		return nil, err
 	}
-	c := &client{cfg: cfg, addr: addr, conn: conn, bc: bc, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))), pop: pop, index: i, budget: budget}
+	c := &client{cfg: cfg, addr: addr, conn: conn, bc: bc, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i))), pop: pop, index: i,
+		budget: budget, win: win, ring: newInflightRing(cfg.Window)}
 	if cfg.GSO {
 		c.gso, _ = newGSOSender(conn, batchSize) // nil without it: sendmmsg
 	}
@@ -749,13 +814,90 @@ func (c *client) send(msgs []batch.Message) (int, error) {
 	return sent + n, err
 }
 
+// txOf is the transaction id of a request or an answer: bytes 12..16 of a
+// request, 4..8 of an answer.
+func txOf(b []byte) uint32 { return binary.BigEndian.Uint32(b) }
+
+// track records request tx as sent at at, and returns how many requests
+// in flight that gave up (0 or 1: see inflightRing.sent), counting them as
+// lost.
+func (c *client) track(tx uint32, at int64) int {
+	if c.ring.sent(tx, at) {
+		c.st.lost.Add(1)
+		return 1
+	}
+	return 0
+}
+
+// answer takes an answer of n bytes in b, received at now: it counts it by
+// kind and, when it answers a request in flight, releases the request and
+// times its round trip if both ends fall in the measured window. It
+// reports whether a request in flight was answered. from and to are the
+// window (loaded once per batch of answers).
+func (c *client) answer(b []byte, now, from, to int64) (matched bool, kind int) {
+	if len(b) >= 8 {
+		if at, ok := c.ring.answered(txOf(b[4:])); ok {
+			matched = true
+			if at >= from && now <= to {
+				c.hist.record(now - at)
+			}
+		}
+	}
+	return matched, answerKind(b)
+}
+
+// Kinds of answers.
+const (
+	kindAnnounce = iota
+	kindScrape
+	kindError
+	kindBad
+)
+
+func answerKind(b []byte) int {
+	if len(b) < 8 {
+		return kindBad
+	}
+	switch binary.BigEndian.Uint32(b) {
+	case actionAnnounce:
+		if len(b) < 20 {
+			return kindBad
+		}
+		return kindAnnounce
+	case actionScrape:
+		return kindScrape
+	case actionError:
+		return kindError
+	default:
+		return kindBad
+	}
+}
+
+// giveUp counts the requests in flight as lost: answers to them that come
+// later are counted as received but not timed, and free no room.
+func (c *client) giveUp(inflight *int) {
+	c.st.lost.Add(uint64(*inflight))
+	*inflight = 0
+	c.ring.forget()
+}
+
 func (c *client) run(ctx context.Context) error {
+	if c.cfg.Rate > 0 {
+		return c.runPaced(ctx)
+	}
+	if !c.cfg.Batch {
+		return c.runPlain(ctx)
+	}
+	return c.runBatched(ctx)
+}
+
+// runBatched sends whole batches (sendmmsg or GSO) and reads with recvmmsg.
+func (c *client) runBatched(ctx context.Context) error {
 	inflight := 0
 	var armed time.Time // when the read deadline was last set
 	for ctx.Err() == nil {
 		if time.Since(c.connected) > reconnectEvery {
-			c.st.lost.Add(uint64(inflight))
-			inflight = 0
+			c.giveUp(&inflight)
 			if err := c.connect(ctx); err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -781,8 +923,11 @@ func (c *client) run(ctx context.Context) error {
 				c.fill(&c.tx[i])
 			}
 			if k > 0 {
+				at := c.win.now()
 				n, err := c.send(c.tx[:k])
-				inflight += n
+				for i := 0; i < n; i++ {
+					inflight += 1 - c.track(txOf(c.tx[i].Buf[12:]), at)
+				}
 				c.st.sent.Add(uint64(n))
 				if err != nil {
 					if ctx.Err() != nil {
@@ -805,8 +950,7 @@ func (c *client) run(ctx context.Context) error {
 				return nil
 			}
 			if batch.IsTimeout(err) {
-				c.st.lost.Add(uint64(inflight))
-				inflight = 0
+				c.giveUp(&inflight)
 				continue
 			}
 			if errors.Is(err, net.ErrClosed) {
@@ -815,39 +959,39 @@ func (c *client) run(ctx context.Context) error {
 			// ECONNREFUSED from an earlier datagram: the tracker is gone.
 			return fmt.Errorf("receive from %s: %w", c.addr, err)
 		}
-		inflight = max(inflight-n, 0)
-		var ann, scr, errs, bad uint64
+		now, from, to := c.win.now(), c.win.from.Load(), c.win.to.Load()
+		var kinds [4]uint64
 		for i := 0; i < n; i++ {
 			m := &c.rx[i]
-			if m.N < 8 {
-				bad++
-				continue
+			matched, kind := c.answer(m.Buf[:m.N], now, from, to)
+			if matched {
+				inflight--
 			}
-			switch binary.BigEndian.Uint32(m.Buf) {
-			case actionAnnounce:
-				if m.N < 20 {
-					bad++
-				} else {
-					ann++
-				}
-			case actionScrape:
-				scr++
-			case actionError:
-				errs++
-				if c.errSample.Load() == nil {
-					c.errSample.Store(string(m.Buf[8:m.N]))
-				}
-			default:
-				bad++
+			kinds[kind]++
+			if kind == kindError && c.errSample.Load() == nil {
+				c.errSample.Store(string(m.Buf[8:m.N]))
 			}
 		}
-		c.st.received.Add(uint64(n))
-		c.st.announces.Add(ann)
-		c.st.scrapes.Add(scr)
-		c.st.errors.Add(errs)
-		c.st.bad.Add(bad)
+		c.count(uint64(n), &kinds)
 	}
 	return nil
+}
+
+// count adds n answers of the given kinds to the socket's counters.
+func (c *client) count(n uint64, kinds *[4]uint64) {
+	c.st.received.Add(n)
+	if kinds[kindAnnounce] != 0 {
+		c.st.announces.Add(kinds[kindAnnounce])
+	}
+	if kinds[kindScrape] != 0 {
+		c.st.scrapes.Add(kinds[kindScrape])
+	}
+	if kinds[kindError] != 0 {
+		c.st.errors.Add(kinds[kindError])
+	}
+	if kinds[kindBad] != 0 {
+		c.st.bad.Add(kinds[kindBad])
+	}
 }
 
 // Echo reply sizes: an empty announce answer, and the largest UDP payload

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"runtime"
@@ -66,15 +67,21 @@ func TestRunAgainstTracker(t *testing.T) {
 		scrapes float64
 		skew    float64
 		gso     bool
+		plain   bool // Batch off
+		rate    float64
 	}{
-		{"announces uniform", 0, 0, true},
-		{"mix skewed", 0.3, 1.3, true},
-		{"mix skewed sendmmsg", 0.3, 1.3, false},
+		{"announces uniform", 0, 0, true, false, 0},
+		{"mix skewed", 0.3, 1.3, true, false, 0},
+		{"mix skewed sendmmsg", 0.3, 1.3, false, false, 0},
+		{"announces plain", 0, 0, false, true, 0},
+		{"mix skewed plain", 0.3, 1.3, true, true, 0}, // GSO needs batches: off
+		{"mix skewed paced", 0.3, 1.3, false, true, 2000},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, counters := startTracker(t, tracker.DefaultConfig())
 			cfg := shortRun(srv.Addr().String())
 			cfg.ScrapeShare, cfg.Skew, cfg.GSO = tt.scrapes, tt.skew, tt.gso
+			cfg.Batch, cfg.Rate = !tt.plain, tt.rate
 			var progress strings.Builder
 			res, err := udpload.Run(context.Background(), cfg, &progress)
 			if err != nil {
@@ -97,8 +104,13 @@ func TestRunAgainstTracker(t *testing.T) {
 			if !strings.Contains(res.String(), "responses received:") {
 				t.Fatalf("summary: %s", res)
 			}
+			l := res.Latency
+			if l.Count == 0 || l.Count > res.Received || !(0 < l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 &&
+				l.P99 <= l.P999 && l.P999 <= l.Max) || !strings.Contains(res.String(), "latency:             p50 ") {
+				t.Fatalf("latency %+v:\n%s", l, res)
+			}
 			// Linux has had UDP segmentation since 4.18.
-			if want := tt.gso && runtime.GOOS == "linux"; res.Segmented != want {
+			if want := tt.gso && !tt.plain && runtime.GOOS == "linux"; res.Segmented != want {
 				t.Fatalf("segmented %v, want %v:\n%s", res.Segmented, want, res)
 			}
 		})
@@ -212,9 +224,10 @@ func TestRunRequests(t *testing.T) {
 	for _, tc := range []struct {
 		warmup   time.Duration
 		requests uint64
-	}{{0, 5000}, {0, 1}, {200 * time.Millisecond, 3000}} {
+		plain    bool
+	}{{0, 5000, false}, {0, 1, false}, {200 * time.Millisecond, 3000, false}, {0, 5000, true}, {0, 1, true}} {
 		cfg := shortRun(srv.Addr().String())
-		cfg.Warmup, cfg.Duration, cfg.Requests = tc.warmup, time.Minute, tc.requests
+		cfg.Warmup, cfg.Duration, cfg.Requests, cfg.Batch = tc.warmup, time.Minute, tc.requests, !tc.plain
 		res, err := udpload.Run(context.Background(), cfg, io.Discard)
 		if err != nil {
 			t.Fatal(err)
@@ -260,6 +273,9 @@ func TestConfigChecks(t *testing.T) {
 		func(c *udpload.Config) { c.ScrapeHashes = 75 },
 		func(c *udpload.Config) { c.Duration = 0 },
 		func(c *udpload.Config) { c.Addr = " , " },
+		func(c *udpload.Config) { c.Rate = -1 },
+		func(c *udpload.Config) { c.Rate = math.NaN() },
+		func(c *udpload.Config) { c.Rate = math.Inf(1) },
 	} {
 		c := udpload.DefaultConfig()
 		mut(&c)
@@ -301,12 +317,15 @@ func TestRunSeveralTargets(t *testing.T) {
 	}
 	var sum udpload.Counts
 	for i, tc := range res.Targets {
-		if tc.Announces == 0 || tc.Errors != 0 {
+		if tc.Announces == 0 || tc.Errors != 0 || tc.Latency.Count == 0 || tc.Latency.P50 > tc.Latency.Max {
 			t.Fatalf("target %d (%s) answered nothing or errors:\n%s", i, tc.Addr, res)
 		}
 		sum.Sent += tc.Sent
 		sum.Received += tc.Received
 		sum.Announces += tc.Announces
+	}
+	if res.Latency.Count != res.Targets[0].Latency.Count+res.Targets[1].Latency.Count {
+		t.Fatalf("latency counts: targets %d + %d, total %d", res.Targets[0].Latency.Count, res.Targets[1].Latency.Count, res.Latency.Count)
 	}
 	if sum.Sent != res.Sent || sum.Received != res.Received || sum.Announces != res.Announces {
 		t.Fatalf("targets add up to %+v, total %+v", sum, res.Counts)
@@ -358,19 +377,22 @@ func TestTargets(t *testing.T) {
 // TestRunWalk: a walk announces every peer of the population exactly once
 // and ends by itself, long before its duration.
 func TestRunWalk(t *testing.T) {
-	srv, counters := startTracker(t, tracker.DefaultConfig())
-	cfg := shortRun(srv.Addr().String())
-	cfg.Warmup, cfg.Duration, cfg.Walk = 0, time.Minute, true
-	cfg.Peers, cfg.Sockets, cfg.Window = 1001, 3, 16
-	res, err := udpload.Run(context.Background(), cfg, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Sent != 1001 || res.Announces != 1001 || res.Lost != 0 || res.Elapsed >= time.Minute {
-		t.Fatalf("walk of 1001 peers:\n%s", res)
-	}
-	if got := counters.Value(metrics.UDP4Announces); got != 1001 {
-		t.Fatalf("tracker counted %d announces", got)
+	var cfg udpload.Config
+	for _, batch := range []bool{true, false} {
+		srv, counters := startTracker(t, tracker.DefaultConfig())
+		cfg = shortRun(srv.Addr().String())
+		cfg.Warmup, cfg.Duration, cfg.Walk, cfg.Batch = 0, time.Minute, true, batch
+		cfg.Peers, cfg.Sockets, cfg.Window = 1001, 3, 16
+		res, err := udpload.Run(context.Background(), cfg, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Sent != 1001 || res.Announces != 1001 || res.Lost != 0 || res.Elapsed >= time.Minute || res.Latency.Count != 1001 {
+			t.Fatalf("walk of 1001 peers (batch %v):\n%s", batch, res)
+		}
+		if got := counters.Value(metrics.UDP4Announces); got != 1001 {
+			t.Fatalf("tracker counted %d announces (batch %v)", got, batch)
+		}
 	}
 	cfg.Warmup = time.Second
 	if _, err := udpload.Run(context.Background(), cfg, io.Discard); err == nil {
