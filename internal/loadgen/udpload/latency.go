@@ -145,6 +145,9 @@ func (h *histogram) latency() Latency {
 type window struct {
 	epoch    time.Time
 	from, to atomic.Int64
+	// paced is when a paced run's schedule starts (Config.Rate), set
+	// before the sockets start.
+	paced int64
 }
 
 // now is the time since the run's epoch, from the monotonic clock.

@@ -2,9 +2,13 @@ package udpload
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/starling-tracker/starling/internal/udptracker/batch"
@@ -44,9 +48,15 @@ func (c *client) sendOne() (int, error) {
 // freed a request in flight.
 func (c *client) readOne(n int) bool {
 	b := c.rx[0].Buf[:n]
-	matched, kind := c.answer(b, c.win.now(), c.win.from.Load(), c.win.to.Load())
+	matched, _ := c.answer(b, c.win.now(), c.win.from.Load(), c.win.to.Load())
+	c.countOne(b)
+	return matched
+}
+
+// countOne counts one answer by its kind.
+func (c *client) countOne(b []byte) {
 	c.st.received.Add(1)
-	switch kind {
+	switch answerKind(b) {
 	case kindAnnounce:
 		c.st.announces.Add(1)
 	case kindScrape:
@@ -59,7 +69,6 @@ func (c *client) readOne(n int) bool {
 	default:
 		c.st.bad.Add(1)
 	}
-	return matched
 }
 
 // readErr sorts a failed read: (true, nil) for a deadline that passed,
@@ -138,94 +147,177 @@ func (c *client) runPlain(ctx context.Context) error {
 // idMask keeps a transaction id to the 31 bits fill uses.
 const idMask = 1<<31 - 1
 
+// paced is what a paced socket's sender and reader share.
+type paced struct {
+	mu       sync.Mutex // guards the ring, inflight and oldest
+	inflight int
+	oldest   uint32 // ids from oldest to the last sent may be in flight
+	// The connection id is renewed in band: the sender sends a connect,
+	// the reader takes the answer.
+	cid         atomic.Uint64
+	connectTx   atomic.Uint32
+	connectedAt atomic.Int64 // since the window's epoch
+	quit        atomic.Bool  // one of the two ended: the other ends too
+}
+
 // runPaced sends this socket's share of Config.Rate one request at a time
 // on a fixed schedule: request k at start + k*interval, where interval is
-// Sockets/Rate and socket i starts i/Sockets of an interval after the
-// first, so the sockets' sends interleave evenly. The schedule is absolute,
-// so a late wake-up delays one send, not the ones after it. Between sends
-// the goroutine waits in a read whose deadline is the next send (or the
-// next request to give up on), so answers are read as they come and
-// nothing spins. A send that finds Window requests in flight is skipped
-// and counted; a request unanswered after Timeout is lost.
+// Sockets/Rate and socket i starts i/Sockets of an interval after socket 0,
+// so the sockets' sends interleave evenly. A pacer (a timerfd on Linux)
+// wakes the sender for each send; the schedule is absolute, so a late
+// wake-up delays that send, not the ones after it. A reader goroutine reads
+// the answers as they come, one read each. A send that finds Window
+// requests in flight is skipped and counted; a request not answered
+// within Timeout is lost, and its answer, if it comes, is not timed.
 func (c *client) runPaced(ctx context.Context) error {
-	interval := float64(c.cfg.Sockets) / c.cfg.Rate * float64(time.Second)
-	start := c.win.now() + int64(interval*float64(c.index)/float64(c.cfg.Sockets))
+	sockets := int64(c.cfg.Sockets)
+	every := int64(float64(sockets) / c.cfg.Rate * float64(time.Second))
+	every = max(every, 1)
+	p := newPacer(c.win, c.win.paced+every*int64(c.index)/sockets, every)
+	defer p.close()
+	defer context.AfterFunc(ctx, p.stop)()
+	// The reader blocks without a deadline (connect left one set); Run
+	// sets one in the past when the run ends, after ctx is done.
+	if err := c.conn.SetReadDeadline(time.Time{}); ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("clear read deadline: %w", err)
+	}
+	var s paced
+	s.oldest = (c.txid + 1) & idMask
+	s.cid.Store(c.cid)
+	s.connectedAt.Store(int64(c.connected.Sub(c.win.epoch)))
+	done := make(chan error, 1)
+	go func() {
+		err := c.readPaced(ctx, &s)
+		if s.quit.CompareAndSwap(false, true) {
+			p.stop()
+		}
+		done <- err
+	}()
+	err := c.sendPaced(ctx, p, &s)
+	if s.quit.CompareAndSwap(false, true) {
+		_ = c.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	if rerr := <-done; err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// sendPaced is a paced socket's sender.
+func (c *client) sendPaced(ctx context.Context, p pacer, s *paced) error {
 	timeout := int64(c.cfg.Timeout)
-	var k int64 // sends scheduled so far, made or skipped
-	next := start
-	inflight := 0
-	// Ids from oldest up to the last one sent may be in flight; sends are
-	// also skipped while that range would wrap the ring.
-	oldest := (c.txid + 1) & idMask
-	var armed int64 = -1 // the read deadline set last, since the epoch
-	for ctx.Err() == nil {
-		if time.Since(c.connected) > reconnectEvery {
-			if err := c.reconnect(ctx, &inflight); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			oldest = (c.txid + 1) & idMask
-		}
-		now := c.win.now()
-		// Give up on requests older than the timeout, oldest first.
-		last := c.txid & idMask
-		for oldest != (last+1)&idMask {
-			s := &c.ring.slots[oldest&c.ring.mask]
-			if s.live && s.tx == oldest {
-				if now-s.at < timeout {
-					break
-				}
-				s.live = false
-				c.st.lost.Add(1)
-				inflight--
-			}
-			oldest = (oldest + 1) & idMask
-		}
-		if c.cfg.Walk && c.walked >= c.mine() && inflight == 0 {
-			return nil
-		}
-		if now >= next {
-			span := (last + 1 - oldest) & idMask
-			switch {
-			case inflight >= c.cfg.Window || int(span) >= len(c.ring.slots):
-				c.st.skipped.Add(1)
-			case c.take():
-				added, err := c.sendOne()
-				if err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return fmt.Errorf("send: %w", err)
-				}
-				inflight += added
-			}
-			k++
-			next = start + int64(float64(k)*interval)
-			continue
-		}
-		// Wait for an answer until the next send, or until the oldest
-		// request in flight times out; at most 100 ms, so the end of the
-		// run is seen even at low rates.
-		deadline := min(next, now+int64(100*time.Millisecond))
-		if s := &c.ring.slots[oldest&c.ring.mask]; inflight > 0 && s.live && s.tx == oldest {
-			deadline = min(deadline, s.at+timeout)
-		}
-		if deadline != armed {
-			_ = c.conn.SetReadDeadline(c.win.epoch.Add(time.Duration(deadline)))
-			armed = deadline
-		}
-		n, err := c.conn.Read(c.rx[0].Buf)
+	var connectSent int64 = math.MinInt64
+	var connect [16]byte
+	binary.BigEndian.PutUint64(connect[0:], protocolID)
+	for {
+		ticks, err := p.wait()
 		if err != nil {
-			if late, err := c.readErr(ctx, err); !late {
-				return err
+			if errors.Is(err, errPacerStopped) || ctx.Err() != nil {
+				return nil
 			}
-			continue // a send or a timeout is due
+			return err
 		}
-		if c.readOne(n) {
-			inflight--
+		for ; ticks > 0; ticks-- {
+			now := c.win.now()
+			if now-s.connectedAt.Load() > int64(reconnectEvery) && now-connectSent > int64(time.Second) {
+				c.txid++
+				binary.BigEndian.PutUint32(connect[12:], c.txid|1<<31)
+				s.connectTx.Store(c.txid | 1<<31)
+				connectSent = now
+				if _, err := c.conn.Write(connect[:]); err != nil {
+					return c.sendErr(ctx, err)
+				}
+			}
+			m := &c.tx[0]
+			s.mu.Lock()
+			// Give up on requests older than the timeout, oldest first.
+			last := c.txid & idMask
+			for s.oldest != (last+1)&idMask {
+				slot := &c.ring.slots[s.oldest&c.ring.mask]
+				if slot.live && slot.tx == s.oldest {
+					if now-slot.at <= timeout {
+						break
+					}
+					slot.live = false
+					c.st.lost.Add(1)
+					s.inflight--
+				}
+				s.oldest = (s.oldest + 1) & idMask
+			}
+			if c.cfg.Walk && c.walked >= c.mine() && s.inflight == 0 {
+				s.mu.Unlock()
+				return nil
+			}
+			// Sends are skipped at the window, and while the ids in flight
+			// would wrap the ring.
+			if span := (last + 1 - s.oldest) & idMask; s.inflight >= c.cfg.Window || int(span) >= len(c.ring.slots) {
+				s.mu.Unlock()
+				c.st.skipped.Add(1)
+				continue
+			}
+			if !c.take() {
+				s.mu.Unlock()
+				continue
+			}
+			c.cid = s.cid.Load()
+			c.fill(m)
+			s.inflight += 1 - c.track(txOf(m.Buf[12:]), c.win.now())
+			s.mu.Unlock()
+			if _, err := c.conn.Write(m.Buf[:m.N]); err != nil {
+				return c.sendErr(ctx, err)
+			}
+			c.st.sent.Add(1)
 		}
 	}
-	return nil
+}
+
+func (c *client) sendErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return fmt.Errorf("send: %w", err)
+}
+
+// readPaced is a paced socket's reader: one read per answer.
+func (c *client) readPaced(ctx context.Context, s *paced) error {
+	timeout := int64(c.cfg.Timeout)
+	buf := c.rx[0].Buf
+	for {
+		n, err := c.conn.Read(buf)
+		if err != nil {
+			if late, err := c.readErr(ctx, err); !late || s.quit.Load() {
+				return err
+			}
+			continue
+		}
+		now := c.win.now()
+		b := buf[:n]
+		if n >= 16 && binary.BigEndian.Uint32(b) == actionConnect {
+			if txOf(b[4:]) == s.connectTx.Load() {
+				s.cid.Store(binary.BigEndian.Uint64(b[8:]))
+				s.connectedAt.Store(now)
+				c.st.connects.Add(1)
+			}
+			continue
+		}
+		var at int64
+		ok := false
+		if n >= 8 {
+			s.mu.Lock()
+			if at, ok = c.ring.answered(txOf(b[4:])); ok {
+				s.inflight--
+			}
+			s.mu.Unlock()
+		}
+		switch {
+		case !ok:
+		case now-at > timeout:
+			c.st.lost.Add(1) // answered, but too late
+		case at >= c.win.from.Load() && now <= c.win.to.Load():
+			c.hist.record(now - at)
+		}
+		c.countOne(b)
+	}
 }

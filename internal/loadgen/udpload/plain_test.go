@@ -257,7 +257,7 @@ func TestLateAnswersNotTimed(t *testing.T) {
 }
 
 // TestRateAchieved: a paced run sends its rate within 5 %, one request per
-// datagram, and loses nothing.
+// datagram, each socket evenly spaced, and loses nothing.
 func TestRateAchieved(t *testing.T) {
 	const rate, sockets = 2000.0, 4
 	var mu sync.Mutex
@@ -295,6 +295,26 @@ func TestRateAchieved(t *testing.T) {
 	}
 	if len(arrivals) != sockets {
 		t.Fatalf("%d sockets seen", len(arrivals))
+	}
+	// Each socket sends every sockets/rate = 2 ms: the median gap is that,
+	// and few gaps are bursts (under a quarter of it).
+	interval := time.Duration(float64(sockets) / rate * float64(time.Second))
+	for from, ts := range arrivals {
+		gaps := make([]time.Duration, 0, len(ts))
+		for i := 1; i < len(ts); i++ {
+			gaps = append(gaps, ts[i].Sub(ts[i-1]))
+		}
+		slices.Sort(gaps)
+		median := gaps[len(gaps)/2]
+		short := 0
+		for _, g := range gaps {
+			if g < interval/4 {
+				short++
+			}
+		}
+		if median < interval*8/10 || median > interval*12/10 || short > len(gaps)/10 {
+			t.Fatalf("%s: median gap %v (want %v), %d of %d gaps under %v", from, median, interval, short, len(gaps), interval/4)
+		}
 	}
 }
 

@@ -342,6 +342,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	// A paced run's first sends are due shortly after the sockets start.
+	win.paced = win.now() + int64(time.Millisecond)
 	var wg sync.WaitGroup
 	errc := make(chan error, len(clients))
 	for _, c := range clients {
