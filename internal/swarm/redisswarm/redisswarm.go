@@ -10,6 +10,10 @@
 // bucket's hash tag (the first bits of the info hash), so one announce is
 // one Cluster slot. Redis's clock (TIME) is the only clock: Announce.Now is
 // ignored (Config.AnnounceClock turns that around, for tests of one node).
+// A node reads TIME twice a second and hands announces Redis's time as of
+// that reading plus what its own monotonic clock says has passed, floored
+// (see Store.redisNow), which spares the announce script a TIME call; until
+// the first reading, and in the sweep, the scripts call TIME themselves.
 //
 // Redis is a dependency that fails: every call has a deadline, a breaker
 // stops calling a Redis that keeps failing and probes it again after
@@ -166,6 +170,10 @@ type Store struct {
 
 	bufs sync.Pool
 
+	// clock is the last reading of Redis's TIME (see redisNow); nil
+	// before the first.
+	clock atomic.Pointer[clockReading]
+
 	inflight atomic.Int64
 	brk      breaker
 	metrics  [numOps]opMetrics
@@ -304,8 +312,11 @@ func (s *Store) connect(opt rueidis.ClientOption) error {
 // is open, so that a node with no traffic recovers too.
 func (s *Store) watch(opt rueidis.ClientOption) {
 	defer close(s.done)
-	t := time.NewTicker(s.cfg.BreakerOpen / 2)
+	t := time.NewTicker(min(s.cfg.BreakerOpen/2, clockPeriod))
 	defer t.Stop()
+	if c := s.client.Load(); c != nil {
+		s.readClock(*c)
+	}
 	for {
 		select {
 		case <-s.stop:
@@ -319,6 +330,7 @@ func (s *Store) watch(opt rueidis.ClientOption) {
 			}
 		}
 		if !s.brk.isOpen() {
+			s.readClock(*s.client.Load())
 			continue
 		}
 		c := *s.client.Load()
@@ -333,6 +345,49 @@ func (s *Store) watch(opt rueidis.ClientOption) {
 		}
 		s.succeeded()
 	}
+}
+
+// clockPeriod is how often a node reads Redis's TIME for redisNow.
+const clockPeriod = 500 * time.Millisecond
+
+// clockReading is Redis's TIME (unix ns) and the node's clock when the
+// answer came back.
+type clockReading struct {
+	redis int64
+	at    time.Time
+}
+
+// readClock reads Redis's TIME for redisNow. A reading whose round trip
+// took more than 10 ms is dropped (the last one stays), so that the
+// reckoning is at most that far behind; a failed one too: the breaker
+// judges Redis on the announces.
+func (s *Store) readClock(c rueidis.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	v, err := c.Do(ctx, c.B().Time().Build()).AsIntSlice()
+	at := time.Now()
+	if err != nil || len(v) != 2 || at.Sub(start) > 10*time.Millisecond {
+		return
+	}
+	s.clock.Store(&clockReading{redis: v[0]*1e9 + v[1]*1e3, at: at})
+}
+
+// redisNow is Redis's clock in store seconds (unix seconds minus epoch)
+// as the node reckons it: the last TIME read plus the node's monotonic
+// time since, floored. TIME was read before the answer came back, so the
+// reckoning is never ahead of Redis's clock (a peer announced now is
+// not left out by a sweep that cuts at Redis's now) and at most the
+// reading's round trip (10 ms) behind it, plus the two clocks' drift
+// since: the second a peer is scored with is Redis's, or now and then the
+// one before. On a Cluster it is the clock of the primary that answered
+// TIME. ok is false before the first reading.
+func (s *Store) redisNow() (now int64, ok bool) {
+	r := s.clock.Load()
+	if r == nil {
+		return 0, false
+	}
+	return (r.redis+int64(time.Since(r.at)))/1e9 - epoch, true
 }
 
 // Close stops the store's goroutine and its connections.

@@ -117,7 +117,7 @@ end
 // builds the closures and tables it runs into (about 0.07 us a closure,
 // 0.2 us a table, measured in a loop inside one EVAL), so the fast path
 // keeps its numbers in locals and builds no table but the reply; the
-// clock comes from the node (Store.now: Redis's TIME, sampled), not a
+// clock comes from the node (Store.redisNow: Redis's TIME, read twice a second), not a
 // TIME call. The rest (a new peer or torrent, a role switch, a stop, a
 // completion) is the general path below it.
 //

@@ -858,3 +858,6 @@ func (s *Store) CountRelayed(ctx context.Context, h bittorrent.InfoHash, seeders
 	st := bittorrent.SwarmStats{Seeders: clamp32(v[0]), Completed: clamp32(v[2]), Leechers: clamp32(v[1])}
 	return st, swarm.Result{Completed: clamp32(v[2]), CountedCompletion: v[3] == 1}, nil
 }
+	} else if now, ok := s.redisNow(); ok {
+		h[7] = 1
+		binary.LittleEndian.PutUint64(h[16:], uint64(now))
