@@ -126,6 +126,14 @@ type RelayCounter interface {
 	CountRelayed(ctx context.Context, h bittorrent.InfoHash, seeders, leechers int32, completed bool) (bittorrent.SwarmStats, Result, error)
 }
 
+// Remote is implemented by stores whose calls wait on another process
+// (Redis). A transport gains from keeping several of them in flight at
+// once, which the client pipelines, where with a store in memory it would
+// only add work; the UDP tracker then handles a batch's requests at once.
+type Remote interface {
+	Remote() bool
+}
+
 // Prefetcher is implemented by stores that can warm the CPU caches for a
 // batch of announces before they are applied one by one (the UDP tracker
 // reads up to 64 requests per system call). It is only a hint: it changes

@@ -139,6 +139,13 @@ func (t *Tracker) Prefetch(hints []swarm.Hint) {
 	}
 }
 
+// Remote reports whether the store waits on another process (see
+// swarm.Remote), so that a transport keeps several calls in flight.
+func (t *Tracker) Remote() bool {
+	r, ok := t.store.(swarm.Remote)
+	return ok && r.Remote()
+}
+
 // Config returns the rules' settings.
 func (t *Tracker) Config() Config { return t.rules.Load().Config }
 

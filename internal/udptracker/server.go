@@ -555,3 +555,10 @@ func answerOp(answer []byte) metrics.Op {
 		return -1
 	}
 }
+	// fan handles a batch's requests at once when the store is remote
+	// (fanout.go); nil with the memory store.
+	fan *fanout
+	w.fan = newFanout(w)
+	if w.fan != nil {
+		return w.fan.answer(ctx, n)
+	}

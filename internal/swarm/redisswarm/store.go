@@ -23,7 +23,11 @@ var (
 	_ swarm.Store        = (*Store)(nil)
 	_ swarm.RelayCounter = (*Store)(nil)
 	_ swarm.PeerDetailer = (*Store)(nil)
+	_ swarm.Remote       = (*Store)(nil)
 )
+
+// Remote is true: every call is a round trip to Redis (swarm.Remote).
+func (s *Store) Remote() bool { return true }
 
 // PeerDetail is false with Config.NoPeerDetail: peers carry no id,
 // uploaded, downloaded or event.
@@ -195,6 +199,9 @@ func (s *Store) fillAnnounce(b *callBuf, a *swarm.Announce) (keys, args []string
 	if s.cfg.AnnounceClock {
 		h[7] = 1
 		binary.LittleEndian.PutUint64(h[16:], uint64(a.Now-epoch))
+	} else if now, ok := s.redisNow(); ok {
+		h[7] = 1
+		binary.LittleEndian.PutUint64(h[16:], uint64(now))
 	}
 	binary.LittleEndian.PutUint32(h[8:], uint32(min(max(a.NumWant, 0), 1<<20)))
 	binary.LittleEndian.PutUint32(h[12:], uint32(seed>>33))
@@ -858,6 +865,3 @@ func (s *Store) CountRelayed(ctx context.Context, h bittorrent.InfoHash, seeders
 	st := bittorrent.SwarmStats{Seeders: clamp32(v[0]), Completed: clamp32(v[2]), Leechers: clamp32(v[1])}
 	return st, swarm.Result{Completed: clamp32(v[2]), CountedCompletion: v[3] == 1}, nil
 }
-	} else if now, ok := s.redisNow(); ok {
-		h[7] = 1
-		binary.LittleEndian.PutUint64(h[16:], uint64(now))
