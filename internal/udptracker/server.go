@@ -379,6 +379,9 @@ type worker struct {
 	hints    [batchSize]swarm.Hint
 	samples  [batchSize]uint64
 	rng      uint64
+	// fan handles a batch's requests at once when the store is remote
+	// (fanout.go); nil with the memory store.
+	fan *fanout
 }
 
 // prefetcher is implemented by a Tracker that can warm the caches for a
@@ -400,6 +403,7 @@ func (s *Server) newWorker(c *batch.Conn) *worker {
 		w.lat = s.cfg.Latency.Stripe()
 	}
 	w.prefetch, _ = s.tracker.(prefetcher)
+	w.fan = newFanout(w)
 	var seed [8]byte
 	_, _ = rand.Read(seed[:]) // never fails on Linux; a zero seed is still a sequence
 	w.rng = binary.LittleEndian.Uint64(seed[:])
@@ -468,6 +472,9 @@ func (w *worker) run(ctx context.Context) {
 // answer handles the first n datagrams of rx, writes their answers to
 // tx and returns how many there are.
 func (w *worker) answer(ctx context.Context, n int) int {
+	if w.fan != nil {
+		return w.fan.answer(ctx, n)
+	}
 	prefetched := w.prefetch != nil && n > 1 && w.prefetchAnnounces(n)
 	out := 0
 	for i := 0; i < n; i++ {
@@ -555,10 +562,3 @@ func answerOp(answer []byte) metrics.Op {
 		return -1
 	}
 }
-	// fan handles a batch's requests at once when the store is remote
-	// (fanout.go); nil with the memory store.
-	fan *fanout
-	w.fan = newFanout(w)
-	if w.fan != nil {
-		return w.fan.answer(ctx, n)
-	}
