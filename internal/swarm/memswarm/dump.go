@@ -3,6 +3,7 @@ package memswarm
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/swarm"
@@ -31,6 +32,7 @@ func (s *Store) Dump(fn func(*swarm.TorrentDump) error) error {
 		for i, more := 0, true; more; {
 			batch, peers, ends = batch[:0], peers[:0], ends[:0]
 			i, more = s.dumpStep(sh, i, &batch, &peers, &ends)
+			runtime.Gosched() // as in Sweep: let request handlers in
 			// Cut from peers only now: appends may have moved it.
 			for b := range batch {
 				from := 0

@@ -12,6 +12,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -954,6 +955,11 @@ func (s *Store) Sweep(ctx context.Context, cutoff int64) (swarm.SweepResult, err
 			if done := s.sweepLocked(sh, &st, cutoff, &res); done {
 				break
 			}
+			// Between two lock holds, let a request handler run: with
+			// one or two Ps (a tracker pinned to its cores), a sweep of
+			// millions of peers would otherwise keep the UDP workers
+			// waiting for the scheduler's 10 ms preemption.
+			runtime.Gosched()
 		}
 	}
 	return res, nil
