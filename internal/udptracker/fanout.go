@@ -17,15 +17,21 @@ type remote interface{ Remote() bool }
 // the client library (rueidis) writes them to Redis in one pipeline.
 //
 // It is bounded as the worker is: a batch is at most batchSize requests,
-// each runs on its own goroutine with a handler of its own (made when a
-// batch first needs it, then kept), and the worker waits for all of them
-// before it sends the answers and reads again, so no goroutine outlives
-// its batch and nothing queues. Each request keeps its deadline (the
-// store's, 50 ms an announce), and the answers still leave in one send.
+// handled by the worker and a fixed pool of goroutines (at most
+// batchSize-1, started as batches first need them, each with a handler of
+// its own), and the worker waits for all of them before it sends the
+// answers and reads again, so nothing queues. The pool lives as long as
+// the server: its goroutines end when Shutdown begins, and the worker
+// then handles what they did not take itself. (Pooled, their stacks stay
+// grown: a goroutine per request spent a sixth of the tracker's time
+// growing its stack.) Each request keeps its deadline (the store's, 50 ms
+// an announce), and the answers still leave in one send.
 type fanout struct {
 	w *worker
-	// hs[i] handles the batch's request i (hs[0] is the worker's own).
+	// hs are the handlers: hs[0] the worker's own, then one per pool
+	// goroutine.
 	hs   []*handler
+	work chan int // indexes in rx of the batch's requests
 	lens [batchSize]int
 	wg   sync.WaitGroup
 }
@@ -36,18 +42,9 @@ func newFanout(w *worker) *fanout {
 	if r, ok := w.s.tracker.(remote); !ok || !r.Remote() {
 		return nil
 	}
-	f := &fanout{w: w, hs: make([]*handler, 1, batchSize)}
+	f := &fanout{w: w, hs: make([]*handler, 1, batchSize), work: make(chan int, batchSize)}
 	f.hs[0] = w.h
 	return f
-}
-
-// handler is the handler of request i, made on first use.
-func (f *fanout) handler(i int) *handler {
-	for len(f.hs) <= i {
-		w := f.w
-		f.hs = append(f.hs, newHandler(w.s.tracker, w.s.cookies, w.s.limiter, w.s.clock, w.h.stripe, w.s.log, &w.s.private))
-	}
-	return f.hs[i]
 }
 
 // answer handles the first n datagrams of w.rx at once, writes their
@@ -55,12 +52,25 @@ func (f *fanout) handler(i int) *handler {
 // are, as worker.answer does.
 func (f *fanout) answer(ctx context.Context, n int) int {
 	w := f.w
-	for i := 1; i < n; i++ {
-		h := f.handler(i)
-		f.wg.Add(1)
-		go f.serve(ctx, h, i)
+	for len(f.hs) < n {
+		h := newHandler(w.s.tracker, w.s.cookies, w.s.limiter, w.s.clock, w.h.stripe, w.s.log, &w.s.private)
+		f.hs = append(f.hs, h)
+		go f.loop(ctx, h)
 	}
-	f.serve1(ctx, f.hs[0], 0)
+	f.wg.Add(n)
+	for i := range n {
+		f.work <- i // never blocks: the channel holds a batch
+	}
+	// The worker takes requests too, and all that are left should the
+	// pool have ended.
+	for done := false; !done; {
+		select {
+		case i := <-f.work:
+			f.serve(ctx, f.hs[0], i)
+		default:
+			done = true
+		}
+	}
 	f.wg.Wait()
 	out := 0
 	for i := 0; i < n; i++ {
@@ -78,21 +88,30 @@ func (f *fanout) answer(ctx context.Context, n int) int {
 		w.ops[out] = answerOp(t.Buf[:k])
 		out++
 	}
-	// Counted before the answers leave, as worker.answer does.
-	for _, h := range f.hs[:min(n, len(f.hs))] {
+	// Counted before the answers leave, as worker.answer does. The pool's
+	// handlers are idle until the next batch is handed out.
+	for _, h := range f.hs {
 		h.flush()
 	}
 	return out
 }
 
-func (f *fanout) serve(ctx context.Context, h *handler, i int) {
-	defer f.wg.Done()
-	f.serve1(ctx, h, i)
+// loop is one pool goroutine: it handles requests with h until Shutdown.
+func (f *fanout) loop(ctx context.Context, h *handler) {
+	for {
+		select {
+		case i := <-f.work:
+			f.serve(ctx, h, i)
+		case <-f.w.s.closed:
+			return
+		}
+	}
 }
 
-// serve1 answers request i into tx[i] (handle recovers a panic: no answer).
-func (f *fanout) serve1(ctx context.Context, h *handler, i int) {
+// serve answers request i into tx[i] (handle recovers a panic: no answer).
+func (f *fanout) serve(ctx context.Context, h *handler, i int) {
 	m := &f.w.rx[i]
 	h.sample = 0
 	f.lens[i] = h.handle(ctx, m.Addr, m.Buf[:m.N], m.Truncated, f.w.tx[i].Buf)
+	f.wg.Done()
 }

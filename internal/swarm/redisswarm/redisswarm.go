@@ -278,6 +278,14 @@ func ClientOption(raw string) (rueidis.ClientOption, error) {
 	opt.DisableCache = true
 	opt.Dialer.Timeout = time.Second
 	opt.ConnWriteTimeout = time.Second
+	// Under load the connection's writer waits up to 100 us after each
+	// write, so that the calls of many announces (a UDP batch's, handled
+	// at once) leave in one write: fewer system calls for the node and
+	// Redis. A lone call still leaves at once. bench-redis.sh at numwant
+	// 50, one run each on the busy box: 18,900 announces/s with no delay,
+	// 20,800 with 20 us, 22,200 with 100 us (tracker 25.5, 21.5 and 19.4
+	// us per answer).
+	opt.MaxFlushDelay = 100 * time.Microsecond
 	return opt, nil
 }
 
