@@ -78,18 +78,41 @@ import (
 // EVALSHA, 26.3-28.5 us INFO cpu; after 18.5-22.8 us, 19.5-23.3 us. The
 // machine's load moves these by a few us; the ratio holds (0.7-0.85).
 //
-// A re-announce now makes HGET (record), TIME, ZADD XX GT CH, one ZRANGE
-// per list drawn from (1.5 on average), and HSET of the detail when kept;
-// before, also four ZCARDs, a ZSCORE, the relay HGET and an index ZADD.
-// The commands' own time is about 4 us of it; a bare EVALSHA with these
-// keys and arguments costs about 4 us on this machine under this load
-// (redis-benchmark measures 1.5 us for one with short arguments), and the
-// rest is Lua and the bridge between Lua and Redis (about 1 us per call
-// plus 0.1 us per member returned). Issue 17's 10 us is not met here;
-// meeting it would take fewer calls still (Redis's clock from the node,
-// or the sample kept packed), which the contract or the memory target
-// rule out. The record (28 bytes per torrent) costs 1.6 bytes per peer
-// in swarms of 20; a counted peer's score takes 4 bytes more.
+// A re-announce now makes HGET (record), ZADD XX GT CH, one ZRANGE per
+// list drawn from (1.5 on average), and HSET of the detail when kept;
+// before 98ada46, also four ZCARDs, a ZSCORE, the relay HGET and an index
+// ZADD, and before ffc2498 a TIME (the node now reckons Redis's clock from
+// a reading twice a second, see redisNow). Where the rest goes, measured
+// by elimination on the busy box (TestScriptVariants with
+// STARLING_REDIS_LOOP=200: each variant run 200 times inside one EVAL,
+// for 200 peers, Redis's user CPU per run, so the socket, the call's
+// dispatch and Redis's turns off the core are not in it; the script of
+// 758f3b7):
+//
+//	the loop itself                                 1.1 us
+//	+ unpacking the arguments, defining draw        1.2 us
+//	+ HGET and ZADD XX GT CH                        4.0 us  (about 2 us a call)
+//	+ the record unpacked, the draw worked out      0.8 us
+//	+ ZRANGE of the lists (1.5 calls)               3.2 us  (one member or ten: the same)
+//	+ packing the peers and the reply table         1.4 us
+//	                                               11.6 us  (the script before 758f3b7: 11.4-11.6
+//	                                                         against 9.7-9.8 in an A/B run)
+//
+// and an EVALSHA of "return 1" with the same keys and arguments costs
+// 4.5-5 us a call there (1.7 us on a quiet box). So each redis.call costs
+// about 2 us, whatever it returns, and most of the rest is Lua building
+// what it runs into: a closure about 0.07 us, a table 0.2 us (measured in
+// a loop inside one EVAL), which is why the common case builds neither.
+// perf on Redis in bench-redis.sh (tracker and Redis on one core) shows no
+// single hot spot: dictFind and key comparisons (key lookups, missing
+// the caches the tracker shares), the Lua VM, malloc and the sockets.
+// Issue 17's 10 us is not met: a re-announce needs its record (the
+// counts) and the score written, and a draw reads one or two lists, so
+// three or four calls of about 2 us are left plus the call itself; fewer
+// would take another layout (seeders and leechers in one key, or the
+// sample kept packed beside the set), which the memory target rules out.
+// The record (28 bytes per torrent) costs 1.6 bytes per peer in swarms of
+// 20; a counted peer's score takes 4 bytes more.
 //
 // Memory of other layouts, the same 10,000 swarms of 20 written by a Lua
 // loop into an empty Redis: address members only 35 B per peer; the
