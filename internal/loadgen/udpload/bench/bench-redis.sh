@@ -71,22 +71,12 @@ redis_cpu() { echo "$(info used_cpu_user) $(info used_cpu_sys)"; }
 
 starling_toml() { # store
 	tracker_toml "$work" "$PORT" "$SERVER_SOCKETS"
-	cat >>"$work/tracker.toml" <<TOML
-
-[core.swarm]
-snapshot_path = ""
-TOML
+	# tracker_toml's [core.swarm] (snapshots off) gets the store's keys.
 	if [[ $1 == redis* ]]; then
-		cat >>"$work/tracker.toml" <<TOML
-store = "redis"
-redis_url = "redis://127.0.0.1:$REDIS_PORT/0"
-redis_key_prefix = "bench:"
-TOML
+		local detail=false
+		[[ $1 == redis-detail ]] && detail=true
+		sed -i '/^snapshot_path = ""$/a store = "redis"\nredis_url = "redis://127.0.0.1:'"$REDIS_PORT"'/0"\nredis_key_prefix = "bench:"\nredis_peer_detail = '"$detail" "$work/tracker.toml"
 	fi
-	case $1 in
-	redis) echo "redis_peer_detail = false" >>"$work/tracker.toml" ;;
-	redis-detail) echo "redis_peer_detail = true" >>"$work/tracker.toml" ;;
-	esac
 	cat >>"$work/tracker.toml" <<TOML
 
 [http_api]

@@ -3,7 +3,11 @@
 
 # tracker_toml DIR PORT SOCKETS writes DIR/tracker.toml: a public tracker
 # with statistics on, logging errors only, its database in DIR, one UDP
-# listener on 127.0.0.1:PORT with SOCKETS sockets, no HTTP tracker or API.
+# listener on 127.0.0.1:PORT with SOCKETS sockets, no HTTP tracker or API,
+# and no swarm snapshot: the default one, in ./storage of the working
+# directory, would hand each run's peers to the next run's server. A
+# script that sets more of [core.swarm] inserts its keys after the
+# snapshot_path line (see bench-redis.sh).
 tracker_toml() {
 	cat >"$1/tracker.toml" <<TOML
 [metadata]
@@ -17,6 +21,9 @@ tracker_usage_statistics = true
 
 [core.database]
 path = "$1/tracker.db"
+
+[core.swarm]
+snapshot_path = ""
 
 [[udp_trackers]]
 bind_address = "127.0.0.1:$2"
