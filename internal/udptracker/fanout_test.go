@@ -8,8 +8,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -115,16 +117,20 @@ func TestFanoutRedis(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
+	var once sync.Once
+	shutdown := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			if err := <-served; !errors.Is(err, ErrServerClosed) {
+				t.Errorf("Serve returned %v, want ErrServerClosed", err)
+			}
+		})
+	}
+	t.Cleanup(shutdown)
 
 	// Eight torrents of five leechers each, announced through the rules.
 	const torrents, leechers = 8, 5
@@ -263,6 +269,27 @@ func TestFanoutRedis(t *testing.T) {
 		}
 	}
 	c.expectNothingBefore()
+	_ = redis.Process.Signal(syscall.SIGCONT)
+
+	// The worker's pool (at most a batch less one) ends with the server.
+	if n := poolGoroutines(); n == 0 || n >= batchSize {
+		t.Errorf("%d pool goroutines while serving, want 1 to %d", n, batchSize-1)
+	}
+	shutdown()
+	deadline := time.Now().Add(2 * time.Second)
+	for poolGoroutines() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := poolGoroutines(); n > 0 {
+		t.Errorf("%d pool goroutines after Shutdown", n)
+	}
+}
+
+// poolGoroutines counts the goroutines of fanout pools.
+func poolGoroutines() int {
+	buf := make([]byte, 1<<22)
+	n := runtime.Stack(buf, true)
+	return strings.Count(string(buf[:n]), "udptracker.(*fanout).loop(")
 }
 
 var _ swarm.Remote = (*redisswarm.Store)(nil)
