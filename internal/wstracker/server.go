@@ -414,18 +414,24 @@ func (s *Server) admit(ip netip.Addr) (bool, int) {
 func (s *Server) release(ip netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.releaseLocked(ip)
+}
+
+func (s *Server) releaseLocked(ip netip.Addr) {
 	s.total--
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
 }
 
-// forget is the end of a connection's reader.
+// forget is the end of a connection's reader. The connection leaves the
+// set and gives back its slot in one hold of the lock, so no one sees it
+// gone (Connections) while its slot is still taken.
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	delete(s.conns, c)
-	s.mu.Unlock()
-	s.release(c.ip)
+	s.releaseLocked(c.ip)
 }
 
 func (s *Server) clientIP(r *http.Request) netip.Addr {
