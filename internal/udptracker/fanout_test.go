@@ -3,7 +3,6 @@ package udptracker
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -11,14 +10,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/starling-tracker/starling/internal/access"
 	"github.com/starling-tracker/starling/internal/bittorrent"
-	"github.com/starling-tracker/starling/internal/clock"
 	"github.com/starling-tracker/starling/internal/metrics"
 	"github.com/starling-tracker/starling/internal/swarm"
 	"github.com/starling-tracker/starling/internal/swarm/redisswarm"
@@ -104,33 +100,8 @@ func TestFanoutRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	clk := clock.NewManual(time.Now().Unix())
-	tr := tracker.New(tracker.DefaultConfig(), store, access.New(nil), clk, nil)
-	counters := metrics.NewCounters(2, true)
-	srv, err := New(Config{BindAddress: "127.0.0.1:0", Sockets: 1, Clock: clk, MaxConnectionIDErrorsPerIP: -1},
-		tr, counters, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	var once sync.Once
-	shutdown := func() {
-		once.Do(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(ctx); err != nil {
-				t.Errorf("shutdown: %v", err)
-			}
-			if err := <-served; !errors.Is(err, ErrServerClosed) {
-				t.Errorf("Serve returned %v, want ErrServerClosed", err)
-			}
-		})
-	}
-	t.Cleanup(shutdown)
+	e := startEnv(t, envOpts{store: store, limit: -1, now: time.Now().Unix()})
+	srv, tr, counters, shutdown := e.srv, e.tr, e.counters, e.shutdown
 
 	// Eight torrents of five leechers each, announced through the rules.
 	const torrents, leechers = 8, 5

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,16 +22,20 @@ import (
 	"github.com/starling-tracker/starling/internal/tracker"
 )
 
-// testEnv is a running server over the real rules and memory store.
+// testEnv is a running server over the real rules and memory store (or
+// the store of envOpts.store).
 type testEnv struct {
 	srv      *Server
 	tr       *tracker.Tracker
-	store    *memswarm.Store
+	store    *memswarm.Store // nil when envOpts.store was set
 	clk      *clock.Manual
 	counters *metrics.Counters
 	lists    *access.Lists
 	latency  *metrics.Latency
 	addr     netip.AddrPort
+	// shutdown stops the server and checks that Serve ended; it runs at
+	// cleanup too, and only once.
+	shutdown func()
 }
 
 type envOpts struct {
@@ -43,6 +48,10 @@ type envOpts struct {
 	// private reads peer keys from BEP 41 URL data (Config.Private); set
 	// it with trCfg.Private.
 	private bool
+	// store replaces the memory store under the real rules.
+	store swarm.Store
+	// now is the manual clock's start (0: a fixed time in 2023).
+	now int64
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -59,10 +68,17 @@ func startEnv(t *testing.T, o envOpts) *testEnv {
 	if o.trCfg != nil {
 		cfg = *o.trCfg
 	}
-	e := &testEnv{clk: clock.NewManual(1_700_000_000), counters: metrics.NewCounters(4, true), lists: access.New(nil),
+	if o.now == 0 {
+		o.now = 1_700_000_000
+	}
+	e := &testEnv{clk: clock.NewManual(o.now), counters: metrics.NewCounters(4, true), lists: access.New(nil),
 		latency: metrics.NewLatency(4)}
-	e.store = memswarm.New(swarm.Options{RemovePeerlessTorrents: true})
-	e.tr = tracker.New(cfg, e.store, e.lists, e.clk, nil)
+	store := o.store
+	if store == nil {
+		e.store = memswarm.New(swarm.Options{RemovePeerlessTorrents: true})
+		store = e.store
+	}
+	e.tr = tracker.New(cfg, store, e.lists, e.clk, nil)
 	var tr Tracker = e.tr
 	if o.tracker != nil {
 		tr = o.tracker
@@ -87,16 +103,20 @@ func startEnv(t *testing.T, o envOpts) *testEnv {
 	e.addr = srv.Addr()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
+	var once sync.Once
+	e.shutdown = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			if err := <-served; !errors.Is(err, ErrServerClosed) {
+				t.Errorf("Serve returned %v, want ErrServerClosed", err)
+			}
+		})
+	}
+	t.Cleanup(e.shutdown)
 	return e
 }
 
