@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -264,3 +265,67 @@ func poolGoroutines() int {
 }
 
 var _ swarm.Remote = (*redisswarm.Store)(nil)
+
+// deadlineTracker is a remote tracker that records the deadline each
+// announce was given.
+type deadlineTracker struct {
+	*tracker.Tracker
+	mu        sync.Mutex
+	deadlines []time.Time // zero: none
+}
+
+func (*deadlineTracker) Remote() bool { return true }
+
+func (d *deadlineTracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	dl, _ := ctx.Deadline()
+	d.mu.Lock()
+	d.deadlines = append(d.deadlines, dl)
+	d.mu.Unlock()
+	return d.Tracker.Announce(ctx, req, resp)
+}
+
+// TestFanoutBatchDeadline: the requests of one batch share one deadline,
+// batchDeadline after the batch began, which the store keeps instead of
+// a timer per call; every request is still answered.
+func TestFanoutBatchDeadline(t *testing.T) {
+	e := startEnv(t, envOpts{})
+	dt := &deadlineTracker{Tracker: e.tr}
+	srv, err := New(Config{BindAddress: "127.0.0.1:0", Clock: e.clk}, dt, e.counters, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Shutdown (safe before Serve) ends the worker's pool.
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	w := srv.newWorker(nil)
+	if w.fan == nil {
+		t.Fatal("no fanout over a remote store")
+	}
+	from := netip.MustParseAddrPort("127.0.0.1:40000")
+	cid := srv.cookies.mint(from.Addr(), e.clk.Now())
+	for _, n := range []int{1, 2, batchSize} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			dt.deadlines = dt.deadlines[:0]
+			for i := range n {
+				p := announcePacket(announceSpec{cid: cid, txid: uint32(i), hash: hashN(i % 4), left: 1, numWant: 5, port: uint16(7000 + i)})
+				m := &w.rx[i]
+				m.N, m.Addr, m.Truncated = copy(m.Buf, p), from, false
+			}
+			start := time.Now()
+			if out := w.fan.answer(context.Background(), n); out != n {
+				t.Fatalf("%d answers to %d announces", out, n)
+			}
+			if len(dt.deadlines) != n {
+				t.Fatalf("%d announces reached the tracker, want %d", len(dt.deadlines), n)
+			}
+			first := dt.deadlines[0]
+			if first.IsZero() || first.Before(start.Add(batchDeadline)) || first.After(time.Now().Add(batchDeadline)) {
+				t.Fatalf("deadline %v after the batch began, want %v", first.Sub(start), batchDeadline)
+			}
+			for i, dl := range dt.deadlines {
+				if !dl.Equal(first) {
+					t.Errorf("announce %d: deadline %v, want the batch's %v", i, dl, first)
+				}
+			}
+		})
+	}
+}

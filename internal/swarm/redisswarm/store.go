@@ -130,7 +130,7 @@ func (s *Store) Announce(ctx context.Context, a *swarm.Announce, resp *bittorren
 	start := time.Now()
 	b := s.getBuf()
 	keys, args := s.fillAnnounce(b, a)
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	cctx, cancel := callCtx(ctx, start, s.cfg.Timeout)
 	r := s.announce.Exec(cctx, c, keys, args)
 	cancel()
 	res, err := s.announceReply(r, a, resp)
@@ -141,6 +141,21 @@ func (s *Store) Announce(ctx context.Context, a *swarm.Announce, resp *bittorren
 	s.bufs.Put(b)
 	return res, nil
 }
+
+// callCtx bounds one call by the store's deadline, timeout after start,
+// or by the caller's when that comes first. A caller's deadline at or
+// before the store's is kept as it is, with no timer of the call's own:
+// the UDP tracker gives each batch of requests one deadline, and a timer
+// set and stopped per call (context.WithTimeout and its cancel) was 29 %
+// of the node's time in a store call in perf (about 1.5 us an announce).
+func callCtx(ctx context.Context, start time.Time, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && !dl.After(start.Add(timeout)) {
+		return ctx, noCancel
+	}
+	return context.WithTimeout(ctx, timeout)
+}
+
+func noCancel() {}
 
 // fillAnnounce writes the announce script's keys and arguments into b.
 func (s *Store) fillAnnounce(b *callBuf, a *swarm.Announce) (keys, args []string) {
@@ -414,7 +429,7 @@ func (s *Store) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, out []
 		return out, err
 	}
 	start := time.Now()
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	cctx, cancel := callCtx(ctx, start, s.cfg.Timeout)
 	stats, err := s.readStats(cctx, c, hashes)
 	cancel()
 	s.end(opScrape, start, err)
@@ -852,7 +867,7 @@ func (s *Store) CountRelayed(ctx context.Context, h bittorrent.InfoHash, seeders
 	b := &callBuf{arena: make([]byte, 0, 512)}
 	keys := s.fillKeys(b, &h)
 	args := []string{string(h[:]), strconv.Itoa(int(seeders)), strconv.Itoa(int(leechers)), boolArg(completed), s.opts}
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	cctx, cancel := callCtx(ctx, start, s.cfg.Timeout)
 	v, err := s.relay.Exec(cctx, c, keys, args).AsIntSlice()
 	cancel()
 	if err == nil && len(v) != 4 {
