@@ -11,7 +11,8 @@
 #
 # CHIHAYA.md beside this script says how to build chihaya. The tracker and
 # its private redis-server (a new one for each tracker, no persistence) run
-# on core 0 (SERVER_CPUS), the generator on core 1 (CLIENT_CPUS): uniform
+# on core 0 (SERVER_CPUS; REDIS_CPUS moves Redis elsewhere, to see what
+# sharing the core costs it), the generator on core 1 (CLIENT_CPUS): uniform
 # profile (10,000 torrents, 200,000 peers, half of them seeders), announces
 # only, LOAD_SOCKETS sockets with WINDOW announces in flight each.
 #
@@ -30,10 +31,14 @@ BIN=${1:?usage: bench-redis.sh path/to/starling}
 CHIHAYA=${CHIHAYA:-}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
 SERVER_CPUS=${SERVER_CPUS:-0}
+REDIS_CPUS=${REDIS_CPUS:-$SERVER_CPUS}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
-# Starling's UDP sockets: with Redis each worker keeps one announce in flight
-# (see BENCHMARKS.md), so the default is 16.
-SERVER_SOCKETS=${SERVER_SOCKETS:-16}
+# Starling's UDP sockets. On Redis a worker handles each batch it reads
+# (up to 64 requests) at once and rueidis writes their calls to Redis
+# together, so one socket makes the largest batches and did best
+# (BENCHMARKS.md, "Swarms on Redis": 1, 4 and 16 sockets). The memory
+# store's runs use it too; runs before 7 Dec 2026 05:00 UTC used 16.
+SERVER_SOCKETS=${SERVER_SOCKETS:-1}
 LOAD_SOCKETS=${LOAD_SOCKETS:-16}
 WINDOW=${WINDOW:-16}
 DURATION=${DURATION:-8s}
@@ -51,7 +56,7 @@ server_pid=
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 
 start_redis() {
-	taskset -c "$SERVER_CPUS" "$REDIS_SERVER" --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+	taskset -c "$REDIS_CPUS" "$REDIS_SERVER" --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
 		--dir "$work" --logfile "$work/redis.log" &
 	redis_pid=$!
 	pids+=("$redis_pid")
@@ -141,7 +146,7 @@ load() { # numwant, duration (0: a walk), output
 
 summary=()
 for name in $TRACKERS; do
-	echo "== $name (tracker and Redis on cpus $SERVER_CPUS, load on cpus $CLIENT_CPUS, $LOAD_SOCKETS sockets x $WINDOW in flight)"
+	echo "== $name (tracker on cpus $SERVER_CPUS, Redis on cpus $REDIS_CPUS, load on cpus $CLIENT_CPUS, $SERVER_SOCKETS server sockets, $LOAD_SOCKETS load sockets x $WINDOW in flight)"
 	mem0=0
 	if [[ $name != memory ]]; then
 		start_redis
@@ -190,6 +195,7 @@ for name in $TRACKERS; do
 		errs=$(sed -n 's/^  error: *\([0-9]*\)$/\1/p' "$work/$name-$nw.out")
 		lost=$(sed -n 's/^lost (timed out): *\([0-9]*\)$/\1/p' "$work/$name-$nw.out")
 		echo "numwant $nw: $rate announces/s, tracker $tcpu µs per answer, Redis $per µs per announce, errors $errs, lost $lost"
+		sed -n 's/^error sample.*/numwant '"$nw"': &/p' "$work/$name-$nw.out"
 		summary+=("$(printf '%-15s %7s %12s %14s %14s %12s %8s' "$name" "$nw" "$rate" "$tcpu" "$per" "$perpeer" "$n")")
 	done
 	grep -v '^$' "$work/serve.log" | grep -iv 'level=info\| INF ' | head -5 || true
