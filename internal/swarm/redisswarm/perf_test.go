@@ -192,6 +192,10 @@ func TestScriptVariants(t *testing.T) {
 			loopVariant(t, s, c, f, string(src), n)
 			continue
 		}
+		if k, _ := strconv.Atoi(os.Getenv("STARLING_REDIS_BATCH")); k > 0 {
+			batchVariant(t, s, c, f, string(src), k)
+			continue
+		}
 		l := script(string(src))
 		c.Do(context.Background(), c.B().ConfigResetstat().Build())
 		u0, s0 := cpuSplit(t, c)
@@ -249,4 +253,53 @@ return 1`)
 	}
 	u1, _ := cpuSplit(t, c)
 	t.Logf("%s: user CPU %.2f us per run (%d runs in one EVAL, %d peers)", name, (u1-u0)/float64(peers*n)*1e6, n, peers)
+}
+
+// batchVariant runs script src for k announces per EVALSHA (each with
+// its own keys and arguments, run one after the other inside the call),
+// with 64 announces in flight as in TestScriptVariants, and reports
+// Redis's CPU per announce: what one call per UDP batch would cost
+// against one call per announce (STARLING_REDIS_BATCH=k; 1: one call an
+// announce). Every announce is a re-announce a second or more after the
+// one before, as in bench-redis.sh (the common case, announceFast): the
+// clock is given and moves on with each call.
+func batchVariant(t *testing.T, s *Store, c rueidis.Client, name, src string, k int) {
+	s = newTestStore(t, Config{URL: s.cfg.URL, Prefix: s.cfg.Prefix, AnnounceClock: true, Timeout: 5 * time.Second})
+	now := time.Now().Unix() + 1000
+	wrapped := expand(`local K, A, out = {}, {}, {}
+for i = 1, #KEYS do K[i] = KEYS[i] end
+for i = 1, #ARGV do A[i] = ARGV[i] end
+local function body()
+` + src + `
+end
+for j = 0, #K / 9 - 1 do
+  for i = 1, 9 do KEYS[i] = K[j * 9 + i] end
+  for i = 1, 4 do ARGV[i] = A[j * 4 + i] end
+  out[j + 1] = body()
+end
+return out`)
+	sha, err := c.Do(context.Background(), c.B().ScriptLoad().Script(wrapped).Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const announces = 50000
+	c.Do(context.Background(), c.B().ConfigResetstat().Build())
+	u0, s0 := cpuSplit(t, c)
+	parallel(t, max(64/k, 1), announces/k, func(call int) error {
+		var keys, args []string
+		for j := range k {
+			kk := ((call*k + j) * 7919) % 20000
+			tor, p := kk%1000, kk/1000
+			a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*20+p, 6881), 0)
+			a.NumWant, a.Left, a.Compact = 50, int64(p%2), true
+			a.Now = now + int64(call)
+			b := &callBuf{arena: make([]byte, 0, 1024)}
+			ks, as := s.fillAnnounce(b, &a)
+			keys, args = append(keys, ks...), append(args, as...)
+		}
+		return c.Do(context.Background(), c.B().Evalsha().Sha1(sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()).Error()
+	})
+	u1, s1 := cpuSplit(t, c)
+	t.Logf("%s, %d announces per call: %s; INFO cpu user %.2f sys %.2f us per announce", name, k, evalStats(t, c),
+		(u1-u0)/announces*1e6, (s1-s0)/announces*1e6)
 }

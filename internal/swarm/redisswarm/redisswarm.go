@@ -114,6 +114,36 @@ import (
 // The record (28 bytes per torrent) costs 1.6 bytes per peer in swarms of
 // 20; a counted peer's score takes 4 bytes more.
 //
+// Where Redis's time per announce goes in bench-redis.sh (numwant 50,
+// Redis pinned, 7 Dec 2026 04:40-05:15 on a quieter box than the 27 us
+// of the run before; 9f3471a): 17.3-19.4 us of INFO cpu per announce,
+// of which EVALSHA's own time (commandstats) is 15.8-17.8, so reading the
+// calls and writing the replies is about 1.5. Redis alone on the other
+// core: 17.0 and 18.4 us, so sharing the core with the tracker costs it
+// about 1 us at most. Fewer calls in flight (16 instead of 256) make
+// smaller pipelines: 35 us. The flush delay (0 or 100 us) moves the
+// node's time, not Redis's. The script's steps, one EVALSHA per announce
+// from 64 goroutines on 1,000 swarms of 20, re-announces a second on
+// (TestScriptVariants, STARLING_REDIS_BATCH=1, INFO cpu per announce):
+// "return 1" with the announce's 9 keys and 4 arguments 5.3-5.8 us,
+// unpacking them and defining draw 5.8-7.0, + HGET 6.7-7.2, + ZADD XX GT
+// CH 9.9-13.5, + the draw (ZRANGE of one or two lists, packing, the
+// reply) 17.0-17.5. The same script run 200 times on one swarm inside
+// one EVAL takes 7.2 us a run: half the time is the announce meeting
+// another swarm each time (its keys, lists and Lua strings cold), not
+// the script's instructions.
+//
+// One EVALSHA per UDP batch (a wrapper running this script for each
+// announce of the batch, standalone Redis only) was measured and not
+// built: 16 announces a call 12.8-13.1 us per announce, 64 a call 12.8,
+// against 16.9-17.1 one a call (STARLING_REDIS_BATCH=16 and 64, the same
+// run). It saves the call's dispatch and its arguments' setup, about a
+// quarter, but not the script's own work, which dominates, so 10 us is
+// out of reach that way too; and it needs the tracker's rules split
+// around the store call (to gather a batch's announces), a second path
+// for Cluster, where a batch spans slots, and one Lua error failing a
+// whole batch. The node is at 10-15x chihaya without it.
+//
 // Memory of other layouts, the same 10,000 swarms of 20 written by a Lua
 // loop into an empty Redis: address members only 35 B per peer; the
 // 20-byte peer_id in the member (address + id) 57 B; the id in a hash
@@ -307,7 +337,10 @@ func ClientOption(raw string) (rueidis.ClientOption, error) {
 	// Redis. A lone call still leaves at once. bench-redis.sh at numwant
 	// 50, one run each on the busy box: 18,900 announces/s with no delay,
 	// 20,800 with 20 us, 22,200 with 100 us (tracker 25.5, 21.5 and 19.4
-	// us per answer).
+	// us per answer). Later, with one batch deadline and one socket: 0 us
+	// 31,500/s (tracker 13.5 us) against 36,600 at 100 us (8.9); 300 us
+	// 23,300 and 17,300 against 36,100 and 30,600 at 100 us, interleaved
+	// (the batch waits, and the generator's 256 in flight with it).
 	opt.MaxFlushDelay = 100 * time.Microsecond
 	return opt, nil
 }
