@@ -192,16 +192,35 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 
 	// Unlike Torrust, a private tracker serves UDP too: the peer key comes
 	// in the announce's BEP 41 URL data (udp://host:port/announce/KEY).
+	udpConns := make([][]*net.UDPConn, len(cfg.UDPTrackers))
+	udpSockets := make([]int, len(cfg.UDPTrackers))
+	cores := runtime.GOMAXPROCS(0)
+	total := 0
 	for i, u := range cfg.UDPTrackers {
 		conns, err := d.inheritedUDP(i, u.BindAddress.String())
 		if err != nil {
 			return nil, err
 		}
+		udpConns[i] = conns
+		// Resolved here, before GOMAXPROCS may rise: 0 is one per core.
+		udpSockets[i] = int(u.Sockets)
+		if udpSockets[i] <= 0 {
+			udpSockets[i] = cores
+		}
+		if conns != nil {
+			udpSockets[i] = len(conns)
+		}
+		total += udpSockets[i]
+	}
+	raiseProcs(total, log)
+	for i, u := range cfg.UDPTrackers {
+		conns := udpConns[i]
 		srv, err := udptracker.New(udptracker.Config{
 			Conns:                      conns,
 			BindAddress:                u.BindAddress.String(),
 			IPv6Only:                   u.IPv6V6Only,
-			Sockets:                    u.Sockets,
+			Sockets:                    udpSockets[i],
+			Detach:                     true,
 			CookieLifetime:             u.CookieLifetime.Duration(),
 			MaxConnectionIDErrorsPerIP: udpErrorLimit(u.MaxConnectionIDErrorsPerIP),
 			ErrorWindow:                time.Minute,

@@ -63,7 +63,7 @@ func TestInheritedSockets(t *testing.T) {
 	if err := e.srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv2, err := New(Config{BindAddress: e.addr.String(), Conns: conns, Clock: e.clk}, e.tr, e.counters, quietLog())
+	srv2, err := New(Config{BindAddress: e.addr.String(), Conns: conns, Clock: e.clk, Detach: true}, e.tr, e.counters, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}

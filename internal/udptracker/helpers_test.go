@@ -52,6 +52,9 @@ type envOpts struct {
 	store swarm.Store
 	// now is the manual clock's start (0: a fixed time in 2023).
 	now int64
+	// inPoller keeps the sockets in Go's netpoller (Config.Detach off;
+	// the daemon detaches them, and so do the other tests).
+	inPoller bool
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -92,6 +95,7 @@ func startEnv(t *testing.T, o envOpts) *testEnv {
 		Clock:                      e.clk,
 		Latency:                    e.latency,
 		Private:                    o.private,
+		Detach:                     !o.inPoller,
 	}, tr, e.counters, quietLog())
 	if err != nil {
 		t.Fatal(err)

@@ -79,7 +79,22 @@ type Config struct {
 	// ("/announce/KEY" or "/KEY") and refuses a malformed one; set it with
 	// the tracker's private mode. Off, URL data is ignored.
 	Private bool
+	// Detach takes the sockets out of Go's netpoller once serving, each
+	// worker blocking in recvmmsg itself (batch.Conn.Detach), as long as
+	// the process keeps a P more than its detached sockets (see
+	// DetachedSockets); the others stay in the netpoller.
+	Detach bool
 }
+
+// detached counts the process's detached sockets: each one's worker
+// holds a P while it waits, and Go's runtime takes Ps back from blocked
+// goroutines (with a thread hand-off at every sysmon tick) when no P is
+// left idle, so at most GOMAXPROCS-1 are.
+var detached atomic.Int32
+
+// DetachedSockets is how many sockets the process has taken out of Go's
+// netpoller (Config.Detach).
+func DetachedSockets() int { return int(detached.Load()) }
 
 // Server is one UDP tracker listener.
 type Server struct {
@@ -98,8 +113,16 @@ type Server struct {
 	resume chan struct{}
 	parked sync.WaitGroup
 
-	mu       sync.Mutex
-	conns    []*net.UDPConn
+	mu    sync.Mutex
+	conns []*net.UDPConn
+	// bconns are the workers' sockets once serving; Files, Pause and
+	// Shutdown use them (a detached one no longer has its *net.UDPConn).
+	bconns   []*batch.Conn
+	detached int32 // how many of bconns are detached
+	// handedOn is set once Files gave the sockets out (an upgrade): they
+	// may live on in another process, so Shutdown must not shut them
+	// for reading.
+	handedOn bool
 	addr     netip.AddrPort
 	ready    chan struct{}
 	serving  bool
@@ -240,6 +263,10 @@ func (s *Server) Serve() error {
 			cancel()
 			return fmt.Errorf("udp tracker: %w", err)
 		}
+		if s.cfg.Detach {
+			s.detach(bc)
+		}
+		s.bconns = append(s.bconns, bc)
 		ws = append(ws, s.newWorker(bc))
 	}
 	s.workers.Add(len(ws))
@@ -250,6 +277,25 @@ func (s *Server) Serve() error {
 	<-s.closed
 	return ErrServerClosed
 }
+
+// detach takes bc out of the netpoller if the process can spare the P
+// its worker will hold.
+func (s *Server) detach(bc *batch.Conn) {
+	if detached.Add(1) > int32(runtime.GOMAXPROCS(0)-1) {
+		detached.Add(-1)
+		return
+	}
+	if err := bc.Detach(s.stopReading); err != nil {
+		detached.Add(-1)
+		s.log.Warn("UDP tracker socket stays in Go's netpoller", "addr", s.addr.String(), "err", err)
+		return
+	}
+	s.detached++
+}
+
+// stopReading tells detached workers to stop waiting for datagrams (the
+// read deadline that Pause and Shutdown set stops the others).
+func (s *Server) stopReading() bool { return s.paused.Load() || s.closing.Load() }
 
 // Shutdown stops the workers: reads are unblocked with a deadline, each
 // worker finishes its batch, and the sockets are closed. It returns
@@ -262,8 +308,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// Only reads: a worker between its read and its write still sends
 		// the answers of the batch it is handling.
 		past := time.Unix(1, 0)
-		for _, c := range s.conns {
+		for _, c := range s.undetached() {
 			_ = c.SetReadDeadline(past)
+		}
+		if !s.handedOn {
+			// Detached workers would see closing within their wait.
+			for _, c := range s.bconns {
+				c.StopReading()
+			}
 		}
 		s.mu.Unlock()
 		close(s.closed)
@@ -280,11 +332,42 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.cancel != nil {
 		s.cancel()
 	}
-	for _, c := range s.conns {
-		_ = c.Close()
+	if s.bconns == nil {
+		for _, c := range s.conns {
+			_ = c.Close()
+		}
+	} else if err == nil {
+		for _, c := range s.bconns {
+			_ = c.Close()
+		}
+		detached.Add(-s.detached)
+		s.detached = 0
+	} else {
+		// A worker may still be in a call on its socket: the
+		// netpoller's sockets can be closed under it, a detached one's
+		// descriptor (which another socket could then reuse) cannot.
+		for _, c := range s.undetached() {
+			_ = c.Close()
+		}
 	}
+	s.bconns = nil
 	s.mu.Unlock()
 	return err
+}
+
+// undetached are the sockets still in Go's netpoller, whose deadlines
+// stop their workers' reads. Called with mu held.
+func (s *Server) undetached() []*net.UDPConn {
+	if s.bconns == nil {
+		return s.conns
+	}
+	var out []*net.UDPConn
+	for _, c := range s.bconns {
+		if !c.Detached() {
+			out = append(out, c.UDPConn())
+		}
+	}
+	return out
 }
 
 // Files returns duplicates of the bound sockets' descriptors, to hand to
@@ -292,9 +375,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Files() ([]*os.File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.handedOn = true
 	var out []*os.File
-	for _, c := range s.conns {
-		f, err := c.File()
+	for i, c := range s.conns {
+		var f *os.File
+		var err error
+		if s.bconns != nil {
+			f, err = s.bconns[i].File()
+		} else {
+			f, err = c.File()
+		}
 		if err != nil {
 			for _, f := range out {
 				f.Close()
@@ -320,7 +410,7 @@ func (s *Server) Pause(ctx context.Context) error {
 	s.parked.Add(len(s.conns))
 	s.paused.Store(true)
 	past := time.Unix(1, 0)
-	for _, c := range s.conns {
+	for _, c := range s.undetached() {
 		_ = c.SetReadDeadline(past)
 	}
 	s.mu.Unlock()
@@ -342,7 +432,7 @@ func (s *Server) Resume() {
 		return
 	}
 	if !s.closing.Load() {
-		for _, c := range s.conns {
+		for _, c := range s.undetached() {
 			_ = c.SetReadDeadline(time.Time{})
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -40,6 +41,12 @@ type Conn struct {
 	rc   syscall.RawConn
 	v6   bool
 	r, w side
+	// Once Detach has run: fd is the socket, out of Go's netpoller, and
+	// stop tells Recv to give up waiting (detached.go).
+	fd      int
+	stop    func() bool
+	yielded time.Time // when Recv last went through the scheduler
+	full    bool      // the last Recv filled every message offered
 }
 
 // NewConn wraps uc for batches of at most max datagrams.
@@ -52,7 +59,7 @@ func NewConn(uc *net.UDPConn, max int) (*Conn, error) {
 		return nil, fmt.Errorf("batch: raw socket: %w", err)
 	}
 	la, _ := uc.LocalAddr().(*net.UDPAddr)
-	c := &Conn{uc: uc, rc: rc}
+	c := &Conn{uc: uc, rc: rc, fd: -1}
 	// An IPv6 socket (including a dual-stack one) takes sockaddr_in6 for
 	// every destination; IPv4 destinations go as v4-mapped addresses.
 	if la != nil && la.IP.To4() == nil {
@@ -107,7 +114,13 @@ func (c *Conn) Recv(msgs []Message) (int, error) {
 		h.hdr.SetIovlen(1)
 	}
 	s.msgs, s.n = msgs, len(msgs)
-	if err := c.rc.Read(s.fn); err != nil {
+	var err error
+	if c.fd >= 0 {
+		err = c.recvDetached()
+	} else {
+		err = c.rc.Read(s.fn)
+	}
+	if err != nil {
 		s.msgs = nil
 		return 0, err
 	}
@@ -207,7 +220,12 @@ func (c *Conn) sendChunk(msgs []Message) (int, error) {
 		h.hdr.SetIovlen(1)
 	}
 	s.msgs, s.n = msgs, len(msgs)
-	err := c.rc.Write(s.fn)
+	var err error
+	if c.fd >= 0 {
+		err = c.sendDetached()
+	} else {
+		err = c.rc.Write(s.fn)
+	}
 	s.msgs = nil
 	if err != nil {
 		return 0, err

@@ -5,6 +5,7 @@ package batch
 import (
 	"errors"
 	"net"
+	"os"
 	"syscall"
 )
 
@@ -56,3 +57,22 @@ func IsClosedOrTimeout(err error) bool {
 func setReusePort(network, address string, c syscall.RawConn) error { return nil }
 
 const reusePortSupported = false
+
+// ErrStopped is never returned here: Conns stay in Go's netpoller.
+var ErrStopped error = os.ErrDeadlineExceeded
+
+// Detach does nothing here: the socket stays in Go's netpoller, and
+// deadlines stop Recv.
+func (c *Conn) Detach(stop func() bool) error { return nil }
+
+// Detached is false here.
+func (c *Conn) Detached() bool { return false }
+
+// File returns a duplicate of the socket's descriptor.
+func (c *Conn) File() (*os.File, error) { return c.uc.File() }
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.uc.Close() }
+
+// StopReading does nothing here: a read deadline stops Recv.
+func (c *Conn) StopReading() {}
