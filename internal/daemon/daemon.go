@@ -212,7 +212,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}
 		total += udpSockets[i]
 	}
-	raiseProcs(total, log)
+	// On a remote store (Redis) the workers hand each batch to a pool of
+	// goroutines and wait for Redis: a waiting reader gains them little,
+	// and the extra P on one core cost 8 % of the announces per second
+	// and its share of Redis CPU (BENCHMARKS.md, UDP).
+	detach := !remoteStore(d.store)
+	if detach {
+		raiseProcs(total, log)
+	}
 	for i, u := range cfg.UDPTrackers {
 		conns := udpConns[i]
 		srv, err := udptracker.New(udptracker.Config{
@@ -220,7 +227,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 			BindAddress:                u.BindAddress.String(),
 			IPv6Only:                   u.IPv6V6Only,
 			Sockets:                    udpSockets[i],
-			Detach:                     true,
+			Detach:                     detach,
 			CookieLifetime:             u.CookieLifetime.Duration(),
 			MaxConnectionIDErrorsPerIP: udpErrorLimit(u.MaxConnectionIDErrorsPerIP),
 			ErrorWindow:                time.Minute,

@@ -4,7 +4,15 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+
+	"github.com/starling-tracker/starling/internal/swarm"
 )
+
+// remoteStore reports whether the swarm store waits on another process.
+func remoteStore(s swarm.Store) bool {
+	r, ok := s.(swarm.Remote)
+	return ok && r.Remote()
+}
 
 // raiseProcs gives the process a P more than its UDP sockets, up to one
 // more than it has cores, unless the operator set GOMAXPROCS. A detached

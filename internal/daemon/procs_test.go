@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"runtime"
 	"testing"
+
+	"github.com/starling-tracker/starling/internal/swarm"
+	"github.com/starling-tracker/starling/internal/swarm/memswarm"
 )
 
 func TestRaiseProcs(t *testing.T) {
@@ -32,5 +35,21 @@ func TestRaiseProcs(t *testing.T) {
 				t.Errorf("GOMAXPROCS %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+type remoteFake struct{ swarm.Store }
+
+func (remoteFake) Remote() bool { return true }
+
+// Only a store that waits on another process is remote: the daemon keeps
+// UDP sockets in the netpoller for it (see raiseProcs' caller).
+func TestRemoteStore(t *testing.T) {
+	mem := memswarm.New(swarm.Options{})
+	if remoteStore(mem) {
+		t.Error("the memory store reported remote")
+	}
+	if !remoteStore(remoteFake{mem}) {
+		t.Error("a Remote store reported local")
 	}
 }
