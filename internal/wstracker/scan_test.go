@@ -82,7 +82,10 @@ func FuzzScanMatchesEncodingJSON(f *testing.F) {
 	f.Add([]byte(`{"offers":[{"offer":null,"offer_id":"\/x"},null,3,{"offer":{"a":[]},"offer_id":null,"offer_id":"z"}]}`))
 	f.Add([]byte(` {"a":tru} `))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if !utf8.Valid(data) || foldedKey(data) {
+		// A top-level null is the one non-object encoding/json takes
+		// into a struct (as a no-op); the scanner takes objects only, as
+		// parseInto does before it.
+		if !utf8.Valid(data) || foldedKey(data) || string(bytes.TrimSpace(data)) == "null" {
 			return
 		}
 		var want wireJSON
@@ -99,7 +102,7 @@ func FuzzScanMatchesEncodingJSON(f *testing.F) {
 		if !reflect.DeepEqual(want, got) {
 			t.Fatalf("%q:\nencoding/json %+v\nscanner       %+v", data, want, got)
 		}
-		if len(got.Offers) == 0 {
+		if len(got.Offers) == 0 || isNull(got.Offers) { // parseInto checks for null before scanOffers
 			return
 		}
 		var wantO []wireOfferJSON
