@@ -40,8 +40,9 @@ import (
 // than waking up to yield: a blocking recvmmsg lasts up to detachedWait
 // (the socket's SO_RCVTIMEO), the longest a Pause waits for Recv to see
 // its stop function (a Shutdown need not: StopReading). Woken every 5 ms
-// instead, two idle sockets cost 6 % of a core; every 100 ms, 1.5 %;
-// every second, as little as in the netpoller.
+// instead, two idle sockets cost about 6 % of a core (measured beside a
+// test run); every 100 ms, 1.5 %; every second, 0.4 %, as in the
+// netpoller (0.3 %).
 const (
 	detachedWait  = time.Second
 	detachedYield = 5 * time.Millisecond
@@ -152,11 +153,11 @@ func (c *Conn) recvDetached() error {
 		if c.stop() {
 			return ErrStopped
 		}
-		if now := time.Now(); now.Sub(c.yielded) >= detachedYield {
-			runtime.Gosched()
-			c.yielded = now
-		}
 		start := time.Now()
+		if start.Sub(c.yielded) >= detachedYield {
+			runtime.Gosched()
+			c.yielded = start
+		}
 		// MSG_WAITFORONE: block for the first datagram only, then take
 		// what else is queued.
 		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, hdrs, uintptr(s.n), unix.MSG_WAITFORONE, 0, 0)

@@ -89,25 +89,7 @@ func TestDetachedConn(t *testing.T) {
 		t.Fatalf("echo: Recv = %d, %v, %q", n, err, back[0].Buf[:back[0].N])
 	}
 
-	done := make(chan error, 1)
-	go func() {
-		_, err := srv.Recv(recvBufs(8))
-		done <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
-	start := time.Now()
-	stop.Store(true)
-	select {
-	case err := <-done:
-		if !IsTimeout(err) {
-			t.Fatalf("Recv after stop = %v, want a timeout", err)
-		}
-		if d := time.Since(start); d > 3*detachedWait {
-			t.Errorf("Recv took %v to see stop, want at most about %v", d, detachedWait)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Recv did not return after stop")
-	}
+	stopBlockedRecv(t, srv, func() { stop.Store(true) }, 3*detachedWait)
 }
 
 // The descriptor a detached Conn hands out (to a process it upgrades to)
@@ -198,25 +180,31 @@ func init() {
 // StopReading wakes a blocked detached Recv at once.
 func TestDetachedStopReading(t *testing.T) {
 	srv, _, _, stop := detachedPair(t)
+	stopBlockedRecv(t, srv, func() { stop.Store(true); srv.StopReading() }, detachedWait/2)
+}
+
+// stopBlockedRecv blocks a Recv on srv, calls stop, and checks that the
+// Recv returns a timeout within limit.
+func stopBlockedRecv(t *testing.T, srv *Conn, stop func(), limit time.Duration) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
 		_, err := srv.Recv(recvBufs(8))
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // the reader is blocked by now
 	start := time.Now()
-	stop.Store(true)
-	srv.StopReading()
+	stop()
 	select {
 	case err := <-done:
 		if !IsTimeout(err) {
-			t.Fatalf("Recv after StopReading = %v, want a timeout", err)
+			t.Fatalf("Recv after stop = %v, want a timeout", err)
 		}
-		if d := time.Since(start); d > detachedWait/2 {
-			t.Errorf("Recv took %v to return after StopReading", d)
+		if d := time.Since(start); d > limit {
+			t.Errorf("Recv took %v to return after stop, want at most %v", d, limit)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Recv did not return after StopReading")
+		t.Fatal("Recv did not return after stop")
 	}
 }
 
