@@ -568,6 +568,10 @@ func TestConnectionLimits(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("connection past the total: %v %v", err, resp)
 	}
+	// The client sees the handshake before the server files the connection,
+	// so wait for it to be counted, or the count below could be 2 before
+	// it was ever 3 and the slot still taken.
+	eventually(t, "the third connection to be counted", func() bool { return srv.Connections() == 3 })
 	ws.Close()
 	eventually(t, "a slot to free", func() bool { return srv.Connections() == 2 })
 	dialWith(t, d2, srv, "", true)
@@ -603,9 +607,14 @@ func TestIdleAndDeadConnections(t *testing.T) {
 	})
 	t.Run("dead", func(t *testing.T) {
 		r := newRules(t, tracker.DefaultConfig())
-		srv := start(t, Config{PingInterval: 50 * time.Millisecond, WriteTimeout: 50 * time.Millisecond}, r)
+		// Pings far enough apart that the peer is seen joining before
+		// two unanswered ones close its connection.
+		srv := start(t, Config{PingInterval: 250 * time.Millisecond, WriteTimeout: 50 * time.Millisecond}, r)
 		c := dialWith(t, websocket.DefaultDialer, srv, "", false)
 		c.send(announceJSON(id{1}, id{'a'}, ""))
+		// Once its peer is in, the connection is counted, so the waits
+		// below cannot pass before it ever opened.
+		eventually(t, "its peer to join", func() bool { return srv.reg.peers(id{1}) == 1 })
 		// The client never reads, so pings go unanswered.
 		eventually(t, "the dead connection to close", func() bool { return srv.Connections() == 0 })
 		eventually(t, "its peer to leave", func() bool { return scrapeCounts(t, r, id{1}) == bittorrent.SwarmStats{} })
