@@ -129,6 +129,7 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
 	f.BoolVar(&cfg.GSO, "gso", cfg.GSO, "send each batch of requests with UDP segmentation offload where the kernel has it (--gso=false: one datagram each)")
 	f.BoolVar(&cfg.Batch, "batch", cfg.Batch, "send and receive whole batches (--batch=false: one datagram per write and per read, one new request per answer, no GSO)")
+	f.BoolVar(&cfg.RecvBatch, "recv-batch", cfg.RecvBatch, "with --batch=false, read the answers that have arrived with one recvmmsg (up to 64) instead of one read each; requests still go one per write")
 	f.Float64Var(&cfg.Rate, "rate", 0, "pace the run at this many requests per second over all sockets, one datagram per send (0: as fast as the window allows)")
 	f.BoolVar(&cfg.Walk, "walk", false, "announce each peer once, in order, and end (loads a tracker with the whole population; --warmup 0)")
 	f.IntVar(&cfg.Burst, "burst", 0, "measure the drain rate of bursts of this many announces (needs --server-pid)")

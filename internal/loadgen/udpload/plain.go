@@ -46,8 +46,11 @@ func (c *client) sendOne() (int, error) {
 
 // readOne takes the answer of n bytes in c.rx[0] and reports whether it
 // freed a request in flight.
-func (c *client) readOne(n int) bool {
-	b := c.rx[0].Buf[:n]
+func (c *client) readOne(n int) bool { return c.readAt(0, n) }
+
+// readAt takes the answer of n bytes in c.rx[i].
+func (c *client) readAt(i, n int) bool {
+	b := c.rx[i].Buf[:n]
 	matched, _ := c.answer(b, c.win.now(), c.win.from.Load(), c.win.to.Load())
 	c.countOne(b)
 	return matched
@@ -127,6 +130,23 @@ func (c *client) runPlain(ctx context.Context) error {
 		if now := time.Now(); now.Sub(armed) > c.cfg.Timeout/4 {
 			_ = c.conn.SetReadDeadline(now.Add(c.cfg.Timeout))
 			armed = now
+		}
+		if c.cfg.RecvBatch {
+			n, err := c.bc.Recv(c.rx)
+			if err != nil {
+				timeout, err := c.readErr(ctx, err)
+				if !timeout {
+					return err
+				}
+				c.giveUp(&inflight)
+				continue
+			}
+			for i := range n {
+				if c.readAt(i, c.rx[i].N) {
+					inflight--
+				}
+			}
+			continue
 		}
 		n, err := c.conn.Read(c.rx[0].Buf)
 		if err != nil {

@@ -114,9 +114,10 @@ func scriptedServer(t *testing.T, quiet time.Duration, handle func(*net.UDPConn,
 // waits for its window to drain before it sends a batch again.
 func TestPlainKeepsWindow(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		batch bool
-	}{{"plain", false}, {"batched", true}} {
+		name      string
+		batch     bool
+		recvBatch bool
+	}{{"plain", false, false}, {"plain, answers by recvmmsg", false, true}, {"batched", true, false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			const window, sockets = 6, 2
 			var mu sync.Mutex
@@ -141,7 +142,7 @@ func TestPlainKeepsWindow(t *testing.T) {
 			addr := scriptedServer(t, 15*time.Millisecond, handle, idle)
 			cfg := shortRun(addr)
 			cfg.Warmup, cfg.Duration, cfg.Timeout = 0, 800*time.Millisecond, 5*time.Second
-			cfg.Sockets, cfg.SourceIPs, cfg.Window, cfg.Batch = sockets, 1, window, tc.batch
+			cfg.Sockets, cfg.SourceIPs, cfg.Window, cfg.Batch, cfg.RecvBatch = sockets, 1, window, tc.batch, tc.recvBatch
 			res, err := udpload.Run(context.Background(), cfg, io.Discard)
 			if err != nil {
 				t.Fatal(err)
@@ -185,11 +186,13 @@ func TestLatencyOfDelayedAnswers(t *testing.T) {
 		batch bool
 		gso   bool
 		rate  float64
+		recv  bool // RecvBatch
 	}{
-		{"plain", false, false, 0},
-		{"batched sendmmsg", true, false, 0},
-		{"batched gso", true, true, 0},
-		{"paced", false, false, 400},
+		{"plain", false, false, 0, false},
+		{"plain, answers by recvmmsg", false, false, 0, true},
+		{"batched sendmmsg", true, false, 0, false},
+		{"batched gso", true, true, 0, false},
+		{"paced", false, false, 400, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := scriptedServer(t, 0, func(conn *net.UDPConn, d datagram) {
@@ -197,7 +200,7 @@ func TestLatencyOfDelayedAnswers(t *testing.T) {
 			}, nil)
 			cfg := shortRun(addr)
 			cfg.Sockets, cfg.SourceIPs, cfg.Window = 2, 1, 4
-			cfg.Batch, cfg.GSO, cfg.Rate = tc.batch, tc.gso, tc.rate
+			cfg.Batch, cfg.GSO, cfg.Rate, cfg.RecvBatch = tc.batch, tc.gso, tc.rate, tc.recv
 			res, err := udpload.Run(context.Background(), cfg, io.Discard)
 			if err != nil {
 				t.Fatal(err)
@@ -229,7 +232,8 @@ func TestLateAnswersNotTimed(t *testing.T) {
 		name  string
 		batch bool
 		rate  float64
-	}{{"plain", false, 0}, {"batched", true, 0}, {"paced", false, 200}} {
+		recv  bool // RecvBatch
+	}{{"plain", false, 0, false}, {"plain, answers by recvmmsg", false, 0, true}, {"batched", true, 0, false}, {"paced", false, 200, false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			const window, sockets = 4, 2
 			var mu sync.Mutex
@@ -244,7 +248,7 @@ func TestLateAnswersNotTimed(t *testing.T) {
 			cfg := shortRun(addr)
 			cfg.Warmup, cfg.Duration, cfg.Timeout = 0, 600*time.Millisecond, 40*time.Millisecond
 			cfg.Sockets, cfg.SourceIPs, cfg.Window = sockets, 1, window
-			cfg.Batch, cfg.GSO, cfg.Rate = tc.batch, false, tc.rate
+			cfg.Batch, cfg.GSO, cfg.Rate, cfg.RecvBatch = tc.batch, false, tc.rate, tc.recv
 			res, err := udpload.Run(context.Background(), cfg, io.Discard)
 			if err != nil {
 				t.Fatal(err)
@@ -356,18 +360,21 @@ func TestRateWindowCap(t *testing.T) {
 func TestModesAgainstEcho(t *testing.T) {
 	addr := startEcho(t)
 	for _, tc := range []struct {
-		name  string
-		batch bool
-		rate  float64
-		sends string
+		name      string
+		batch     bool
+		recvBatch bool
+		rate      float64
+		sends     string
 	}{
-		{"plain", false, 0, "one datagram per send and per receive (write/read), window refilled per answer"},
-		{"batched", true, 0, "a batch per system call"},
-		{"paced", false, 1000, "paced, one datagram per send"},
+		{"plain", false, false, 0, "one datagram per send and per receive (write/read), window refilled per answer"},
+		{"plain, answers by recvmmsg", false, true, 0, "one datagram per send (write), answers read by recvmmsg"},
+		{"batched", true, false, 0, "a batch per system call"},
+		{"paced", false, false, 1000, "paced, one datagram per send"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := shortRun(addr)
 			cfg.Sockets, cfg.SourceIPs, cfg.Window, cfg.Batch, cfg.Rate = 4, 1, 16, tc.batch, tc.rate
+			cfg.RecvBatch = tc.recvBatch
 			res, err := udpload.Run(context.Background(), cfg, io.Discard)
 			if err != nil {
 				t.Fatal(err)

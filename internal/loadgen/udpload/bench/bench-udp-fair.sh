@@ -9,10 +9,15 @@
 #   flock /tmp/starling-bench.lock internal/loadgen/udpload/bench/bench-udp-fair.sh \
 #     /tmp/starling /tmp/opentracker-build/src/opentracker
 #
-# Load shapes (SHAPES, default all five), each in each profile (PROFILES,
+# Load shapes (SHAPES, default all six), each in each profile (PROFILES,
 # default "uniform skewed"), numwant 30:
 #   a           16 client sockets on 127.0.0.1, 16 requests in flight each, one
 #               datagram per send and per receive (a conventional client);
+#   a-recv      the same plain clients, the same one datagram per send, but
+#               each socket reads the answers that have arrived with one
+#               recvmmsg (--recv-batch): what the servers see is a's, and the
+#               generator spends less per request, so that it is not the
+#               limit on its core;
 #   a-mmsg      the same sockets and window, sent the way the issue's figures
 #               were taken ("starling bench udp --sockets 16 --source-ips 0
 #               --window 16 --gso=false"): each socket sends its window with
@@ -68,7 +73,7 @@ OPENTRACKER=${2:-${OPENTRACKER:-/tmp/opentracker-build/src/opentracker}}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-3s}
 DURATION=${DURATION:-10s}
-SHAPES=${SHAPES:-a a-mmsg b-gso b-sendmmsg c}
+SHAPES=${SHAPES:-a a-recv a-mmsg b-gso b-sendmmsg c}
 PROFILES=${PROFILES:-uniform skewed}
 PRELOAD=${PRELOAD:-walk}
 WALK_INFLIGHT=${WALK_INFLIGHT:-128}
@@ -86,6 +91,7 @@ mkdir -p "$OUT"
 # also the walk's.
 declare -A shape_flags=(
 	[a]="--sockets 16 --source-ips 0 --window 16 --batch=false --gso=false"
+	[a-recv]="--sockets 16 --source-ips 0 --window 16 --batch=false --recv-batch --gso=false"
 	[a-mmsg]="--sockets 16 --source-ips 0 --window 16 --batch --gso=false"
 	[b-gso]="--sockets 4 --source-ips 4 --window 512 --batch --gso"
 	[b-sendmmsg]="--sockets 4 --source-ips 4 --window 512 --batch --gso=false"
@@ -93,13 +99,14 @@ declare -A shape_flags=(
 )
 declare -A shape_text=(
 	[a]="16 sockets on 127.0.0.1 x 16 in flight, one datagram per send and per receive"
+	[a-recv]="16 sockets on 127.0.0.1 x 16 in flight, one datagram per send, answers read with recvmmsg"
 	[a-mmsg]="16 sockets on 127.0.0.1 x 16 in flight, each window sent with one sendmmsg (one datagram per message, no GSO)"
 	[b-gso]="4 sockets over 4 source addresses x 512 in flight, batches with GSO"
 	[b-sendmmsg]="4 sockets over 4 source addresses x 512 in flight, batches with sendmmsg"
 	[c]="1,000 requests/s over 4 sockets on 127.0.0.1, one datagram per send"
 )
 for shape in $SHAPES; do
-	[[ -n ${shape_flags[$shape]:-} ]] || { echo "unknown shape $shape (a a-mmsg b-gso b-sendmmsg c)" >&2; exit 1; }
+	[[ -n ${shape_flags[$shape]:-} ]] || { echo "unknown shape $shape (a a-recv a-mmsg b-gso b-sendmmsg c)" >&2; exit 1; }
 done
 
 work=$(mktemp -d)
@@ -239,7 +246,7 @@ done
 # with the range, and the ratio of the medians.
 summary() {
 	awk -F'\t' -v shapes="$SHAPES" -v profiles="$PROFILES" \
-		-v ta="${shape_text[a]}" -v tm="${shape_text[a-mmsg]}" -v tg="${shape_text[b-gso]}" -v ts="${shape_text[b-sendmmsg]}" -v tc="${shape_text[c]}" '
+		-v ta="${shape_text[a]}" -v tr="${shape_text[a-recv]}" -v tm="${shape_text[a-mmsg]}" -v tg="${shape_text[b-gso]}" -v ts="${shape_text[b-sendmmsg]}" -v tc="${shape_text[c]}" '
 	function num(x) { return x ~ /^[0-9]+(\.[0-9]+)?$/ }
 	# stat KEY: sets med, lo, hi and cnt from vals[KEY, 1..n[KEY]].
 	function stat(key,    k, m, i, a) {
@@ -280,7 +287,7 @@ summary() {
 		seen[$2, $3] = 1
 	}
 	END {
-		text["a"] = ta; text["a-mmsg"] = tm; text["b-gso"] = tg; text["b-sendmmsg"] = ts; text["c"] = tc
+		text["a"] = ta; text["a-recv"] = tr; text["a-mmsg"] = tm; text["b-gso"] = tg; text["b-sendmmsg"] = ts; text["c"] = tc
 		ns = split(shapes, S, " "); np = split(profiles, P, " ")
 		split("rate lost sum cpu cpu lat lat gen", kind, " ")
 		for (i = 1; i <= ns; i++) for (j = 1; j <= np; j++) {
