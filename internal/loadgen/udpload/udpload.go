@@ -100,9 +100,10 @@ type Config struct {
 	// RecvBatch, for a plain client (Batch off, no Rate), reads the answers
 	// with recvmmsg, all that have arrived (up to a batch) in one system
 	// call, while each request still goes in a write of its own and each
-	// answer still frees one. What the tracker sees is unchanged; the
-	// generator spends less per request, so that on one core it can keep
-	// ahead of the server it measures.
+	// answer still frees one, and each socket yields to the others
+	// before it reads again (see runPlain). What the tracker sees is a
+	// plain client's traffic; the generator spends less per request, so
+	// that on one core it can keep ahead of the server it measures.
 	RecvBatch bool
 	// Rate, when above 0, paces the run at this many requests per second
 	// over all sockets: each socket sends one datagram at a time, evenly
