@@ -171,19 +171,32 @@ func (p *Parent) await(ctx context.Context, want string) (message, error) {
 			err error
 		}{m, err}
 	}()
+	judge := func(m message, err error) (message, error) {
+		switch {
+		case err != nil:
+			return m, fmt.Errorf("the new process closed its control channel before it was %s (see its log)", want)
+		case m.State == "failed":
+			return m, fmt.Errorf("the new process failed: %s", m.Error)
+		case m.State != want:
+			return m, fmt.Errorf("the new process said %q, expected %q", m.State, want)
+		}
+		return m, nil
+	}
 	select {
 	case r := <-got:
-		switch {
-		case r.err != nil:
-			return r.m, fmt.Errorf("the new process closed its control channel before it was %s (see its log)", want)
-		case r.m.State == "failed":
-			return r.m, fmt.Errorf("the new process failed: %s", r.m.Error)
-		case r.m.State != want:
-			return r.m, fmt.Errorf("the new process said %q, expected %q", r.m.State, want)
-		}
-		return r.m, nil
+		return judge(r.m, r.err)
 	case err := <-p.exit:
 		p.exit <- err
+		// A process that gives up says why, then exits: both may be
+		// there by now, and the reason is what the operator needs. Its
+		// end of the channel is closed, so the read ends at once.
+		select {
+		case r := <-got:
+			if r.err == nil {
+				return judge(r.m, nil)
+			}
+		case <-time.After(time.Second):
+		}
 		return message{}, fmt.Errorf("the new process exited before it was %s: %v", want, err)
 	case <-ctx.Done():
 		return message{}, fmt.Errorf("the new process was not %s in time: %w", want, ctx.Err())

@@ -117,6 +117,20 @@ func TestHandoff(t *testing.T) {
 // TestHandoffFailure: a new process that gives up is reported with its
 // reason, and the old one keeps its listener.
 func TestHandoffFailure(t *testing.T) {
+	// The new process writes its reason and exits at once, so the parent
+	// may see the exit first: it must still report the reason (CI saw
+	// "exited before it was prepared" once). Several runs give the race
+	// its chances.
+	for i := 0; i < 10; i++ {
+		p, _ := startChild(t, "fail")
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := p.WaitPrepared(ctx)
+		cancel()
+		p.Abort()
+		if err == nil || !strings.Contains(err.Error(), "asked to fail") {
+			t.Fatalf("run %d: got %v, want the new process's reason", i, err)
+		}
+	}
 	p, ln := startChild(t, "fail")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -246,6 +246,22 @@ func recovers(t *testing.T, s *Store) {
 	}
 }
 
+// scraped scrapes until it works, for 5 s at most.
+func scraped(t *testing.T, s *Store) {
+	t.Helper()
+	start := time.Now()
+	for {
+		_, err := s.Scrape(context.Background(), []bittorrent.InfoHash{swarmtest.Hash(1)}, nil)
+		if err == nil {
+			return
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("scrape after recovery: %v for 5 s", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestFaults(t *testing.T) {
 	r := startRedis(t, 0)
 	raw := func(t *testing.T) func(args ...string) {
@@ -308,9 +324,9 @@ func TestFaults(t *testing.T) {
 			tc.heal(t, p, redis)
 			recovers(t, s)
 			// Scrape too: its pipelined scripts reload after SCRIPT FLUSH.
-			if _, err := s.Scrape(context.Background(), []bittorrent.InfoHash{swarmtest.Hash(1)}, nil); err != nil {
-				t.Fatalf("scrape after recovery: %v", err)
-			}
+			// Retried within the recovery's 5 s, as warm does: on a busy
+			// machine one call may miss its 50 ms (CI saw it once).
+			scraped(t, s)
 			s.Close()
 			waitGoroutines(t, before)
 		})
