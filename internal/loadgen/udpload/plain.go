@@ -45,11 +45,8 @@ func (c *client) sendOne() (int, error) {
 	return 1 - c.track(txOf(m.Buf[12:]), at), nil
 }
 
-// readOne takes the answer of n bytes in c.rx[0] and reports whether it
+// readAt takes the answer of n bytes in c.rx[i] and reports whether it
 // freed a request in flight.
-func (c *client) readOne(n int) bool { return c.readAt(0, n) }
-
-// readAt takes the answer of n bytes in c.rx[i].
 func (c *client) readAt(i, n int) bool {
 	b := c.rx[i].Buf[:n]
 	matched, _ := c.answer(b, c.win.now(), c.win.from.Load(), c.win.to.Load())
@@ -144,24 +141,13 @@ func (c *client) runPlain(ctx context.Context) error {
 			_ = c.conn.SetReadDeadline(now.Add(c.cfg.Timeout))
 			armed = now
 		}
+		// One answer by read, or all that have arrived by recvmmsg.
+		n, err := 1, error(nil)
 		if c.cfg.RecvBatch {
-			n, err := c.bc.Recv(c.rx)
-			if err != nil {
-				timeout, err := c.readErr(ctx, err)
-				if !timeout {
-					return err
-				}
-				c.giveUp(&inflight)
-				continue
-			}
-			for i := range n {
-				if c.readAt(i, c.rx[i].N) {
-					inflight--
-				}
-			}
-			continue
+			n, err = c.bc.Recv(c.rx)
+		} else {
+			c.rx[0].N, err = c.conn.Read(c.rx[0].Buf)
 		}
-		n, err := c.conn.Read(c.rx[0].Buf)
 		if err != nil {
 			timeout, err := c.readErr(ctx, err)
 			if !timeout {
@@ -170,8 +156,10 @@ func (c *client) runPlain(ctx context.Context) error {
 			c.giveUp(&inflight)
 			continue
 		}
-		if c.readOne(n) {
-			inflight--
+		for i := range n {
+			if c.readAt(i, c.rx[i].N) {
+				inflight--
+			}
 		}
 	}
 	return nil
