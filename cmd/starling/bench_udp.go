@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net/netip"
@@ -18,7 +19,7 @@ import (
 // newBenchUDPCmd is "starling bench udp": the UDP tracker load generator.
 func newBenchUDPCmd() *cobra.Command {
 	cfg := udpload.DefaultConfig()
-	var profile string
+	var profile, slowLog string
 	addrs := []string{cfg.Addr}
 	cmd := &cobra.Command{
 		Use:   "udp",
@@ -84,6 +85,16 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 			if cfg.Requests > 0 && !cmd.Flags().Changed("duration") {
 				cfg.Duration = time.Hour // the count ends the run; this bounds a stuck one
 			}
+			if slowLog != "" {
+				f, err := os.Create(slowLog)
+				if err != nil {
+					return fmt.Errorf("bench udp: --slow-log: %w", err)
+				}
+				defer f.Close()
+				w := bufio.NewWriter(f)
+				defer w.Flush()
+				cfg.SlowLog = w
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			mode := "batched"
@@ -132,6 +143,8 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 	f.BoolVar(&cfg.RecvBatch, "recv-batch", cfg.RecvBatch, "with --batch=false, read the answers that have arrived with one recvmmsg (up to 64) instead of one read each; requests still go one per write")
 	f.Float64Var(&cfg.Rate, "rate", 0, "pace the run at this many requests per second over all sockets, one datagram per send (0: as fast as the window allows)")
 	f.BoolVar(&cfg.Walk, "walk", false, "announce each peer once, in order, and end (loads a tracker with the whole population; --warmup 0)")
+	f.StringVar(&slowLog, "slow-log", "", "write \"SENT LATENCY\" (unix µs, µs) to this file for each timed answer slower than --slow-over, to line two side-by-side runs' slow answers up in time")
+	f.DurationVar(&cfg.SlowOver, "slow-over", 300*time.Microsecond, "the round trip above which --slow-log lists an answer")
 	f.IntVar(&cfg.Burst, "burst", 0, "measure the drain rate of bursts of this many announces (needs --server-pid)")
 	f.IntVar(&cfg.Bursts, "bursts", 4, "bursts to run with --burst")
 	return cmd

@@ -2,7 +2,10 @@ package udpload
 
 import (
 	"fmt"
+	"io"
 	"math/bits"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -148,6 +151,49 @@ type window struct {
 	// paced is when a paced run's schedule starts (Config.Rate), set
 	// before the sockets start.
 	paced int64
+	// slow, when set, lists the timed answers slower than its bound
+	// (Config.SlowLog).
+	slow *slowLog
+}
+
+// slowLog writes a line "SENT LATENCY" (the request's send time in unix
+// microseconds, its round trip in microseconds) for each timed answer
+// slower than over, so that two generators run side by side can tell the
+// host's stalls, which delay both servers' answers in the same
+// milliseconds, from one server's own.
+type slowLog struct {
+	over    int64 // nanoseconds
+	epochUs int64 // the window's epoch, unix microseconds
+	mu      sync.Mutex
+	w       io.Writer
+	buf     []byte
+	err     error
+}
+
+func newSlowLog(w io.Writer, over time.Duration, epoch time.Time) *slowLog {
+	return &slowLog{over: int64(over), epochUs: epoch.UnixMicro(), w: w}
+}
+
+// timed records the round trip of an answer to a request sent at at (both
+// in nanoseconds since the window's epoch) in h, and in the slow log.
+func (w *window) timed(h *histogram, at, now int64) {
+	h.record(now - at)
+	if l := w.slow; l != nil && now-at > l.over {
+		l.add(at, now-at)
+	}
+}
+
+func (l *slowLog) add(at, rtt int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return
+	}
+	l.buf = strconv.AppendInt(l.buf[:0], l.epochUs+at/1000, 10)
+	l.buf = append(l.buf, ' ')
+	l.buf = strconv.AppendInt(l.buf, rtt/1000, 10)
+	l.buf = append(l.buf, '\n')
+	_, l.err = l.w.Write(l.buf)
 }
 
 // now is the time since the run's epoch, from the monotonic clock.

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -173,5 +174,30 @@ func TestFmtLatency(t *testing.T) {
 		if got := fmtLatency(tc.d); got != tc.want {
 			t.Errorf("fmtLatency(%v) = %q, want %q", tc.d, got, tc.want)
 		}
+	}
+}
+
+// TestSlowLog: window.timed records every round trip in the histogram and
+// lists in the slow log only those over its bound, with the send time in
+// unix microseconds.
+func TestSlowLog(t *testing.T) {
+	epoch := time.UnixMicro(1_800_000_000_000_000)
+	var out strings.Builder
+	w := &window{epoch: epoch, slow: newSlowLog(&out, 300*time.Microsecond, epoch)}
+	var h histogram
+	for _, tc := range []struct{ at, rtt time.Duration }{
+		{time.Millisecond, 299 * time.Microsecond},
+		{2 * time.Millisecond, 300 * time.Microsecond},
+		{3 * time.Millisecond, 301 * time.Microsecond},
+		{time.Second, 7 * time.Millisecond},
+	} {
+		w.timed(&h, int64(tc.at), int64(tc.at+tc.rtt))
+	}
+	if got := h.latency().Count; got != 4 {
+		t.Errorf("histogram counted %d round trips, want 4", got)
+	}
+	want := "1800000000003000 301\n1800000001000000 7000\n"
+	if out.String() != want {
+		t.Errorf("slow log:\n%s\nwant:\n%s", out.String(), want)
 	}
 }

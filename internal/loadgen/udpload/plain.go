@@ -337,7 +337,7 @@ func (c *client) readPaced(ctx context.Context, s *paced) error {
 		case now-at > timeout:
 			c.st.lost.Add(1) // answered, but too late
 		case at >= c.win.from.Load() && now <= c.win.to.Load():
-			c.hist.record(now - at)
+			c.win.timed(&c.hist, at, now)
 		}
 		c.countOne(b)
 	}

@@ -1,9 +1,11 @@
 package udpload_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -201,11 +203,17 @@ func TestLatencyOfDelayedAnswers(t *testing.T) {
 			cfg := shortRun(addr)
 			cfg.Sockets, cfg.SourceIPs, cfg.Window = 2, 1, 4
 			cfg.Batch, cfg.GSO, cfg.Rate, cfg.RecvBatch = tc.batch, tc.gso, tc.rate, tc.recv
+			// Every timed answer is over half the delay: the slow log
+			// lists each of them.
+			var slow bytes.Buffer
+			cfg.SlowLog, cfg.SlowOver = &slow, delay/2
+			start := time.Now()
 			res, err := udpload.Run(context.Background(), cfg, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
 			l := res.Latency
+			checkSlowLog(t, slow.String(), l.Count, start, time.Now(), delay)
 			if l.Count == 0 || l.Count > res.Received || res.Lost != 0 {
 				t.Fatalf("%d answers timed:\n%s", l.Count, res)
 			}
@@ -219,6 +227,25 @@ func TestLatencyOfDelayedAnswers(t *testing.T) {
 				t.Fatalf("summary without latency:\n%s", res)
 			}
 		})
+	}
+}
+
+// checkSlowLog checks that log has n lines "SENT LATENCY", each sent
+// between start and end and at least min slow.
+func checkSlowLog(t *testing.T, log string, n uint64, start, end time.Time, min time.Duration) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(log, "\n"), "\n")
+	if uint64(len(lines)) != n {
+		t.Fatalf("slow log has %d lines for %d timed answers:\n%s", len(lines), n, log)
+	}
+	for _, line := range lines {
+		var sent, rtt int64
+		if _, err := fmt.Sscanf(line, "%d %d", &sent, &rtt); err != nil {
+			t.Fatalf("slow log line %q: %v", line, err)
+		}
+		if sent < start.UnixMicro() || sent > end.UnixMicro() || time.Duration(rtt)*time.Microsecond < min-time.Microsecond {
+			t.Fatalf("slow log line %q: want a send time within %d..%d and at least %v", line, start.UnixMicro(), end.UnixMicro(), min)
+		}
 	}
 }
 

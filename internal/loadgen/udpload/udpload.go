@@ -8,6 +8,7 @@
 package udpload
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -118,6 +119,11 @@ type Config struct {
 	// tracker is loaded with the whole population exactly once (announces
 	// only, no warm-up; Duration still bounds it).
 	Walk bool
+	// SlowLog, when set, receives a line "SENT LATENCY" (unix
+	// microseconds, microseconds) for each timed answer slower than
+	// SlowOver (default 300 µs); see slowLog.
+	SlowLog  io.Writer
+	SlowOver time.Duration
 	// Burst, when set, makes RunBurst queue this many announces per burst
 	// while the server (ServerPID) is paused, Bursts times (see burst.go).
 	Burst, Bursts int
@@ -328,6 +334,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	// Answers are timed from the start without a warm-up, and until the
 	// window closes.
 	win := &window{epoch: time.Now()}
+	if cfg.SlowLog != nil {
+		win.slow = newSlowLog(cfg.SlowLog, cmp.Or(cfg.SlowOver, 300*time.Microsecond), win.epoch)
+	}
 	win.to.Store(math.MaxInt64)
 	if cfg.Warmup > 0 {
 		win.from.Store(math.MaxInt64)
@@ -855,7 +864,7 @@ func (c *client) answer(b []byte, now, from, to int64) (matched bool, kind int) 
 		if at, ok := c.ring.answered(txOf(b[4:])); ok {
 			matched = true
 			if at >= from && now <= to {
-				c.hist.record(now - at)
+				c.win.timed(&c.hist, at, now)
 			}
 		}
 	}

@@ -9,7 +9,7 @@
 #   flock /tmp/starling-bench.lock internal/loadgen/udpload/bench/bench-udp-fair.sh \
 #     /tmp/starling /tmp/opentracker-build/src/opentracker
 #
-# Load shapes (SHAPES, default all six), each in each profile (PROFILES,
+# Load shapes (SHAPES, default all seven), each in each profile (PROFILES,
 # default "uniform skewed"), numwant 30:
 #   a           16 client sockets on 127.0.0.1, 16 requests in flight each, one
 #               datagram per send and per receive (a conventional client);
@@ -28,6 +28,15 @@
 #   b-sendmmsg  the same, batches sent with sendmmsg (no GSO);
 #   c           1,000 requests/s over 4 sockets on 127.0.0.1, one datagram per
 #               send: a low rate, where the figure to compare is latency.
+#   c-pair      shape c with both servers at once, Starling on PORT and
+#               opentracker on PORT+1, both on core 0, and a generator for
+#               each at once on core 1: the host's stalls, which decide
+#               shape c's p99 on a shared box, then fall on both servers in
+#               the same seconds instead of on one round or the other. Each
+#               generator lists its answers slower than SLOW_OVER (300us)
+#               (--slow-log); the run's line says how many of each server's
+#               were sent within 3 ms of one of the other's (a stall of the
+#               host or of the generator's core) and how many were its own.
 # Within a round, both servers run each shape and profile back to back
 # (Starling first in odd rounds, opentracker first in even ones), so the
 # host's drift from minute to minute falls on both alike.
@@ -73,7 +82,7 @@ OPENTRACKER=${2:-${OPENTRACKER:-/tmp/opentracker-build/src/opentracker}}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-3s}
 DURATION=${DURATION:-10s}
-SHAPES=${SHAPES:-a a-recv a-mmsg b-gso b-sendmmsg c}
+SHAPES=${SHAPES:-a a-recv a-mmsg b-gso b-sendmmsg c c-pair}
 PROFILES=${PROFILES:-uniform skewed}
 PRELOAD=${PRELOAD:-walk}
 WALK_INFLIGHT=${WALK_INFLIGHT:-128}
@@ -83,6 +92,7 @@ NUMWANT=${NUMWANT:-30}
 SERVER_CPUS=${SERVER_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
 PORT=${PORT:-16969}
+SLOW_OVER=${SLOW_OVER:-300us}
 OUT=${OUT:-$(mktemp -d /tmp/bench-udp-fair.XXXXXX)}
 mkdir -p "$OUT"
 [[ -x $OPENTRACKER ]] || { echo "no opentracker binary at $OPENTRACKER (see OPENTRACKER.md)" >&2; exit 1; }
@@ -96,6 +106,7 @@ declare -A shape_flags=(
 	[b-gso]="--sockets 4 --source-ips 4 --window 512 --batch --gso"
 	[b-sendmmsg]="--sockets 4 --source-ips 4 --window 512 --batch --gso=false"
 	[c]="--rate 1000 --sockets 4 --source-ips 0 --batch=false"
+	[c-pair]="--rate 1000 --sockets 4 --source-ips 0 --batch=false"
 )
 declare -A shape_text=(
 	[a]="16 sockets on 127.0.0.1 x 16 in flight, one datagram per send and per receive"
@@ -104,15 +115,17 @@ declare -A shape_text=(
 	[b-gso]="4 sockets over 4 source addresses x 512 in flight, batches with GSO"
 	[b-sendmmsg]="4 sockets over 4 source addresses x 512 in flight, batches with sendmmsg"
 	[c]="1,000 requests/s over 4 sockets on 127.0.0.1, one datagram per send"
+	[c-pair]="shape c, both servers at once on core 0, a generator for each at once on core 1"
 )
 for shape in $SHAPES; do
-	[[ -n ${shape_flags[$shape]:-} ]] || { echo "unknown shape $shape (a a-recv a-mmsg b-gso b-sendmmsg c)" >&2; exit 1; }
+	[[ -n ${shape_flags[$shape]:-} ]] || { echo "unknown shape $shape (a a-recv a-mmsg b-gso b-sendmmsg c c-pair)" >&2; exit 1; }
 done
 
 work=$(mktemp -d)
 server_pid=
+pair_pid= # c-pair's first server, while the second runs in server_pid
 cleanup() {
-	if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+	for p in $server_pid $pair_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 	rm -rf "$work"
 	echo "raw outputs kept in $OUT"
 }
@@ -129,34 +142,34 @@ flag_value() {
 	done
 }
 
-# wait_bound: until a socket is bound to 127.0.0.1:PORT/udp (5 s at most),
-# as long as the server lives.
+# wait_bound PORT: until a socket is bound to 127.0.0.1:PORT/udp (5 s at
+# most), as long as the server lives.
 wait_bound() {
 	local local_addr i
-	local_addr=$(printf '0100007F:%04X' "$PORT")
+	local_addr=$(printf '0100007F:%04X' "$1")
 	for ((i = 0; i < 100; i++)); do
 		awk -v a="$local_addr" '$2 == a { f = 1 } END { exit !f }' /proc/net/udp && return 0
 		kill -0 "$server_pid" 2>/dev/null || { echo "the server exited; see its log" >&2; return 1; }
 		sleep 0.05
 	done
-	echo "nothing bound 127.0.0.1:$PORT/udp in 5 s" >&2
+	echo "nothing bound 127.0.0.1:$1/udp in 5 s" >&2
 	return 1
 }
 
-start_server() { # server, name of the run
-	local dir=$work/$2
+start_server() { # server, name of the run[, port]
+	local dir=$work/$2 port=${3:-$PORT}
 	mkdir -p "$dir"
 	case $1 in
 	starling)
-		tracker_toml "$dir" "$PORT" "$STARLING_SOCKETS"
+		tracker_toml "$dir" "$port" "$STARLING_SOCKETS"
 		STARLING_CONFIG_TOML_PATH="$dir/tracker.toml" taskset -c "$SERVER_CPUS" "$BIN" serve 2>"$OUT/$2.server.log" & ;;
 	opentracker)
 		# The workers line must be read before -P binds the UDP socket.
-		(cd "$dir" && exec taskset -c "$SERVER_CPUS" "$OPENTRACKER" -f "$work/opentracker.conf" -i 127.0.0.1 -P "$PORT") \
+		(cd "$dir" && exec taskset -c "$SERVER_CPUS" "$OPENTRACKER" -f "$work/opentracker.conf" -i 127.0.0.1 -P "$port") \
 			>"$OUT/$2.server.log" 2>&1 & ;;
 	esac
 	server_pid=$!
-	wait_bound
+	wait_bound "$port"
 }
 
 stop_server() {
@@ -195,32 +208,94 @@ figures() {
 }
 
 # One measured run: a fresh server, the walk, warm-up and measurement.
-run() { # round, shape, profile, server
-	local name="r$1-$2-$3-$4" flags walk_flags socks
-	read -ra flags <<<"${shape_flags[$2]}"
-	start_server "$4" "$name"
-	if [[ $PRELOAD == walk ]]; then
-		socks=$(flag_value --sockets "${flags[@]}")
-		walk_flags=(--sockets "$socks" --source-ips "$(flag_value --source-ips "${flags[@]}")"
-			--window $((WALK_INFLIGHT / socks > 0 ? WALK_INFLIGHT / socks : 1)) --batch=false)
-		taskset -c "$CLIENT_CPUS" "$BIN" bench udp --addr "127.0.0.1:$PORT" --profile "$3" --numwant "$NUMWANT" \
-			--walk --duration 10m "${walk_flags[@]}" >"$OUT/$name.walk.out" 2>"$OUT/$name.walk.progress" ||
-			echo "the walk of $name failed; see $OUT/$name.walk.*" >&2
-	fi
-	taskset -c "$CLIENT_CPUS" "$BIN" bench udp --addr "127.0.0.1:$PORT" --profile "$3" --numwant "$NUMWANT" \
-		--warmup "$WARMUP" --duration "$DURATION" "${flags[@]}" --server-pid "$server_pid" \
+# walk NAME PORT PROFILE FLAGS...: the walk that loads the server on PORT
+# with the whole population, from the shape's sockets and addresses.
+walk() {
+	[[ $PRELOAD == walk ]] || return 0
+	local name=$1 port=$2 profile=$3 socks
+	shift 3
+	socks=$(flag_value --sockets "$@")
+	taskset -c "$CLIENT_CPUS" "$BIN" bench udp --addr "127.0.0.1:$port" --profile "$profile" --numwant "$NUMWANT" \
+		--walk --duration 10m --sockets "$socks" --source-ips "$(flag_value --source-ips "$@")" \
+		--window $((WALK_INFLIGHT / socks > 0 ? WALK_INFLIGHT / socks : 1)) --batch=false \
+		>"$OUT/$name.walk.out" 2>"$OUT/$name.walk.progress" ||
+		echo "the walk of $name failed; see $OUT/$name.walk.*" >&2
+}
+
+# measure NAME PORT PID PROFILE FLAGS...: the warm-up and the measured run
+# against the server on PORT, whose process is PID.
+measure() {
+	local name=$1 port=$2 pid=$3 profile=$4
+	shift 4
+	taskset -c "$CLIENT_CPUS" "$BIN" bench udp --addr "127.0.0.1:$port" --profile "$profile" --numwant "$NUMWANT" \
+		--warmup "$WARMUP" --duration "$DURATION" "$@" --server-pid "$pid" \
 		>"$OUT/$name.out" 2>"$OUT/$name.progress" ||
 		echo "the generator of $name failed; see $OUT/$name.*" >&2
-	echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/$server_pid/status") peak" >>"$OUT/$name.out"
-	stop_server
-	local f walked
+	echo "server RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/$pid/status") peak" >>"$OUT/$name.out"
+}
+
+# report ROUND SHAPE PROFILE SERVER [NOTE]: the run's row in runs.tsv and
+# its line.
+report() {
+	local name="r$1-$2-$3-$4" f walked
 	read -ra f <<<"$(figures "$OUT/$name.out")"
 	printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$(IFS=$'\t'; echo "${f[*]}")" >>"$OUT/runs.tsv"
 	walked=
 	[[ $PRELOAD == walk ]] && walked=$(awk '/^responses received:/ { r = $3 } /^lost \(timed out\):/ { l = $4 } END { printf "walk %s answers, %s lost; ", r, l }' "$OUT/$name.walk.out")
-	printf 'round %s %-10s %-7s %-11s %9s answers/s, lost %s, errors %s, server %s user + %s system µs/response, p50 %s µs, p99 %s µs, generator CPU %s%% (%sRSS %s)\n' \
+	printf 'round %s %-10s %-7s %-11s %9s answers/s, lost %s, errors %s, server %s user + %s system µs/response, p50 %s µs, p99 %s µs, generator CPU %s%% (%sRSS %s)%s\n' \
 		"$1" "$2" "$3" "$4" "${f[0]}" "${f[1]}" "${f[2]}" "${f[3]}" "${f[4]}" "${f[5]}" "${f[6]}" "${f[7]}" "$walked" \
-		"$(sed -n 's/^server RSS: \(.*\) peak$/\1/p' "$OUT/$name.out")"
+		"$(sed -n 's/^server RSS: \(.*\) peak$/\1/p' "$OUT/$name.out")" "${5:+; $5}"
+}
+
+# One measured run: a fresh server, the walk, warm-up and measurement.
+run() { # round, shape, profile, server
+	local name="r$1-$2-$3-$4" flags
+	read -ra flags <<<"${shape_flags[$2]}"
+	start_server "$4" "$name"
+	walk "$name" "$PORT" "$3" "${flags[@]}"
+	measure "$name" "$PORT" "$server_pid" "$3" "${flags[@]}"
+	stop_server
+	report "$@"
+}
+
+# shared A B: how many of the answers listed in slow log A were sent within
+# 3 ms of one listed in slow log B, as "N of M".
+shared() {
+	sort -n "$2" | awk -v a="$1" '
+	{ t[++n] = $1 }
+	END {
+		while ((getline line < a) > 0) {
+			split(line, f, " ")
+			m++
+			lo = 1; hi = n # the first send time at or after f[1] - 3000
+			while (lo <= hi) { mid = int((lo + hi) / 2); if (t[mid] < f[1] - 3000) lo = mid + 1; else hi = mid - 1 }
+			if (lo <= n && t[lo] <= f[1] + 3000) s++
+		}
+		printf "%d of %d", s, m
+	}'
+}
+
+# One run of shape c-pair: both servers fresh and walked, then measured at
+# once, each by its own generator.
+run_pair() { # round, shape, profile
+	local st="r$1-$2-$3-starling" ot="r$1-$2-$3-opentracker" flags st_pid ot_pid g
+	read -ra flags <<<"${shape_flags[$2]}"
+	: >"$OUT/$st.slow"; : >"$OUT/$ot.slow"
+	start_server starling "$st" "$PORT"
+	st_pid=$server_pid pair_pid=$server_pid
+	start_server opentracker "$ot" $((PORT + 1))
+	ot_pid=$server_pid
+	walk "$st" "$PORT" "$3" "${flags[@]}"
+	walk "$ot" $((PORT + 1)) "$3" "${flags[@]}"
+	measure "$st" "$PORT" "$st_pid" "$3" "${flags[@]}" --slow-log "$OUT/$st.slow" --slow-over "$SLOW_OVER" &
+	g=$!
+	measure "$ot" $((PORT + 1)) "$ot_pid" "$3" "${flags[@]}" --slow-log "$OUT/$ot.slow" --slow-over "$SLOW_OVER"
+	wait "$g"
+	stop_server
+	server_pid=$st_pid pair_pid=
+	stop_server
+	report "$1" "$2" "$3" starling "answers over $SLOW_OVER: $(shared "$OUT/$st.slow" "$OUT/$ot.slow") within 3 ms of opentracker's"
+	report "$1" "$2" "$3" opentracker "answers over $SLOW_OVER: $(shared "$OUT/$ot.slow" "$OUT/$st.slow") within 3 ms of Starling's"
 }
 
 {
@@ -235,6 +310,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	if ((r % 2)); then order=(starling opentracker); else order=(opentracker starling); fi
 	for shape in $SHAPES; do
 		for profile in $PROFILES; do
+			if [[ $shape == c-pair ]]; then
+				run_pair "$r" "$shape" "$profile"
+				continue
+			fi
 			for server in "${order[@]}"; do
 				run "$r" "$shape" "$profile" "$server"
 			done
@@ -246,7 +325,7 @@ done
 # with the range, and the ratio of the medians.
 summary() {
 	awk -F'\t' -v shapes="$SHAPES" -v profiles="$PROFILES" \
-		-v ta="${shape_text[a]}" -v tr="${shape_text[a-recv]}" -v tm="${shape_text[a-mmsg]}" -v tg="${shape_text[b-gso]}" -v ts="${shape_text[b-sendmmsg]}" -v tc="${shape_text[c]}" '
+		-v ta="${shape_text[a]}" -v tr="${shape_text[a-recv]}" -v tm="${shape_text[a-mmsg]}" -v tg="${shape_text[b-gso]}" -v ts="${shape_text[b-sendmmsg]}" -v tc="${shape_text[c]}" -v tp="${shape_text[c-pair]}" '
 	function num(x) { return x ~ /^[0-9]+(\.[0-9]+)?$/ }
 	# stat KEY: sets med, lo, hi and cnt from vals[KEY, 1..n[KEY]].
 	function stat(key,    k, m, i, a) {
@@ -287,7 +366,7 @@ summary() {
 		seen[$2, $3] = 1
 	}
 	END {
-		text["a"] = ta; text["a-recv"] = tr; text["a-mmsg"] = tm; text["b-gso"] = tg; text["b-sendmmsg"] = ts; text["c"] = tc
+		text["a"] = ta; text["a-recv"] = tr; text["a-mmsg"] = tm; text["b-gso"] = tg; text["b-sendmmsg"] = ts; text["c"] = tc; text["c-pair"] = tp
 		ns = split(shapes, S, " "); np = split(profiles, P, " ")
 		split("rate lost sum cpu cpu lat lat gen", kind, " ")
 		for (i = 1; i <= ns; i++) for (j = 1; j <= np; j++) {
@@ -314,7 +393,7 @@ summary() {
 			}
 			st = sh SUBSEP pr SUBSEP "starling" SUBSEP
 			ot = sh SUBSEP pr SUBSEP "opentracker" SUBSEP
-			lat = (sh == "c")
+			lat = (sh ~ /^c/)
 			printf "| Starling/opentracker | %s | | | %s | %s | %s | %s | |\n",
 				ratio(st 5, ot 5, !lat), ratio(st 8, ot 8, 0), ratio(st 9, ot 9, 0), ratio(st 10, ot 10, lat), ratio(st 11, ot 11, lat)
 		}
