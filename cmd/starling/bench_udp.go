@@ -101,6 +101,9 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 			switch {
 			case cfg.Rate > 0:
 				mode = fmt.Sprintf("paced at %g/s, one datagram per send", cfg.Rate)
+				if cfg.Poisson {
+					mode = fmt.Sprintf("paced at %g/s as a Poisson process, one datagram per send", cfg.Rate)
+				}
 			case !cfg.Batch:
 				mode = "one datagram per send and per receive"
 			case cfg.GSO:
@@ -142,6 +145,7 @@ for net.core.rmem_max, so raise that first (see bench-udp-scaling.sh).`,
 	f.BoolVar(&cfg.Batch, "batch", cfg.Batch, "send and receive whole batches (--batch=false: one datagram per write and per read, one new request per answer, no GSO)")
 	f.BoolVar(&cfg.RecvBatch, "recv-batch", cfg.RecvBatch, "with --batch=false, read the answers that have arrived with one recvmmsg (up to 64) instead of one read each; requests still go one per write")
 	f.Float64Var(&cfg.Rate, "rate", 0, "pace the run at this many requests per second over all sockets, one datagram per send (0: as fast as the window allows)")
+	f.BoolVar(&cfg.Poisson, "poisson", false, "with --rate, send at the times of a Poisson process of that rate (exponential gaps) instead of evenly spaced")
 	f.BoolVar(&cfg.Walk, "walk", false, "announce each peer once, in order, and end (loads a tracker with the whole population; --warmup 0)")
 	f.StringVar(&slowLog, "slow-log", "", "write \"SENT LATENCY\" (unix µs, µs) to this file for each timed answer slower than --slow-over, to line two side-by-side runs' slow answers up in time")
 	f.DurationVar(&cfg.SlowOver, "slow-over", 300*time.Microsecond, "the round trip above which --slow-log lists an answer")

@@ -2,15 +2,15 @@ package udpload
 
 import (
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
 
-// A pacer ticks on a fixed schedule: at first, first+every, first+2*every,
-// ... (nanoseconds since the window's epoch). wait blocks until the next
-// tick is due and returns how many ticks came due since the last wait (more
-// than 1 when the caller was late: the schedule does not drift). stop makes
-// wait return errPacerStopped, now and from then on.
+// A pacer ticks on a schedule of send times (see arrivals). wait blocks
+// until the next tick is due and returns how many ticks came due since the
+// last wait (more than 1 when the caller was late: the schedule does not
+// drift). stop makes wait return errPacerStopped, now and from then on.
 type pacer interface {
 	wait() (ticks uint64, err error)
 	stop()
@@ -19,23 +19,55 @@ type pacer interface {
 
 var errPacerStopped = errors.New("pacer stopped")
 
+// arrivals is a schedule of send times, in nanoseconds since the window's
+// epoch, starting at first: evenly spaced, every apart, or, with rng set, a
+// Poisson process of the same rate (gaps drawn from an exponential
+// distribution of mean every), as independent clients' requests arrive
+// (Config.Poisson).
+type arrivals struct {
+	next  int64 // the next tick not yet returned
+	every int64
+	rng   *rand.Rand // nil: evenly spaced
+}
+
+func newArrivals(first, every int64, rng *rand.Rand) *arrivals {
+	return &arrivals{next: first, every: max(every, 1), rng: rng}
+}
+
+// due counts the ticks due at now and moves next past them.
+func (a *arrivals) due(now int64) uint64 {
+	if now < a.next {
+		return 0
+	}
+	if a.rng == nil {
+		n := (now-a.next)/a.every + 1
+		a.next += n * a.every
+		return uint64(n)
+	}
+	var n uint64
+	for a.next <= now {
+		n++
+		a.next += max(int64(a.rng.ExpFloat64()*float64(a.every)), 1)
+	}
+	return n
+}
+
 // timerPacer paces with Go timers. Go's network poller sleeps in
 // milliseconds, so a tick can come up to about a millisecond late; the
 // timerfd pacer (Linux) is exact to the kernel's timer. It is the fallback
 // where there is no timerfd.
 type timerPacer struct {
-	win          *window
-	first, every int64
-	k            uint64 // ticks returned so far
-	timer        *time.Timer
-	stopc        chan struct{}
-	once         sync.Once
+	win   *window
+	a     *arrivals
+	timer *time.Timer
+	stopc chan struct{}
+	once  sync.Once
 }
 
-func newTimerPacer(win *window, first, every int64) *timerPacer {
+func newTimerPacer(win *window, a *arrivals) *timerPacer {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &timerPacer{win: win, first: first, every: every, timer: t, stopc: make(chan struct{})}
+	return &timerPacer{win: win, a: a, timer: t, stopc: make(chan struct{})}
 }
 
 func (p *timerPacer) wait() (uint64, error) {
@@ -46,12 +78,10 @@ func (p *timerPacer) wait() (uint64, error) {
 		default:
 		}
 		now := p.win.now()
-		if due := p.due(now); due > p.k {
-			n := due - p.k
-			p.k = due
+		if n := p.a.due(now); n > 0 {
 			return n, nil
 		}
-		p.timer.Reset(time.Duration(p.first + int64(p.k)*p.every - now))
+		p.timer.Reset(time.Duration(p.a.next - now))
 		select {
 		case <-p.stopc:
 			p.timer.Stop()
@@ -59,14 +89,6 @@ func (p *timerPacer) wait() (uint64, error) {
 		case <-p.timer.C:
 		}
 	}
-}
-
-// due is how many ticks are due at now.
-func (p *timerPacer) due(now int64) uint64 {
-	if now < p.first {
-		return 0
-	}
-	return uint64((now-p.first)/p.every) + 1
 }
 
 func (p *timerPacer) stop()  { p.once.Do(func() { close(p.stopc) }) }

@@ -13,26 +13,31 @@ import (
 )
 
 // fdPacer ticks with a timerfd: the kernel's timer, exact to microseconds,
-// armed once for the whole schedule (absolute first expiry, fixed
-// interval), and read through Go's network poller, so a paced socket's
-// sender parks between ticks like any other read and nothing spins. A read
-// returns how many expirations passed since the last one.
+// read through Go's network poller, so a paced socket's sender parks
+// between ticks like any other read and nothing spins. An even schedule
+// arms it once (absolute first expiry, fixed interval), and a read returns
+// how many expirations passed since the last one; a Poisson one arms it
+// for each tick, at the tick's absolute time.
 type fdPacer struct {
-	f   *os.File
-	buf [8]byte
+	f     *os.File
+	fd    int // f's descriptor, for re-arming without f.Fd (which makes it blocking)
+	win   *window
+	epoch int64     // the window's epoch on CLOCK_MONOTONIC
+	a     *arrivals // nil: an even schedule, armed once
+	buf   [8]byte
 }
 
 // newPacer is a timerfd pacer, or the Go timer one where the kernel has no
 // timerfd.
-func newPacer(win *window, first, every int64) pacer {
-	p, err := newFDPacer(win, first, every)
+func newPacer(win *window, a *arrivals) pacer {
+	p, err := newFDPacer(win, a)
 	if err != nil {
-		return newTimerPacer(win, first, every)
+		return newTimerPacer(win, a)
 	}
 	return p
 }
 
-func newFDPacer(win *window, first, every int64) (*fdPacer, error) {
+func newFDPacer(win *window, a *arrivals) (*fdPacer, error) {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("timerfd: %w", err)
@@ -44,27 +49,47 @@ func newFDPacer(win *window, first, every int64) (*fdPacer, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("timerfd: %w", err)
 	}
-	epoch := ts.Nano() - win.now()
-	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(epoch + first), Interval: unix.NsecToTimespec(every)}
+	p := &fdPacer{fd: fd, win: win, epoch: ts.Nano() - win.now()}
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(p.epoch + a.next)}
+	if a.rng == nil {
+		spec.Interval = unix.NsecToTimespec(a.every)
+	} else {
+		p.a = a
+	}
 	if err := unix.TimerfdSettime(fd, unix.TFD_TIMER_ABSTIME, &spec, nil); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("timerfd: %w", err)
 	}
-	return &fdPacer{f: os.NewFile(uintptr(fd), "timerfd")}, nil
+	p.f = os.NewFile(uintptr(fd), "timerfd")
+	return p, nil
 }
 
 func (p *fdPacer) wait() (uint64, error) {
-	n, err := p.f.Read(p.buf[:])
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, os.ErrClosed) {
-			return 0, errPacerStopped
+	for {
+		n, err := p.f.Read(p.buf[:])
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, os.ErrClosed) {
+				return 0, errPacerStopped
+			}
+			return 0, fmt.Errorf("timerfd: %w", err)
 		}
-		return 0, fmt.Errorf("timerfd: %w", err)
+		if n != 8 {
+			return 0, fmt.Errorf("timerfd: read %d bytes", n)
+		}
+		if p.a == nil {
+			return binary.NativeEndian.Uint64(p.buf[:]), nil
+		}
+		// A Poisson schedule: count the ticks due by now and arm the
+		// timer for the next one.
+		ticks := p.a.due(p.win.now())
+		spec := unix.ItimerSpec{Value: unix.NsecToTimespec(p.epoch + p.a.next)}
+		if err := unix.TimerfdSettime(p.fd, unix.TFD_TIMER_ABSTIME, &spec, nil); err != nil {
+			return 0, fmt.Errorf("timerfd: %w", err)
+		}
+		if ticks > 0 {
+			return ticks, nil
+		}
 	}
-	if n != 8 {
-		return 0, fmt.Errorf("timerfd: read %d bytes", n)
-	}
-	return binary.NativeEndian.Uint64(p.buf[:]), nil
 }
 
 func (p *fdPacer) stop()  { _ = p.f.SetReadDeadline(time.Unix(1, 0)) }

@@ -3,6 +3,6 @@
 package udpload
 
 // newPacer paces with Go timers (no timerfd here).
-func newPacer(win *window, first, every int64) pacer {
-	return newTimerPacer(win, first, every)
+func newPacer(win *window, a *arrivals) pacer {
+	return newTimerPacer(win, a)
 }

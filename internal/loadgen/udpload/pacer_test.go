@@ -1,6 +1,8 @@
 package udpload
 
 import (
+	"math"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 	"time"
@@ -13,7 +15,10 @@ func TestPacers(t *testing.T) {
 	pacers := []struct {
 		name string
 		make maker
-	}{{"timer", func(w *window, f, e int64) pacer { return newTimerPacer(w, f, e) }}, {"default", newPacer}}
+	}{
+		{"timer", func(w *window, f, e int64) pacer { return newTimerPacer(w, newArrivals(f, e, nil)) }},
+		{"default", func(w *window, f, e int64) pacer { return newPacer(w, newArrivals(f, e, nil)) }},
+	}
 	for _, tc := range pacers {
 		t.Run(tc.name, func(t *testing.T) {
 			win := &window{epoch: time.Now()}
@@ -68,9 +73,75 @@ func TestPacers(t *testing.T) {
 			}
 		})
 	}
-	p := newPacer(&window{epoch: time.Now()}, 1, 1000)
+	p := newPacer(&window{epoch: time.Now()}, newArrivals(1, 1000, nil))
 	defer p.close()
 	if _, timers := p.(*timerPacer); timers && runtime.GOOS == "linux" {
 		t.Fatal("no timerfd pacer on Linux")
+	}
+}
+
+// TestPoissonPacers: with a random source, each pacer ticks at the times
+// of a Poisson process: about the schedule's rate, with gaps as uneven as
+// an exponential distribution's (standard deviation near the mean), never
+// before a tick is due, and a late caller gets the missed ticks at once.
+func TestPoissonPacers(t *testing.T) {
+	const every = int64(time.Millisecond)
+	for _, tc := range []struct {
+		name string
+		make func(*window, *arrivals) pacer
+	}{
+		{"timer", func(w *window, a *arrivals) pacer { return newTimerPacer(w, a) }},
+		{"default", newPacer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			win := &window{epoch: time.Now()}
+			first := win.now() + int64(time.Millisecond)
+			// The same seed as the pacer's: the ticks it must return.
+			want := newArrivals(first, every, rand.New(rand.NewPCG(7, 7)))
+			p := tc.make(win, newArrivals(first, every, rand.New(rand.NewPCG(7, 7))))
+			defer p.close()
+			var total, due uint64 // ticks returned, and due by the schedule
+			late := false
+			for total < 400 {
+				n, err := p.wait()
+				if err != nil {
+					t.Fatal(err)
+				}
+				due += want.due(win.now())
+				total += n
+				if total > due {
+					t.Fatalf("%d ticks returned, only %d due", total, due)
+				}
+				if late && n < 5 {
+					t.Fatalf("%d ticks after 20 ms late, want the missed ones at once", n)
+				}
+				late = false
+				if total >= 200 && due < 300 && !late && total-n < 200 {
+					time.Sleep(20 * time.Millisecond) // about 20 ticks due at once
+					late = true
+				}
+			}
+			el := time.Duration(win.now() - first)
+			if el < 300*time.Millisecond || el > 550*time.Millisecond {
+				t.Fatalf("400 ticks of mean gap %v took %v", time.Duration(every), el)
+			}
+		})
+	}
+	// The schedule itself: the mean and spread of its gaps.
+	a := newArrivals(0, every, rand.New(rand.NewPCG(1, 2)))
+	var sum, sq float64
+	prev := a.next
+	const n = 20000
+	for i := 0; i < n; i++ {
+		a.due(a.next)
+		g := float64(a.next - prev)
+		prev = a.next
+		sum += g
+		sq += g * g
+	}
+	mean := sum / n
+	sd := math.Sqrt(sq/n - mean*mean)
+	if math.Abs(mean/float64(every)-1) > 0.05 || math.Abs(sd/mean-1) > 0.1 {
+		t.Fatalf("gaps: mean %.0f ns, sd %.0f ns; want a mean of %d ns and an sd near the mean", mean, sd, every)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"sync"
@@ -184,7 +185,8 @@ type paced struct {
 // runPaced sends this socket's share of Config.Rate one request at a time
 // on a fixed schedule: request k at start + k*interval, where interval is
 // Sockets/Rate and socket i starts i/Sockets of an interval after socket 0,
-// so the sockets' sends interleave evenly. A pacer (a timerfd on Linux)
+// so the sockets' sends interleave evenly; with Config.Poisson, at the
+// times of a Poisson process of the same rate instead. A pacer (a timerfd on Linux)
 // wakes the sender for each send; the schedule is absolute, so a late
 // wake-up delays that send, not the ones after it. A reader goroutine reads
 // the answers as they come, one read each. A send that finds Window
@@ -194,7 +196,11 @@ func (c *client) runPaced(ctx context.Context) error {
 	sockets := int64(c.cfg.Sockets)
 	every := int64(float64(sockets) / c.cfg.Rate * float64(time.Second))
 	every = max(every, 1)
-	p := newPacer(c.win, c.win.paced+every*int64(c.index)/sockets, every)
+	var rng *rand.Rand
+	if c.cfg.Poisson {
+		rng = rand.New(rand.NewPCG(c.cfg.Seed, 0x9015_5011+uint64(c.index)))
+	}
+	p := newPacer(c.win, newArrivals(c.win.paced+every*int64(c.index)/sockets, every, rng))
 	defer p.close()
 	defer context.AfterFunc(ctx, p.stop)()
 	// The reader blocks without a deadline (connect left one set); Run

@@ -189,12 +189,14 @@ func TestLatencyOfDelayedAnswers(t *testing.T) {
 		gso   bool
 		rate  float64
 		recv  bool // RecvBatch
+		poiss bool // Poisson
 	}{
-		{"plain", false, false, 0, false},
-		{"plain, answers by recvmmsg", false, false, 0, true},
-		{"batched sendmmsg", true, false, 0, false},
-		{"batched gso", true, true, 0, false},
-		{"paced", false, false, 400, false},
+		{"plain", false, false, 0, false, false},
+		{"plain, answers by recvmmsg", false, false, 0, true, false},
+		{"batched sendmmsg", true, false, 0, false, false},
+		{"batched gso", true, true, 0, false, false},
+		{"paced", false, false, 400, false, false},
+		{"paced, Poisson", false, false, 400, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := scriptedServer(t, 0, func(conn *net.UDPConn, d datagram) {
@@ -202,7 +204,7 @@ func TestLatencyOfDelayedAnswers(t *testing.T) {
 			}, nil)
 			cfg := shortRun(addr)
 			cfg.Sockets, cfg.SourceIPs, cfg.Window = 2, 1, 4
-			cfg.Batch, cfg.GSO, cfg.Rate, cfg.RecvBatch = tc.batch, tc.gso, tc.rate, tc.recv
+			cfg.Batch, cfg.GSO, cfg.Rate, cfg.RecvBatch, cfg.Poisson = tc.batch, tc.gso, tc.rate, tc.recv, tc.poiss
 			// Every timed answer is over half the delay: the slow log
 			// lists each of them.
 			var slow bytes.Buffer

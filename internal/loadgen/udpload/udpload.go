@@ -114,6 +114,11 @@ type Config struct {
 	// skipped and counted (Counts.Skipped). A request not answered within
 	// Timeout is lost. Batch does not apply.
 	Rate float64
+	// Poisson, with Rate, sends each socket's requests at the times of a
+	// Poisson process (exponential gaps of the same mean) instead of
+	// evenly spaced: as many independent clients' requests arrive, and so
+	// that two runs side by side do not keep one phase to each other.
+	Poisson bool
 	// Walk makes each socket announce each of its peers once, in order,
 	// and stop: the run ends when every socket has had its answers, so a
 	// tracker is loaded with the whole population exactly once (announces

@@ -73,6 +73,11 @@
 # stderr NAME.server.log), runs.tsv with the figures of every run, and
 # summary.md with the tables.
 #
+# PACING=poisson sends shapes c and c-pair at the times of a Poisson process
+# of the same rate (bench udp --poisson) instead of evenly spaced (even, the
+# default): as independent clients' requests arrive, and without the fixed
+# phase between c-pair's two generators that even pacing keeps in a round.
+#
 # Other settings: ROUNDS (3), SERVER_CPUS (0), CLIENT_CPUS (1), PORT
 # (16969), OT_WORKERS (1), NUMWANT (30).
 set -euo pipefail
@@ -93,6 +98,7 @@ SERVER_CPUS=${SERVER_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
 PORT=${PORT:-16969}
 SLOW_OVER=${SLOW_OVER:-300us}
+PACING=${PACING:-even}
 OUT=${OUT:-$(mktemp -d /tmp/bench-udp-fair.XXXXXX)}
 mkdir -p "$OUT"
 [[ -x $OPENTRACKER ]] || { echo "no opentracker binary at $OPENTRACKER (see OPENTRACKER.md)" >&2; exit 1; }
@@ -117,6 +123,11 @@ declare -A shape_text=(
 	[c]="1,000 requests/s over 4 sockets on 127.0.0.1, one datagram per send"
 	[c-pair]="shape c, both servers at once on core 0, a generator for each at once on core 1"
 )
+case $PACING in
+even) ;;
+poisson) shape_flags[c]+=" --poisson" shape_flags[c-pair]+=" --poisson" ;;
+*) echo "PACING is even or poisson, not $PACING" >&2; exit 1 ;;
+esac
 for shape in $SHAPES; do
 	[[ -n ${shape_flags[$shape]:-} ]] || { echo "unknown shape $shape (a a-recv a-mmsg b-gso b-sendmmsg c c-pair)" >&2; exit 1; }
 done
@@ -302,7 +313,7 @@ run_pair() { # round, shape, profile
 	echo "# bench-udp-fair.sh, $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -n) ($(nproc) cores, kernel $(uname -r))"
 	echo "# Starling: $BIN ($("$BIN" version 2>/dev/null || echo '?'), sha256 $(sha256sum "$BIN" | cut -c1-12)), $STARLING_SOCKETS UDP socket(s)"
 	echo "# opentracker: $OPENTRACKER (sha256 $(sha256sum "$OPENTRACKER" | cut -c1-12)), listen.udp.workers $OT_WORKERS"
-	echo "# servers on cpus $SERVER_CPUS, generator on cpus $CLIENT_CPUS; rounds $ROUNDS, preload $PRELOAD, warm-up $WARMUP, measured $DURATION, numwant $NUMWANT"
+	echo "# servers on cpus $SERVER_CPUS, generator on cpus $CLIENT_CPUS; rounds $ROUNDS, preload $PRELOAD, warm-up $WARMUP, measured $DURATION, numwant $NUMWANT, pacing $PACING"
 } | tee "$OUT/header.txt"
 printf 'round\tshape\tprofile\tserver\tanswers_per_s\tlost\terrors\tuser_us\tsystem_us\tp50_us\tp99_us\tgenerator_cpu_pct\n' >"$OUT/runs.tsv"
 
