@@ -46,7 +46,7 @@ type fanout struct {
 // Redis store's own deadline per call (redisswarm.Config.Timeout's
 // default), so that a batch is answered within it whether Redis answers
 // or hangs. A store whose deadline is shorter keeps its own.
-const batchDeadline = 50 * time.Millisecond
+const batchDeadline = 40 * time.Millisecond
 
 // newFanout is the fanout for w when its tracker's store is remote, else
 // nil (the worker then handles its batches in order, allocation-free).

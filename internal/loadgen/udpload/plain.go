@@ -57,7 +57,6 @@ func (c *client) readAt(i, n int) bool {
 
 // countOne counts one answer by its kind.
 func (c *client) countOne(b []byte) {
-	c.st.received.Add(1)
 	switch answerKind(b) {
 	case kindAnnounce:
 		c.st.announces.Add(1)

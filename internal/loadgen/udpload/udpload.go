@@ -291,15 +291,17 @@ func (r Result) writeCPU(b *strings.Builder, label string, total, user time.Dura
 	fmt.Fprintf(b, "  user / system:     %.2f / %.2f µs per response\n", per(user), per(total-user))
 }
 
-// stats are one socket's counters, written by its goroutine only.
+// stats are one socket's counters, written by its goroutine only. The
+// answers received are the sum of the kinds, not a counter of their own,
+// so that a reading taken while an answer is being counted still adds up.
 type stats struct {
-	sent, received, announces, scrapes, errors, bad, lost, connects, skipped atomic.Uint64
-	_                                                                        [64]byte
+	sent, announces, scrapes, errors, bad, lost, connects, skipped atomic.Uint64
+	_                                                              [64]byte
 }
 
 func (s *stats) load() Counts {
-	return Counts{s.sent.Load(), s.received.Load(), s.announces.Load(), s.scrapes.Load(),
-		s.errors.Load(), s.bad.Load(), s.lost.Load(), s.connects.Load(), s.skipped.Load()}
+	a, sc, e, b := s.announces.Load(), s.scrapes.Load(), s.errors.Load(), s.bad.Load()
+	return Counts{s.sent.Load(), a + sc + e + b, a, sc, e, b, s.lost.Load(), s.connects.Load(), s.skipped.Load()}
 }
 
 // Run drives the trackers at cfg.Addr for cfg.Warmup + cfg.Duration,
@@ -1002,14 +1004,13 @@ func (c *client) runBatched(ctx context.Context) error {
 				c.errSample.Store(string(m.Buf[8:m.N]))
 			}
 		}
-		c.count(uint64(n), &kinds)
+		c.count(&kinds)
 	}
 	return nil
 }
 
-// count adds n answers of the given kinds to the socket's counters.
-func (c *client) count(n uint64, kinds *[4]uint64) {
-	c.st.received.Add(n)
+// count adds answers of the given kinds to the socket's counters.
+func (c *client) count(kinds *[4]uint64) {
 	if kinds[kindAnnounce] != 0 {
 		c.st.announces.Add(kinds[kindAnnounce])
 	}
