@@ -9,6 +9,12 @@
 // (STARLING_UPGRADE_FD): one JSON message a line. The old process sends
 // the manifest first and later a go message; the new process answers
 // prepared, then ready, or failed with the reason.
+//
+// The swarms go over a pipe, also inherited, so the new process loads them
+// while the old one is still writing: the pause of an upgrade is the
+// longer of the two, not their sum, and nothing waits for a disk. A new
+// process says in its prepared message whether it reads the pipe; one of
+// a release before the pipe says nothing and is given a file instead.
 package handoff
 
 import (
@@ -17,12 +23,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // EnvFD names the environment variable that tells a process it was started
@@ -39,6 +48,12 @@ type Manifest struct {
 	Secrets map[string][]byte `json:"secrets,omitempty"`
 	// OldPID is the process handing over.
 	OldPID int `json:"old_pid"`
+	// SwarmsPipe is the read end of the pipe the swarms come on, as an
+	// index into the files passed with the manifest (nil: no pipe).
+	SwarmsPipe *int `json:"swarms_pipe,omitempty"`
+	// SwarmsBytes is the memory the old process's swarms hold, for the new
+	// one to have ready before they come (0: unknown).
+	SwarmsBytes uint64 `json:"swarms_bytes,omitempty"`
 }
 
 // Listener is one configured listener's sockets.
@@ -53,11 +68,15 @@ type Listener struct {
 }
 
 type message struct {
-	State    string    `json:"state,omitempty"` // prepared, ready, failed
-	Error    string    `json:"error,omitempty"`
-	PID      int       `json:"pid,omitempty"`
-	Go       bool      `json:"go,omitempty"`
-	Snapshot string    `json:"snapshot,omitempty"`
+	State    string `json:"state,omitempty"` // prepared, ready, failed
+	Error    string `json:"error,omitempty"`
+	PID      int    `json:"pid,omitempty"`
+	Go       bool   `json:"go,omitempty"`
+	Snapshot string `json:"snapshot,omitempty"` // go: the swarms are in this file
+	Stream   bool   `json:"stream,omitempty"`   // go: the swarms come on the pipe
+	// Swarms, in the prepared message, is how the new process takes the
+	// swarms: "pipe", "none", or absent (a release that takes a file).
+	Swarms   string    `json:"swarms,omitempty"`
 	Manifest *Manifest `json:"manifest,omitempty"`
 }
 
@@ -100,6 +119,12 @@ func decodeMessage(line []byte) (message, error) {
 		return m, nil
 	}
 	seen := map[int]bool{}
+	if i := m.Manifest.SwarmsPipe; i != nil {
+		if *i < 0 || *i >= maxFiles {
+			return message{}, fmt.Errorf("manifest: swarms pipe at descriptor index %d, out of range", *i)
+		}
+		seen[*i] = true
+	}
 	for _, l := range m.Manifest.Listeners {
 		if l.Network != "udp" && l.Network != "tcp" {
 			return message{}, fmt.Errorf("manifest: listener %q has network %q, not udp or tcp", l.Name, l.Network)
@@ -120,14 +145,34 @@ const firstFile = 4
 
 // Parent is the old process's side of one upgrade.
 type Parent struct {
-	cmd  *exec.Cmd
-	ctrl *os.File
-	rd   *bufio.Reader
-	enc  *json.Encoder
-	exit chan error
+	cmd    *exec.Cmd
+	ctrl   *os.File
+	rd     *bufio.Reader
+	enc    *json.Encoder
+	exit   chan error
+	swarms *os.File // the pipe's write end
+	takes  Takes
 }
 
-// Start runs exe with args and env (plus EnvFD) and hands it m and files.
+// Takes is how the new process takes the swarms, as it said when prepared.
+type Takes int
+
+const (
+	// TakesFile: a release before the pipe; it loads the file named in
+	// the go message.
+	TakesFile Takes = iota
+	// TakesPipe: it loads them from the pipe while they are written.
+	TakesPipe
+	// TakesNothing: it keeps no swarms of its own (a Redis store).
+	TakesNothing
+)
+
+// pipeSize is asked of the kernel for the swarms pipe (1 MiB, the most an
+// unprivileged process gets by default) so each wake-up moves more.
+const pipeSize = 1 << 20
+
+// Start runs exe with args and env (plus EnvFD) and hands it m and files,
+// and the read end of the swarms pipe.
 // The new process shares this one's standard output and error.
 func Start(exe string, args, env []string, m Manifest, files []*os.File) (*Parent, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
@@ -137,15 +182,27 @@ func Start(exe string, args, env []string, m Manifest, files []*os.File) (*Paren
 	mine := os.NewFile(uintptr(fds[0]), "upgrade-control")
 	theirs := os.NewFile(uintptr(fds[1]), "upgrade-control-child")
 	defer theirs.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		mine.Close()
+		return nil, fmt.Errorf("upgrade: swarms pipe: %w", err)
+	}
+	defer pr.Close()                             // the new process's; with it closed here, a write fails once that process is gone
+	if rc, err := pw.SyscallConn(); err == nil { // not Fd(): it would make the pipe blocking, without deadlines
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
+	i := len(files)
+	m.SwarmsPipe = &i
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(append([]string(nil), env...), EnvFD+"=3")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.ExtraFiles = append([]*os.File{theirs}, files...)
+	cmd.ExtraFiles = append(append([]*os.File{theirs}, files...), pr)
 	if err := cmd.Start(); err != nil {
 		mine.Close()
+		pw.Close()
 		return nil, fmt.Errorf("upgrade: start %s: %w", exe, err)
 	}
-	p := &Parent{cmd: cmd, ctrl: mine, rd: bufio.NewReader(mine), enc: json.NewEncoder(mine), exit: make(chan error, 1)}
+	p := &Parent{cmd: cmd, ctrl: mine, rd: bufio.NewReader(mine), enc: json.NewEncoder(mine), exit: make(chan error, 1), swarms: pw}
 	go func() { p.exit <- cmd.Wait() }()
 	if err := p.enc.Encode(message{Manifest: &m}); err != nil {
 		p.Abort()
@@ -205,14 +262,56 @@ func (p *Parent) await(ctx context.Context, want string) (message, error) {
 
 // WaitPrepared waits until the new process has built itself on the sockets.
 func (p *Parent) WaitPrepared(ctx context.Context) error {
-	_, err := p.await(ctx, "prepared")
+	m, err := p.await(ctx, "prepared")
+	switch m.Swarms {
+	case "pipe":
+		p.takes = TakesPipe
+	case "none":
+		p.takes = TakesNothing
+	}
 	return err
 }
 
-// Go tells the new process to load the swarms from snapshot ("" for none)
-// and serve.
+// Takes is how the prepared new process takes the swarms.
+func (p *Parent) Takes() Takes { return p.takes }
+
+// Go tells the new process to load the swarms from the file snapshot (""
+// for none) and serve.
 func (p *Parent) Go(snapshot string) error {
+	p.closePipe()
 	return p.enc.Encode(message{Go: true, Snapshot: snapshot})
+}
+
+// GoStream tells the new process to load the swarms from the pipe and
+// serve, and has write write them there. The write fails when the new
+// process goes away, and at ctx's deadline if it stops reading.
+func (p *Parent) GoStream(ctx context.Context, write func(io.Writer) error) error {
+	if p.swarms == nil {
+		return errors.New("upgrade: the swarms pipe is closed")
+	}
+	if err := p.enc.Encode(message{Go: true, Stream: true}); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = p.swarms.SetWriteDeadline(d)
+	}
+	err := write(p.swarms)
+	if cerr := p.closePipe(); err == nil {
+		err = cerr // the end of the stream, which the new process waits for
+	}
+	if err != nil {
+		return fmt.Errorf("upgrade: hand the swarms over: %w", err)
+	}
+	return nil
+}
+
+func (p *Parent) closePipe() error {
+	if p.swarms == nil {
+		return nil
+	}
+	err := p.swarms.Close()
+	p.swarms = nil
+	return err
 }
 
 // WaitReady waits until the new process serves.
@@ -227,10 +326,14 @@ func (p *Parent) Abort() {
 	err := <-p.exit
 	p.exit <- err
 	p.ctrl.Close()
+	p.closePipe()
 }
 
 // Release lets the new process run on alone.
-func (p *Parent) Release() { p.ctrl.Close() }
+func (p *Parent) Release() {
+	p.ctrl.Close()
+	p.closePipe()
+}
 
 // Child is the new process's side.
 type Child struct {
@@ -239,6 +342,7 @@ type Child struct {
 	rd       *bufio.Reader
 	enc      *json.Encoder
 	used     map[int]bool
+	swarms   *os.File // the pipe's read end, if the old process passed one
 }
 
 // Inherited returns the upgrade this process was started for, or nil when
@@ -262,6 +366,9 @@ func Inherited() (*Child, error) {
 		return nil, fmt.Errorf("read the upgrade manifest: %v", err)
 	}
 	c.Manifest = *m.Manifest
+	if i := c.Manifest.SwarmsPipe; i != nil {
+		c.swarms = os.NewFile(uintptr(firstFile+*i), "upgrade-swarms")
+	}
 	return c, nil
 }
 
@@ -334,11 +441,17 @@ func (c *Child) CloseUnused() {
 	}
 }
 
-// Prepared tells the old process this one is built and waits for its go;
-// it returns the snapshot to load ("" for none).
-func (c *Child) Prepared(ctx context.Context) (string, error) {
-	if err := c.enc.Encode(message{State: "prepared", PID: os.Getpid()}); err != nil {
-		return "", fmt.Errorf("upgrade: tell the old process: %w", err)
+// Prepared tells the old process this one is built, and whether it takes
+// swarms, and waits for its go. It returns the swarms to load, to be read
+// to their end and closed: the pipe, or the file an old process of a
+// release before the pipe wrote; nil for none.
+func (c *Child) Prepared(ctx context.Context, takesSwarms bool) (io.ReadCloser, error) {
+	hello := message{State: "prepared", PID: os.Getpid(), Swarms: "none"}
+	if takesSwarms && c.swarms != nil {
+		hello.Swarms = "pipe"
+	}
+	if err := c.enc.Encode(hello); err != nil {
+		return nil, fmt.Errorf("upgrade: tell the old process: %w", err)
 	}
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.ctrl.SetReadDeadline(d)
@@ -346,9 +459,23 @@ func (c *Child) Prepared(ctx context.Context) (string, error) {
 	m, err := readMessage(c.rd)
 	_ = c.ctrl.SetReadDeadline(time.Time{})
 	if err != nil || !m.Go {
-		return "", fmt.Errorf("upgrade: no go from the old process: %v", err)
+		return nil, fmt.Errorf("upgrade: no go from the old process: %v", err)
 	}
-	return m.Snapshot, nil
+	pipe := c.swarms
+	c.swarms = nil
+	switch {
+	case m.Stream && pipe != nil:
+		return pipe, nil
+	case m.Stream:
+		return nil, errors.New("upgrade: the old process streams the swarms, but passed no pipe")
+	}
+	if pipe != nil {
+		pipe.Close()
+	}
+	if !takesSwarms || m.Snapshot == "" {
+		return nil, nil
+	}
+	return os.Open(m.Snapshot)
 }
 
 // Ready tells the old process this one serves, and closes the channel.

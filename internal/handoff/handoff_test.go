@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -20,9 +22,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// child takes the inherited TCP listener, says prepared, answers one
-// connection with the go message's snapshot name, then says ready (or
-// fails, when the manifest's secret asks it to).
+// child takes the inherited TCP listener, says prepared, reads the swarms
+// it is handed, says ready, and answers one connection with what it read.
+// The manifest's secret changes its part: "fail" gives up at once, "none"
+// takes no swarms, "legacy" speaks as a release before the swarms pipe
+// (and answers with the file's name), "die" exits after the swarms' first
+// byte.
 func child() int {
 	c, err := Inherited()
 	if err != nil {
@@ -40,9 +45,34 @@ func child() int {
 	c.CloseUnused()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	snap, err := c.Prepared(ctx)
-	if err != nil {
-		return 6
+	var got string
+	switch string(c.Secret("tcp")) {
+	case "legacy":
+		if c.enc.Encode(message{State: "prepared", PID: os.Getpid()}) != nil {
+			return 6
+		}
+		m, err := readMessage(c.rd)
+		if err != nil || !m.Go || m.Stream {
+			return 6
+		}
+		got = "file " + m.Snapshot
+	default:
+		in, err := c.Prepared(ctx, string(c.Secret("tcp")) != "none")
+		if err != nil {
+			return 6
+		}
+		if in != nil {
+			if string(c.Secret("tcp")) == "die" {
+				in.Read(make([]byte, 1))
+				os.Exit(9)
+			}
+			b, err := io.ReadAll(in)
+			if err != nil {
+				return 6
+			}
+			in.Close()
+			got = "swarms " + string(b)
+		}
 	}
 	if err := c.Ready(); err != nil {
 		return 7
@@ -51,7 +81,7 @@ func child() int {
 	if err != nil {
 		return 8
 	}
-	conn.Write([]byte("child " + snap + "\n"))
+	conn.Write([]byte("child " + got + "\n"))
 	conn.Close()
 	return 0
 }
@@ -80,38 +110,94 @@ func startChild(t *testing.T, secret string) (*Parent, net.Listener) {
 	return p, ln
 }
 
-// TestHandoff: the new process gets the listener, prepares, gets the go
-// with the snapshot's name, and serves on the same socket once the old
-// one stops accepting.
+// TestHandoff: the new process gets the listener, prepares, takes the
+// swarms the way it said it would, and serves on the same socket once the
+// old one stops accepting.
 func TestHandoff(t *testing.T) {
-	p, ln := startChild(t, "")
+	// More than the pipe holds, so the writer must wait for the reader.
+	swarms := strings.Repeat("0123456789abcdef", 3*pipeSize/16)
+	for _, tc := range []struct {
+		secret string
+		takes  Takes
+		hand   func(context.Context, *Parent) error
+		want   string
+	}{
+		{"pipe", TakesPipe, func(ctx context.Context, p *Parent) error {
+			return p.GoStream(ctx, func(w io.Writer) error {
+				_, err := io.WriteString(w, swarms)
+				return err
+			})
+		}, "child swarms " + swarms},
+		{"none", TakesNothing, func(_ context.Context, p *Parent) error { return p.Go("") }, "child "},
+		{"legacy", TakesFile, func(_ context.Context, p *Parent) error { return p.Go("/tmp/swarms.snapshot") },
+			"child file /tmp/swarms.snapshot"},
+	} {
+		t.Run(tc.secret, func(t *testing.T) {
+			p, ln := startChild(t, tc.secret)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := p.WaitPrepared(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if p.Takes() != tc.takes {
+				t.Fatalf("the new process takes the swarms as %d, want %d", p.Takes(), tc.takes)
+			}
+			if err := tc.hand(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.WaitReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			ln.Close() // the old process's copy; the socket lives on in the new one
+			p.Release()
+			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			line, err := bufio.NewReader(conn).ReadString('\n')
+			if err != nil || line != tc.want+"\n" {
+				t.Fatalf("read %.80q (%d bytes), %v; want %.80q", line, len(line), err, tc.want)
+			}
+			if err := <-p.exit; err != nil {
+				t.Fatalf("new process: %v", err)
+			}
+		})
+	}
+}
+
+// TestHandoffStreamBroken: when the new process dies while the swarms are
+// being written, the write fails at once instead of waiting on a pipe
+// nobody reads.
+func TestHandoffStreamBroken(t *testing.T) {
+	p, _ := startChild(t, "die")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := p.WaitPrepared(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Go("/tmp/swarms.snapshot"); err != nil {
-		t.Fatal(err)
+	began := time.Now()
+	err := p.GoStream(ctx, func(w io.Writer) error {
+		chunk := make([]byte, 64<<10)
+		for range 1 << 12 { // 256 MiB, far more than the pipe holds
+			if _, err := w.Write(chunk); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("writing to a new process that died: %v, want EPIPE", err)
 	}
-	if err := p.WaitReady(ctx); err != nil {
-		t.Fatal(err)
+	if d := time.Since(began); d > 10*time.Second {
+		t.Fatalf("the failed write took %s", d)
 	}
-	addr := ln.Addr().String()
-	ln.Close() // the old process's copy; the socket lives on in the new one
-	p.Release()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	if err := p.WaitReady(ctx); err == nil {
+		t.Fatal("a dead new process was reported ready")
 	}
-	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil || line != "child /tmp/swarms.snapshot\n" {
-		t.Fatalf("read %q, %v", line, err)
-	}
-	if err := <-p.exit; err != nil {
-		t.Fatalf("new process: %v", err)
-	}
+	p.Abort()
 }
 
 // TestHandoffFailure: a new process that gives up is reported with its

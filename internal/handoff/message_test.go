@@ -18,6 +18,10 @@ func TestDecodeMessage(t *testing.T) {
 		{"negative index", `{"manifest":{"listeners":[{"name":"x","network":"udp","files":[-1]}]}}`, false},
 		{"index too large", `{"manifest":{"listeners":[{"name":"x","network":"udp","files":[4096]}]}}`, false},
 		{"index twice", `{"manifest":{"listeners":[{"name":"x","network":"udp","files":[0]},{"name":"y","network":"tcp","files":[0]}]}}`, false},
+		{"swarms pipe", `{"manifest":{"listeners":[{"name":"x","network":"udp","files":[0]}],"swarms_pipe":1}}`, true},
+		{"swarms pipe on a listener's", `{"manifest":{"listeners":[{"name":"x","network":"udp","files":[0]}],"swarms_pipe":0}}`, false},
+		{"swarms pipe out of range", `{"manifest":{"swarms_pipe":-1}}`, false},
+		{"prepared, taking the pipe", `{"state":"prepared","pid":12,"swarms":"pipe"}`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := decodeMessage([]byte(tc.line))
@@ -45,12 +49,19 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte(`{"state":"ready","pid":1}`))
 	f.Add([]byte(`{"manifest":{"listeners":[{"name":"udp_trackers[0]","network":"udp","addr":"0.0.0.0:6969","files":[0,1]}],"secrets":{"udp_trackers[0]":"AAEC"},"old_pid":7}}`))
 	f.Add([]byte(`{"manifest":{"listeners":[{"files":[99999999999]}]}}`))
+	f.Add([]byte(`{"manifest":{"listeners":[{"network":"tcp","files":[1]}],"swarms_pipe":1}}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		m, err := decodeMessage(line)
 		if err != nil || m.Manifest == nil {
 			return
 		}
 		seen := map[int]bool{}
+		if i := m.Manifest.SwarmsPipe; i != nil {
+			if *i < 0 || *i >= maxFiles {
+				t.Fatalf("swarms pipe index %d accepted", *i)
+			}
+			seen[*i] = true
+		}
 		for _, l := range m.Manifest.Listeners {
 			for _, i := range l.Files {
 				if i < 0 || i >= maxFiles || seen[i] {

@@ -38,8 +38,10 @@ func bigStore(b *testing.B, peers int, now int64) *memswarm.Store {
 
 // BenchmarkSnapshot writes and reads back snapshots of 1,000,000 and
 // 10,000,000 peers and reports the file's size per peer, the write and
-// load times, and the longest an announce waited while the snapshot was
-// written (against the longest without a snapshot, in the same run):
+// load times, the time of an upgrade's hand-over (written into a pipe
+// while another goroutine loads it, as the two processes do), and the
+// longest an announce waited while the snapshot was written (against the
+// longest without a snapshot, in the same run):
 //
 //	go test -run '^$' -bench Snapshot -benchtime 1x ./internal/snapshot
 func BenchmarkSnapshot(b *testing.B) {
@@ -64,6 +66,11 @@ func BenchmarkSnapshot(b *testing.B) {
 				if rst.Peers < uint64(peers) {
 					b.Fatalf("loaded %d peers of %d", rst.Peers, peers)
 				}
+				handover, err := handOver(s, now-900)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(handover.Seconds(), "handover-s")
 				b.ReportMetric(float64(wst.Bytes)/float64(wst.Peers), "file-bytes/peer")
 				b.ReportMetric(wst.Took.Seconds(), "write-s")
 				b.ReportMetric(rst.Took.Seconds(), "load-s")
@@ -73,6 +80,30 @@ func BenchmarkSnapshot(b *testing.B) {
 			}
 		})
 	}
+}
+
+// handOver streams s through a pipe into a new store loaded at the same
+// time, and returns how long it took until the new store had it all.
+func handOver(s *memswarm.Store, cutoff int64) (time.Duration, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	began := time.Now()
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := Stream(w, s.Dump, time.Now())
+		w.Close()
+		wrote <- err
+	}()
+	dst := memswarm.New(opts)
+	_, err = Read(r, dst.Restore, cutoff)
+	took := time.Since(began)
+	if werr := <-wrote; err == nil {
+		err = werr
+	}
+	return took, err
 }
 
 // announceWhile announces to random torrents of s from one goroutine while

@@ -88,8 +88,7 @@ func Write(path string, dump func(func(*swarm.TorrentDump) error) error, now tim
 			os.Remove(tmp)
 		}
 	}()
-	w := newWriter(f)
-	st, err := w.write(dump, now)
+	st, err := Stream(f, dump, now)
 	if err != nil {
 		return Stats{}, fmt.Errorf("write snapshot %s: %w", tmp, err)
 	}
@@ -110,6 +109,15 @@ func Write(path string, dump func(func(*swarm.TorrentDump) error) error, now tim
 	}
 	st.Took = time.Since(began)
 	return st, nil
+}
+
+// Stream writes what dump hands out to out, in the format Read reads: for
+// a reader at the other end of a pipe, which loads while it is written.
+func Stream(out io.Writer, dump func(func(*swarm.TorrentDump) error) error, now time.Time) (Stats, error) {
+	began := time.Now()
+	st, err := newWriter(out).write(dump, now)
+	st.Took = time.Since(began)
+	return st, err
 }
 
 type writer struct {

@@ -87,6 +87,18 @@ var (
 	httpLine   = regexp.MustCompile(`requests (\d+) .*answered (\d+) .*errors (\d+)`)
 )
 
+// upgradeSteps picks the upgrade's lines out of a tracker's log: when each
+// step happened and how long writing and loading the swarms took.
+func upgradeSteps(log string) string {
+	var b strings.Builder
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, "upgrade") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
 func atoi(t *testing.T, s string) int {
 	n, err := strconv.Atoi(s)
 	if err != nil {
@@ -144,9 +156,13 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	defer uc.Close()
 	cid := udpConnect(t, uc.(*net.UDPConn))
 
-	// The loads: bounded in time, on loopback.
+	// The loads: bounded in time, on loopback. A request counts as lost
+	// when its socket hears nothing for 2.25-3 s (a BitTorrent client
+	// waits 15 s before it asks again): CI, with other test binaries on
+	// both cores, once saw an upgrade's pause pass the 0.75-1 s of a 1 s
+	// timeout while every request was answered.
 	udpLoad := exec.Command(binary, "bench", "udp", "--addr", udpAddr, "--duration", "10s", "--peers", "5000",
-		"--sockets", "2", "--source-ips", "1", "--timeout", "1s")
+		"--sockets", "2", "--source-ips", "1", "--timeout", "3s")
 	var udpOut, httpOut bytes.Buffer
 	udpLoad.Stdout = &udpOut
 	httpLoad := exec.Command(binary, "bench", "http", "--url", httpURL, "--duration", "10s", "--concurrency", "4", "--torrents", "100", "--peers", "2000")
@@ -182,7 +198,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	if err := httpLoad.Wait(); err != nil {
 		t.Fatalf("HTTP load: %v\n%s", err, httpOut.String())
 	}
-	t.Logf("UDP load:\n%s\nHTTP load:\n%s", udpOut.String(), httpOut.String())
+	t.Logf("UDP load:\n%s\nHTTP load:\n%s\nupgrades:\n%s", udpOut.String(), httpOut.String(), upgradeSteps(p.Log()))
 
 	sent := atoi(t, sentLine.FindStringSubmatch(udpOut.String())[1])
 	lost := atoi(t, lostLine.FindStringSubmatch(udpOut.String())[1])
@@ -190,7 +206,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		t.Errorf("%d UDP error answers", errs)
 	}
 	if sent == 0 || float64(lost) > 0.001*float64(sent) {
-		t.Errorf("UDP: %d of %d requests unanswered, more than 0.1 %%", lost, sent)
+		t.Errorf("UDP: %d of %d requests unanswered, more than 0.1 %%; the upgrades' steps:\n%s", lost, sent, upgradeSteps(p.Log()))
 	}
 	m := httpLine.FindStringSubmatch(httpOut.String())
 	if m == nil || m[1] != m[2] || m[3] != "0" || m[1] == "0" {
