@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -130,4 +131,27 @@ func announceWhile(s *memswarm.Store, peers int, f func()) time.Duration {
 	f()
 	stop.Store(true)
 	return <-done
+}
+
+// BenchmarkRead parses a snapshot of 100,000 peers from memory into a
+// restore that keeps nothing: the reader's own cost per peer, apart from
+// the store's.
+//
+//	go test -run '^$' -bench Read ./internal/snapshot
+func BenchmarkRead(b *testing.B) {
+	now := time.Now().Unix()
+	var buf bytes.Buffer
+	if _, err := Stream(&buf, bigStore(b, 100_000, now).Dump, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := Read(bytes.NewReader(data), func(*swarm.TorrentDump) error { return nil }, now-900)
+		if err != nil || st.Peers != 100_000 {
+			b.Fatal(st, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/peer")
 }

@@ -232,13 +232,11 @@ func LoadFile(path string, restore func(*swarm.TorrentDump) error, cutoff int64)
 // chunk of peers.
 func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (Stats, error) {
 	began := time.Now()
-	crc := crc32.New(castagnoli)
-	cr := &countingReader{r: bufio.NewReaderSize(r, 1<<20)}
-	in := io.TeeReader(cr, crc)
+	in := newInput(r)
 	var st Stats
-	var hdr [headerLen]byte
-	if _, err := io.ReadFull(in, hdr[:]); err != nil {
-		return st, formatError("%d bytes, shorter than a header", cr.n)
+	hdr, ok := in.next(headerLen)
+	if !ok {
+		return st, formatError("%d bytes, shorter than a header", in.at())
 	}
 	if string(hdr[:8]) != magic {
 		return st, formatError("no snapshot header (the file starts %q)", printable(hdr[:8]))
@@ -251,21 +249,20 @@ func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (St
 	}
 	var d swarm.TorrentDump
 	peers := make([]swarm.PeerDump, 0, chunk)
-	var buf [peerLen6]byte
 	for {
-		var tag [1]byte
-		if _, err := io.ReadFull(in, tag[:]); err != nil {
-			return st, truncated(cr.n)
+		tag, ok := in.next(1)
+		if !ok {
+			return st, truncated(in.at())
 		}
 		if tag[0] == 'E' {
 			break
 		}
 		if tag[0] != 'T' {
-			return st, formatError("record type %#x at byte %d", tag[0], cr.n-1)
+			return st, formatError("record type %#x at byte %d", tag[0], in.at()-1)
 		}
-		var th [torrentLen - 1]byte
-		if _, err := io.ReadFull(in, th[:]); err != nil {
-			return st, truncated(cr.n)
+		th, ok := in.next(torrentLen - 1)
+		if !ok {
+			return st, truncated(in.at())
 		}
 		copy(d.InfoHash[:], th[:20])
 		d.Completed = binary.LittleEndian.Uint32(th[20:])
@@ -275,8 +272,9 @@ func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (St
 		for left := n; left > 0 || !restored; {
 			peers = peers[:0]
 			for ; left > 0 && len(peers) < chunk; left-- {
-				p, err := readPeer(in, &buf, cr)
-				if err != nil {
+				// Parsed in place, kept by extending the slice over it.
+				p := &peers[:len(peers)+1][len(peers)]
+				if err := readPeer(in, p); err != nil {
 					return st, err
 				}
 				st.Peers++
@@ -284,7 +282,7 @@ func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (St
 					st.Expired++
 					continue
 				}
-				peers = append(peers, p)
+				peers = peers[:len(peers)+1]
 			}
 			d.Peers = peers
 			if err := restore(&d); err != nil {
@@ -293,53 +291,52 @@ func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (St
 			restored = true
 		}
 	}
-	var end [endLen - 1 - 4]byte
-	if _, err := io.ReadFull(in, end[:]); err != nil {
-		return st, truncated(cr.n)
+	end, ok := in.next(endLen - 1 - 4)
+	if !ok {
+		return st, truncated(in.at())
 	}
-	want := crc.Sum32()
-	var sum [4]byte
-	if _, err := io.ReadFull(cr, sum[:]); err != nil {
-		return st, truncated(cr.n)
+	want := in.sum()
+	sum, ok := in.next(4)
+	if !ok {
+		return st, truncated(in.at())
 	}
-	if got := binary.LittleEndian.Uint32(sum[:]); got != want {
+	if got := binary.LittleEndian.Uint32(sum); got != want {
 		return st, formatError("checksum %08x, the content's is %08x: the file is corrupt", got, want)
 	}
-	if t, p := binary.LittleEndian.Uint64(end[:]), binary.LittleEndian.Uint64(end[8:]); t != st.Torrents || p != st.Peers {
+	if t, p := binary.LittleEndian.Uint64(end), binary.LittleEndian.Uint64(end[8:]); t != st.Torrents || p != st.Peers {
 		return st, formatError("the end says %d torrent records and %d peers, the file holds %d and %d", t, p, st.Torrents, st.Peers)
 	}
-	if _, err := cr.Read(sum[:1]); err != io.EOF {
+	if _, ok := in.next(1); ok || in.err != io.EOF {
 		return st, formatError("data after the end of the snapshot")
 	}
-	st.Bytes = cr.n
+	st.Bytes = in.at()
 	st.Took = time.Since(began)
 	return st, nil
 }
 
-func readPeer(in io.Reader, buf *[peerLen6]byte, cr *countingReader) (swarm.PeerDump, error) {
-	var p swarm.PeerDump
-	if _, err := io.ReadFull(in, buf[:1]); err != nil {
-		return p, truncated(cr.n)
+// readPeer parses the next peer record into p.
+func readPeer(in *input, p *swarm.PeerDump) error {
+	fam, ok := in.next(1)
+	if !ok {
+		return truncated(in.at())
 	}
 	var ip netip.Addr
 	var rest []byte
-	switch buf[0] {
+	switch fam[0] {
 	case 4:
-		rest = buf[1:peerLen4]
-		if _, err := io.ReadFull(in, rest); err != nil {
-			return p, truncated(cr.n)
+		if rest, ok = in.next(peerLen4 - 1); !ok {
+			return truncated(in.at())
 		}
 		ip = netip.AddrFrom4([4]byte(rest[:4]))
 		rest = rest[4:]
 	case 6:
-		rest = buf[1:peerLen6]
-		if _, err := io.ReadFull(in, rest); err != nil {
-			return p, truncated(cr.n)
+		if rest, ok = in.next(peerLen6 - 1); !ok {
+			return truncated(in.at())
 		}
 		ip = netip.AddrFrom16([16]byte(rest[:16]))
 		rest = rest[16:]
 	default:
-		return p, formatError("peer address family %d at byte %d", buf[0], cr.n-1)
+		return formatError("peer address family %d at byte %d", fam[0], in.at()-1)
 	}
 	p.Addr = netip.AddrPortFrom(ip, binary.LittleEndian.Uint16(rest))
 	copy(p.ID[:], rest[2:22])
@@ -349,11 +346,73 @@ func readPeer(in io.Reader, buf *[peerLen6]byte, cr *countingReader) (swarm.Peer
 	p.Downloaded = int64(binary.LittleEndian.Uint64(rest[16:]))
 	p.Left = int64(binary.LittleEndian.Uint64(rest[24:]))
 	if rest[32] > byte(bittorrent.EventCompleted) || rest[33] > 1 {
-		return p, formatError("peer event %d, counted %d at byte %d", rest[32], rest[33], cr.n)
+		return formatError("peer event %d, counted %d at byte %d", rest[32], rest[33], in.at())
 	}
 	p.Event = bittorrent.Event(rest[32])
 	p.Counted = rest[33] == 1
-	return p, nil
+	return nil
+}
+
+// input is Read's buffer: records are parsed where they lie in it, and the
+// checksum runs over it a refill at a time. Reading field by field with
+// io.ReadFull through a bufio.Reader and a TeeReader into the checksum
+// cost 170 ns a peer, a third of an upgrade's pause.
+type input struct {
+	r        io.Reader
+	buf      []byte
+	pos, end int // buf[pos:end] is read and not consumed
+	summed   int // buf[:summed] is in crc
+	crc      uint32
+	off      int64 // bytes consumed before buf[0]
+	err      error // why the last refill stopped short
+}
+
+func newInput(r io.Reader) *input { return &input{r: r, buf: make([]byte, 1<<20)} }
+
+// at is how many bytes have been consumed.
+func (in *input) at() int64 { return in.off + int64(in.pos) }
+
+// next consumes the next k bytes (k at most the buffer's size); false if
+// the input ends (or fails) first.
+func (in *input) next(k int) ([]byte, bool) {
+	if in.end-in.pos < k && !in.fill(k) {
+		return nil, false
+	}
+	b := in.buf[in.pos : in.pos+k]
+	in.pos += k
+	return b, true
+}
+
+// fill moves what is not consumed to the front of the buffer, checksumming
+// what is, and reads until k bytes are there.
+func (in *input) fill(k int) bool {
+	in.crc = crc32.Update(in.crc, castagnoli, in.buf[in.summed:in.pos])
+	n := copy(in.buf, in.buf[in.pos:in.end])
+	in.off += int64(in.pos)
+	in.pos, in.end, in.summed = 0, n, 0
+	for idle := 0; in.end < k; {
+		m, err := in.r.Read(in.buf[in.end:])
+		in.end += m
+		switch {
+		case in.end >= k:
+		case err != nil:
+			in.err = err
+			return false
+		case m == 0:
+			if idle++; idle == 100 {
+				in.err = io.ErrNoProgress
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sum is the checksum of every byte consumed so far.
+func (in *input) sum() uint32 {
+	in.crc = crc32.Update(in.crc, castagnoli, in.buf[in.summed:in.pos])
+	in.summed = in.pos
+	return in.crc
 }
 
 func truncated(at int64) error {
@@ -363,15 +422,4 @@ func truncated(at int64) error {
 func printable(b []byte) string {
 	s := strconv.QuoteToASCII(string(b))
 	return s[1 : len(s)-1]
-}
-
-type countingReader struct {
-	r *bufio.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
