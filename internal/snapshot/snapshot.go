@@ -236,7 +236,7 @@ func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (St
 	var st Stats
 	hdr, ok := in.next(headerLen)
 	if !ok {
-		return st, formatError("%d bytes, shorter than a header", in.at())
+		return st, formatError("%d bytes, shorter than a header", in.end)
 	}
 	if string(hdr[:8]) != magic {
 		return st, formatError("no snapshot header (the file starts %q)", printable(hdr[:8]))

@@ -156,7 +156,8 @@ func TestRefused(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{"empty", nil, "shorter than a header"},
+		{"empty", nil, "0 bytes, shorter than a header"},
+		{"short", good[:10], "10 bytes, shorter than a header"},
 		{"foreign", []byte("[metadata]\nschema_version = \"2.0.0\"\n[core]\n"), "no snapshot header"},
 		{"newer format", withCRC(newer), "is newer than"},
 		{"flipped byte", flipped, ""},
