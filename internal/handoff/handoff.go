@@ -175,6 +175,12 @@ const pipeSize = 1 << 20
 // and the read end of the swarms pipe.
 // The new process shares this one's standard output and error.
 func Start(exe string, args, env []string, m Manifest, files []*os.File) (*Parent, error) {
+	return start(exe, args, env, m, files, true)
+}
+
+// start is Start, without the swarms pipe when pipe is false: as a release
+// before the pipe started the new process (for tests).
+func start(exe string, args, env []string, m Manifest, files []*os.File, pipe bool) (*Parent, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("upgrade: control channel: %w", err)
@@ -182,24 +188,34 @@ func Start(exe string, args, env []string, m Manifest, files []*os.File) (*Paren
 	mine := os.NewFile(uintptr(fds[0]), "upgrade-control")
 	theirs := os.NewFile(uintptr(fds[1]), "upgrade-control-child")
 	defer theirs.Close()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		mine.Close()
-		return nil, fmt.Errorf("upgrade: swarms pipe: %w", err)
-	}
-	defer pr.Close()                             // the new process's; with it closed here, a write fails once that process is gone
-	if rc, err := pw.SyscallConn(); err == nil { // not Fd(): it would make the pipe blocking, without deadlines
-		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
-	}
-	i := len(files)
-	m.SwarmsPipe = &i
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(append([]string(nil), env...), EnvFD+"=3")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.ExtraFiles = append(append([]*os.File{theirs}, files...), pr)
+	cmd.ExtraFiles = append([]*os.File{theirs}, files...)
+	var pw *os.File
+	if pipe {
+		var pr *os.File
+		if pr, pw, err = os.Pipe(); err != nil {
+			mine.Close()
+			return nil, fmt.Errorf("upgrade: swarms pipe: %w", err)
+		}
+		// The read end is the new process's: with it closed here, a write
+		// fails once that process is gone.
+		defer pr.Close()
+		// Through Control, not Fd(): Fd would make the pipe blocking,
+		// and writes to it could no longer have a deadline.
+		if rc, err := pw.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+		}
+		i := len(files)
+		m.SwarmsPipe = &i
+		cmd.ExtraFiles = append(cmd.ExtraFiles, pr)
+	}
 	if err := cmd.Start(); err != nil {
 		mine.Close()
-		pw.Close()
+		if pw != nil {
+			pw.Close()
+		}
 		return nil, fmt.Errorf("upgrade: start %s: %w", exe, err)
 	}
 	p := &Parent{cmd: cmd, ctrl: mine, rd: bufio.NewReader(mine), enc: json.NewEncoder(mine), exit: make(chan error, 1), swarms: pw}

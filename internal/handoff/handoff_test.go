@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,6 +89,13 @@ func child() int {
 
 func startChild(t *testing.T, secret string) (*Parent, net.Listener) {
 	t.Helper()
+	return startChildPipe(t, secret, true)
+}
+
+// startChildPipe is startChild, as a release before the swarms pipe when
+// pipe is false.
+func startChildPipe(t *testing.T, secret string, pipe bool) (*Parent, net.Listener) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +111,7 @@ func startChild(t *testing.T, secret string) (*Parent, net.Listener) {
 		Secrets:   map[string][]byte{"tcp": []byte(secret)},
 		OldPID:    os.Getpid(),
 	}
-	p, err := Start(os.Args[0], []string{"-test.run=^$"}, os.Environ(), m, []*os.File{f})
+	p, err := start(os.Args[0], []string{"-test.run=^$"}, os.Environ(), m, []*os.File{f}, pipe)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +173,38 @@ func TestHandoff(t *testing.T) {
 				t.Fatalf("new process: %v", err)
 			}
 		})
+	}
+}
+
+// TestHandoffFromOlderRelease: an old process of a release before the
+// swarms pipe passes none and gives a file whatever the new process says;
+// the new process loads the file.
+func TestHandoffFromOlderRelease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "swarms.snapshot")
+	if err := os.WriteFile(path, []byte("from a file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, ln := startChildPipe(t, "pipe", false)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.WaitPrepared(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Go(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.Release()
+	conn, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "child swarms from a file\n" {
+		t.Fatalf("read %q, %v", line, err)
 	}
 }
 
