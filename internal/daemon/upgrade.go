@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/starling-tracker/starling/internal/handoff"
@@ -83,6 +84,10 @@ func (d *Daemon) takeOver(ctx context.Context) error {
 		return nil
 	}
 	defer in.Close()
+	// No collection while the swarms load: the heap only grows, with the
+	// store's pointer-free slabs, and each cycle the growth set off took
+	// a share of the core the load (the UDP pause) runs on.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	cutoff := expiryCutoff(time.Now().Unix(), d.reload.maxPeerTimeout.Load())
 	st, err := snapshot.Read(in, dumper.Restore, cutoff)
 	if err != nil {
