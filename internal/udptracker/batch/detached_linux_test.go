@@ -221,3 +221,36 @@ func TestDetachedEmptyDatagram(t *testing.T) {
 		t.Fatalf("Recv = %d, %v, length %d from %v; want one empty datagram with its sender", n, err, in[0].N, in[0].Addr)
 	}
 }
+
+// Once stop is true, Recv reads nothing, even right after a full batch
+// (when it first tries a read that does not wait): an upgrade's old
+// process, woken from its pause to stop, must leave what is queued in
+// the shared socket to the new process.
+func TestDetachedStopAfterFullBatch(t *testing.T) {
+	srv, cli, to, stop := detachedPair(t)
+	send := func(n int) {
+		t.Helper()
+		out := make([]Message, n)
+		for i := range out {
+			out[i] = Message{Buf: []byte{byte(i)}, N: 1, Addr: to}
+		}
+		if k, err := cli.Send(out); k != n || err != nil {
+			t.Fatalf("client Send = %d, %v", k, err)
+		}
+	}
+	send(16)
+	time.Sleep(20 * time.Millisecond)
+	in := recvBufs(8)
+	if n, err := srv.Recv(in); n != 8 || err != nil {
+		t.Fatalf("Recv = %d, %v; want a full batch of 8", n, err)
+	}
+	stop.Store(true)
+	if n, err := srv.Recv(in); !IsTimeout(err) {
+		t.Fatalf("Recv after stop = %d, %v; want a timeout and nothing read", n, err)
+	}
+	// The other 8 are still queued for whoever reads the socket next.
+	stop.Store(false)
+	if n, err := srv.Recv(in); n != 8 || err != nil {
+		t.Fatalf("Recv after the stop was lifted = %d, %v; want the 8 left", n, err)
+	}
+}
