@@ -17,8 +17,15 @@ func TestPauseResume(t *testing.T) {
 	c.connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Both sockets are quiet by now: their workers wait in the kernel
+	// (when detached) and must be woken, not waited for.
+	time.Sleep(50 * time.Millisecond)
+	began := time.Now()
 	if err := e.srv.Pause(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if d := time.Since(began); d > 300*time.Millisecond {
+		t.Errorf("Pause of a quiet server took %s; its workers were not woken", d)
 	}
 	c.send(connectPacket(0x5151))
 	_ = c.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))

@@ -416,11 +416,20 @@ func (s *Server) Pause(ctx context.Context) error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.parked.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	// A detached worker waiting on a quiet socket would see the pause
+	// within a second; woken, at once (again and again, as a wake just
+	// before its wait is missed).
+	wake := time.NewTicker(10 * time.Millisecond)
+	defer wake.Stop()
+	for {
+		batch.WakeDetached()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake.C:
+		}
 	}
 }
 

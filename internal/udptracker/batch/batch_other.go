@@ -76,3 +76,6 @@ func (c *Conn) Close() error { return c.uc.Close() }
 
 // StopReading does nothing here: a read deadline stops Recv.
 func (c *Conn) StopReading() {}
+
+// WakeDetached does nothing: no Conn is detached here.
+func WakeDetached() {}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -89,8 +91,12 @@ func (c *Conn) Detach(stop func() bool) error {
 		return fmt.Errorf("detach: %w", err)
 	}
 	c.fd, c.stop = fd, stop
+	detachedConns.Add(1)
 	return nil
 }
+
+// detachedConns counts the Conns detached and not closed, for WakeDetached.
+var detachedConns atomic.Int32
 
 // Detached reports whether Detach has run.
 func (c *Conn) Detached() bool { return c.fd >= 0 }
@@ -118,6 +124,32 @@ func (c *Conn) StopReading() {
 	}
 }
 
+// WakeDetached makes every detached Recv waiting in the kernel look at
+// its stop function now, not within detachedWait: a signal to each of the
+// process's threads (SIGURG, which the Go runtime sends its threads itself
+// to preempt goroutines, and ignores otherwise) ends such a wait with
+// EINTR, as a call on a socket with a receive timeout is never restarted
+// after a signal (signal(7)). Every thread, because noting which thread
+// waits would cost a system call per wait. An upgrade's pause waited up
+// to a second for a quiet socket's worker while the other sockets'
+// requests queued. A signal that comes just before a wait is missed: the
+// caller wakes again until the Recv has returned.
+func WakeDetached() {
+	if detachedConns.Load() == 0 {
+		return
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return
+	}
+	pid := unix.Getpid()
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			_ = unix.Tgkill(pid, tid, unix.SIGURG)
+		}
+	}
+}
+
 // Close closes the socket. A detached Conn's Recv must have returned
 // first: closing a descriptor does not wake a thread blocked on it.
 func (c *Conn) Close() error {
@@ -126,6 +158,7 @@ func (c *Conn) Close() error {
 	}
 	fd := c.fd
 	c.fd = -2 // closed: neither -1 (in the netpoller) nor a descriptor
+	detachedConns.Add(-1)
 	return unix.Close(fd)
 }
 

@@ -254,3 +254,24 @@ func TestDetachedStopAfterFullBatch(t *testing.T) {
 		t.Fatalf("Recv after the stop was lifted = %d, %v; want the 8 left", n, err)
 	}
 }
+
+// WakeDetached ends a detached Recv's wait in the kernel at once, so it
+// sees its stop function without waiting for the socket's receive timeout.
+func TestDetachedWake(t *testing.T) {
+	srv, _, _, stop := detachedPair(t)
+	done := make(chan struct{})
+	defer close(done)
+	stopBlockedRecv(t, srv, func() {
+		stop.Store(true)
+		go func() { // a wake just before the wait is missed: again until done
+			for {
+				WakeDetached()
+				select {
+				case <-done:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}()
+	}, detachedWait/5)
+}
