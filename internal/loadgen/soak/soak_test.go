@@ -1,7 +1,12 @@
 package soak
 
 import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -47,5 +52,43 @@ func TestJudge(t *testing.T) {
 				t.Fatalf("OK %v, verdict %q", r.OK, r.Verdict)
 			}
 		})
+	}
+}
+
+// TestRequestsCutByTheEnd: a request still waiting for its answer when
+// the run ends is not an error, even when the client gives up at the
+// deadline before the run's context says it is over. The tracker here
+// never answers, so every request is cut by the end.
+func TestRequestsCutByTheEnd(t *testing.T) {
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		<-req.Context().Done()
+	}))
+	defer hang.Close()
+	cfg := Config{UDP: "udp://" + silent.LocalAddr().String(), HTTP: hang.URL, API: hang.URL, Torrents: 10, Rate: 1, Timeout: 5 * time.Second}
+	cfg.defaults()
+	r := &runner{cfg: cfg, httpc: &http.Client{Timeout: cfg.Timeout}, joined: make([]bool, cfg.Torrents*cfg.Swarm)}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	const workers = 32
+	tokens := make(chan struct{}, workers)
+	for range workers {
+		tokens <- struct{}{}
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.worker(ctx, tokens, uint64(w))
+		}()
+	}
+	wg.Wait()
+	if n := r.errs.Load(); n != 0 {
+		t.Fatalf("%d requests cut by the end of the run counted as errors, the first: %s", n, *r.firstErr.Load())
 	}
 }
