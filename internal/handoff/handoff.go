@@ -462,10 +462,13 @@ func (c *Child) CloseUnused() {
 // to their end and closed: the pipe, or the file an old process of a
 // release before the pipe wrote; nil for none.
 func (c *Child) Prepared(ctx context.Context, takesSwarms bool) (io.ReadCloser, error) {
-	hello := message{State: "prepared", PID: os.Getpid(), Swarms: "none"}
-	if takesSwarms && c.swarms != nil {
+	hello := message{State: "prepared", PID: os.Getpid()}
+	switch {
+	case !takesSwarms:
+		hello.Swarms = "none"
+	case c.swarms != nil:
 		hello.Swarms = "pipe"
-	}
+	} // else a file, as a release before the pipe would take them
 	if err := c.enc.Encode(hello); err != nil {
 		return nil, fmt.Errorf("upgrade: tell the old process: %w", err)
 	}

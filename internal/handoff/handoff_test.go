@@ -190,6 +190,9 @@ func TestHandoffFromOlderRelease(t *testing.T) {
 	if err := p.WaitPrepared(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if p.Takes() != TakesFile {
+		t.Fatalf("a new process given no pipe takes the swarms as %d, want a file", p.Takes())
+	}
 	if err := p.Go(path); err != nil {
 		t.Fatal(err)
 	}
