@@ -27,7 +27,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/starling-tracker/starling/internal/bittorrent"
@@ -228,8 +231,10 @@ func LoadFile(path string, restore func(*swarm.TorrentDump) error, cutoff int64)
 // time, leaving out peers last seen at or before cutoff (unix seconds):
 // they would have expired while the tracker was down. The checksum is
 // checked at the end, so on any error the caller must throw away what
-// restore was given. Nothing in the input makes it allocate more than a
-// chunk of peers.
+// restore was given. With more than one core, restore is called from
+// several goroutines at once, but for one torrent from one goroutine, in
+// the file's order. Nothing in the input makes it allocate more than a
+// few chunks of peers per core.
 func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (Stats, error) {
 	began := time.Now()
 	in := newInput(r)
@@ -247,8 +252,8 @@ func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (St
 		}
 		return st, formatError("unknown format version %d", v)
 	}
-	var d swarm.TorrentDump
-	peers := make([]swarm.PeerDump, 0, chunk)
+	rs := newRestorers(restore, runtime.GOMAXPROCS(0))
+	defer rs.stop()
 	for {
 		tag, ok := in.next(1)
 		if !ok {
@@ -264,13 +269,14 @@ func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (St
 		if !ok {
 			return st, truncated(in.at())
 		}
-		copy(d.InfoHash[:], th[:20])
-		d.Completed = binary.LittleEndian.Uint32(th[20:])
+		ih := swarm.TorrentDump{InfoHash: [20]byte(th[:20]), Completed: binary.LittleEndian.Uint32(th[20:])}
 		n := binary.LittleEndian.Uint32(th[24:])
 		st.Torrents++
 		restored := false
 		for left := n; left > 0 || !restored; {
-			peers = peers[:0]
+			b := rs.batch(&ih.InfoHash)
+			from := len(b.peers)
+			peers := b.peers
 			for ; left > 0 && len(peers) < chunk; left-- {
 				// Parsed in place, kept by extending the slice over it.
 				p := &peers[:len(peers)+1][len(peers)]
@@ -284,12 +290,18 @@ func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (St
 				}
 				peers = peers[:len(peers)+1]
 			}
-			d.Peers = peers
-			if err := restore(&d); err != nil {
-				return st, fmt.Errorf("%w: torrent %s: %v", ErrFormat, d.InfoHash, err)
+			b.peers = peers
+			d := ih
+			d.Peers = peers[from:len(peers):len(peers)]
+			b.dumps = append(b.dumps, d)
+			if err := rs.added(&ih.InfoHash, b, left > 0); err != nil {
+				return st, err
 			}
 			restored = true
 		}
+	}
+	if err := rs.stop(); err != nil {
+		return st, err
 	}
 	end, ok := in.next(endLen - 1 - 4)
 	if !ok {
@@ -312,6 +324,148 @@ func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (St
 	st.Bytes = in.at()
 	st.Took = time.Since(began)
 	return st, nil
+}
+
+// restorers hand what Read parses to restore in batches: on the reading
+// goroutine when there is one core, else on one goroutine per core, each
+// torrent always to the same one (so its records are restored in order),
+// while the reader parses on. Loading is a start's wait and an upgrade's
+// UDP pause; the store's restore is most of it, and its shards take their
+// own locks. A batch holds up to a chunk of peers, of one torrent or of
+// many small ones (handing on each record cost more than restoring it),
+// and a few batches per goroutine are in flight at most.
+type restorers struct {
+	restore func(*swarm.TorrentDump) error
+	cur     []*restoreBatch // each goroutine's batch being filled
+	in      []chan *restoreBatch
+	free    chan *restoreBatch
+	wg      sync.WaitGroup
+	failed  atomic.Pointer[error]
+	stopped bool
+}
+
+type restoreBatch struct {
+	dumps []swarm.TorrentDump // their Peers are parts of peers
+	peers []swarm.PeerDump
+}
+
+// maxBatchDumps bounds the records of one batch.
+const maxBatchDumps = 512
+
+func newRestorers(restore func(*swarm.TorrentDump) error, n int) *restorers {
+	n = max(n, 1)
+	rs := &restorers{restore: restore, cur: make([]*restoreBatch, n)}
+	per := 1
+	if n > 1 {
+		per = 3
+	}
+	rs.free = make(chan *restoreBatch, per*n)
+	for range per * n {
+		rs.free <- &restoreBatch{dumps: make([]swarm.TorrentDump, 0, maxBatchDumps), peers: make([]swarm.PeerDump, 0, chunk)}
+	}
+	if n == 1 {
+		return rs
+	}
+	rs.in = make([]chan *restoreBatch, n)
+	for i := range rs.in {
+		ch := make(chan *restoreBatch, 2)
+		rs.in[i] = ch
+		rs.wg.Add(1)
+		go func() {
+			defer rs.wg.Done()
+			for b := range ch {
+				if rs.failed.Load() == nil {
+					if err := rs.run(b); err != nil {
+						rs.failed.CompareAndSwap(nil, &err)
+					}
+				}
+				b.dumps, b.peers = b.dumps[:0], b.peers[:0]
+				rs.free <- b
+			}
+		}()
+	}
+	return rs
+}
+
+// run restores a batch's records in order.
+func (rs *restorers) run(b *restoreBatch) error {
+	for k := range b.dumps {
+		d := &b.dumps[k]
+		if err := rs.restore(d); err != nil {
+			return fmt.Errorf("%w: torrent %s: %v", ErrFormat, d.InfoHash, err)
+		}
+	}
+	return nil
+}
+
+// who is the goroutine (and batch) of a torrent.
+func (rs *restorers) who(ih *bittorrent.InfoHash) int {
+	return int((binary.LittleEndian.Uint64(ih[:8]) ^ binary.LittleEndian.Uint64(ih[8:16])) % uint64(len(rs.cur)))
+}
+
+// batch is the batch to add ih's next record to, with room for at least
+// one more peer (or record, for one without peers).
+func (rs *restorers) batch(ih *bittorrent.InfoHash) *restoreBatch {
+	k := rs.who(ih)
+	b := rs.cur[k]
+	if b == nil {
+		b = <-rs.free
+		rs.cur[k] = b
+	}
+	return b
+}
+
+// added hands b on once a record has been added to it, if it is full, or
+// if more of the same torrent follow (they go in a new batch, after this
+// one). The error is the first restore's that failed so far.
+func (rs *restorers) added(ih *bittorrent.InfoHash, b *restoreBatch, more bool) error {
+	if !more && len(b.peers) < chunk && len(b.dumps) < maxBatchDumps {
+		return nil
+	}
+	return rs.send(rs.who(ih))
+}
+
+// send hands on goroutine k's batch (restores it, with one core).
+func (rs *restorers) send(k int) error {
+	b := rs.cur[k]
+	if b == nil {
+		return nil
+	}
+	rs.cur[k] = nil
+	if rs.in == nil {
+		err := rs.run(b)
+		b.dumps, b.peers = b.dumps[:0], b.peers[:0]
+		rs.free <- b
+		return err
+	}
+	rs.in[k] <- b
+	if err := rs.failed.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// stop hands on what is left, waits until everything handed on is
+// restored, and returns the first error; later calls do nothing.
+func (rs *restorers) stop() error {
+	if rs.stopped {
+		return nil
+	}
+	rs.stopped = true
+	var err error
+	for k := range rs.cur {
+		if e := rs.send(k); err == nil {
+			err = e
+		}
+	}
+	for _, ch := range rs.in {
+		close(ch)
+	}
+	rs.wg.Wait()
+	if e := rs.failed.Load(); e != nil {
+		return *e
+	}
+	return err
 }
 
 // readPeer parses the next peer record into p.
