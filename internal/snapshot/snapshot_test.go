@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -215,3 +217,56 @@ func netipFrom(v uint32) netip.AddrPort {
 	binary.BigEndian.PutUint32(a[:], v|0x0a000000)
 	return netip.AddrPortFrom(netip.AddrFrom4(a), 6881)
 }
+
+// TestRoundTripBatches: a swarm larger than a chunk of peers (so written
+// in several records, restored in order by one goroutine) and more small
+// swarms than a batch holds come back as they were, whatever the number
+// of cores restoring them.
+func TestRoundTripBatches(t *testing.T) {
+	ctx := context.Background()
+	src := filled(t, 3*maxBatchDumps, 3)
+	big := swarmtest.Hash(1 << 20)
+	for i := range 2*chunk + 100 {
+		a := swarmtest.Announce(big, swarmtest.PeerID(i), swarmtest.Addr4(i, 7000), 5000)
+		a.Left = int64(i % 2)
+		swarmtest.Do(t, src, a)
+	}
+	var buf bytes.Buffer
+	wst, err := Stream(&buf, src.Dump, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, procs := range []int{1, 2, 4} {
+		t.Run(fmt.Sprintf("GOMAXPROCS=%d", procs), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			dst := memswarm.New(opts)
+			rst, err := Read(bytes.NewReader(buf.Bytes()), dst.Restore, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rst.Peers != wst.Peers || rst.Torrents != wst.Torrents {
+				t.Fatalf("read %+v, wrote %+v", rst, wst)
+			}
+			for _, h := range append([]bittorrent.InfoHash{big}, hashes(3*maxBatchDumps)...) {
+				want, _, _ := src.Torrent(ctx, h)
+				got, _, _ := dst.Torrent(ctx, h)
+				if !reflect.DeepEqual(want, got) {
+					t.Fatalf("torrent %s: restored %d peers, want %d (or they differ)", h, len(got.Peers), len(want.Peers))
+				}
+			}
+			if wt, gt := first(src.Totals(ctx)), first(dst.Totals(ctx)); wt != gt {
+				t.Fatalf("totals %+v, want %+v", gt, wt)
+			}
+		})
+	}
+}
+
+func hashes(n int) []bittorrent.InfoHash {
+	out := make([]bittorrent.InfoHash, n)
+	for i := range out {
+		out[i] = swarmtest.Hash(i)
+	}
+	return out
+}
+
+func first[T any](v T, _ error) T { return v }
