@@ -269,12 +269,12 @@ func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (St
 		if !ok {
 			return st, truncated(in.at())
 		}
-		ih := swarm.TorrentDump{InfoHash: [20]byte(th[:20]), Completed: binary.LittleEndian.Uint32(th[20:])}
+		rec := swarm.TorrentDump{InfoHash: [20]byte(th[:20]), Completed: binary.LittleEndian.Uint32(th[20:])}
 		n := binary.LittleEndian.Uint32(th[24:])
 		st.Torrents++
 		restored := false
 		for left := n; left > 0 || !restored; {
-			b := rs.batch(&ih.InfoHash)
+			b := rs.batch(&rec.InfoHash)
 			from := len(b.peers)
 			peers := b.peers
 			for ; left > 0 && len(peers) < chunk; left-- {
@@ -291,10 +291,10 @@ func Read(r io.Reader, restore func(*swarm.TorrentDump) error, cutoff int64) (St
 				peers = peers[:len(peers)+1]
 			}
 			b.peers = peers
-			d := ih
+			d := rec
 			d.Peers = peers[from:len(peers):len(peers)]
 			b.dumps = append(b.dumps, d)
-			if err := rs.added(&ih.InfoHash, b, left > 0); err != nil {
+			if err := rs.added(&rec.InfoHash, b, left > 0); err != nil {
 				return st, err
 			}
 			restored = true
