@@ -83,6 +83,11 @@ type Daemon struct {
 	upgrading  atomic.Bool
 	handedOver atomic.Bool
 	upgraded   chan struct{}
+	// late passes the announces answered after the swarms were written to
+	// the new process (old process, once handed over); lateDone is closed
+	// once they are all applied (new process; nil when none come).
+	late     *lateLog
+	lateDone chan struct{}
 }
 
 type httpListener struct {
@@ -472,6 +477,8 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	wg.Wait()
 	d.shutdownAux(ctx, stop)
 	wg.Wait()
+	d.stopLate()
+	d.waitLate(ctx)
 	// Nothing changes the swarms any more: the last snapshot holds them
 	// all, unless they went to the new process of an upgrade, which owns
 	// the snapshot file now.

@@ -81,6 +81,9 @@ func (d *Daemon) takeOver(ctx context.Context) error {
 		return err
 	}
 	if in == nil {
+		if late := c.Late(); late != nil {
+			late.Close()
+		}
 		return nil
 	}
 	defer in.Close()
@@ -97,6 +100,10 @@ func (d *Daemon) takeOver(ctx context.Context) error {
 	}
 	d.log.Info("upgrade: swarms taken over", "old_pid", c.Manifest.OldPID, "peers", st.Peers-st.Expired,
 		"took", st.Took.Round(time.Millisecond))
+	if late := c.Late(); late != nil {
+		d.lateDone = make(chan struct{})
+		go d.applyLate(late)
+	}
 	return nil
 }
 
@@ -130,6 +137,9 @@ func (d *Daemon) Upgrade(ctx context.Context) (err error) {
 	if !d.upgrading.CompareAndSwap(false, true) {
 		return handoff.ErrBusy
 	}
+	// This process's swarms are not whole until the announces of the
+	// upgrade that started it are applied.
+	d.waitLate(ctx)
 	defer func() {
 		if err != nil {
 			d.upgrading.Store(false)
@@ -158,12 +168,19 @@ func (d *Daemon) Upgrade(ctx context.Context) (err error) {
 		p.Abort()
 		return err
 	}
-	// From here the swarms must not change here: UDP stops reading (its
+	// From here UDP does not change the swarms here: it stops reading (its
 	// requests wait in the sockets for the new process), and the swarms
-	// are written for it. HTTP serves on until the new process does;
-	// what its announces change here is not handed over.
+	// are written for it. HTTP serves on until the new process does; what
+	// its announces change from then on goes over the late pipe (when
+	// the new process reads it), recorded from before the swarms are
+	// written.
 	var paused []*udptracker.Server
+	var late *lateLog
 	resume := func() {
+		if late != nil {
+			d.tracker.Record(nil)
+			late.close(time.Now())
+		}
 		for _, u := range paused {
 			u.Resume()
 		}
@@ -175,6 +192,10 @@ func (d *Daemon) Upgrade(ctx context.Context) (err error) {
 			return fmt.Errorf("pause the UDP tracker: %w", err)
 		}
 		paused = append(paused, u)
+	}
+	if w := p.Late(); w != nil {
+		late = newLateLog(w)
+		d.tracker.Record(late.add)
 	}
 	file, err := d.handOver(wait, p)
 	if file != "" {
@@ -191,6 +212,7 @@ func (d *Daemon) Upgrade(ctx context.Context) (err error) {
 		return err
 	}
 	p.Release()
+	d.late = late
 	d.log.Info("upgrade: the new process serves; this one stops", "new_pid", p.PID())
 	d.handedOver.Store(true)
 	close(d.upgraded)

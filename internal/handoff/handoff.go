@@ -15,6 +15,12 @@
 // longer of the two, not their sum, and nothing waits for a disk. A new
 // process says in its prepared message whether it reads the pipe; one of
 // a release before the pipe says nothing and is given a file instead.
+//
+// A second pipe carries the announces the old process answers after its
+// swarms were written (HTTP is served there until the new process serves),
+// for the new process to apply on top of them, until the old one stops. A
+// new process says in its prepared message that it reads it; the old
+// process writes to it only then.
 package handoff
 
 import (
@@ -54,6 +60,9 @@ type Manifest struct {
 	// SwarmsBytes is the memory the old process's swarms hold, for the new
 	// one to have ready before they come (0: unknown).
 	SwarmsBytes uint64 `json:"swarms_bytes,omitempty"`
+	// LatePipe is the read end of the pipe the announces answered after
+	// the swarms were written come on, as SwarmsPipe (nil: no pipe).
+	LatePipe *int `json:"late_pipe,omitempty"`
 }
 
 // Listener is one configured listener's sockets.
@@ -76,7 +85,10 @@ type message struct {
 	Stream   bool   `json:"stream,omitempty"`   // go: the swarms come on the pipe
 	// Swarms, in the prepared message, is how the new process takes the
 	// swarms: "pipe", "none", or absent (a release that takes a file).
-	Swarms   string    `json:"swarms,omitempty"`
+	Swarms string `json:"swarms,omitempty"`
+	// Late, in the prepared message, says the new process reads the late
+	// pipe.
+	Late     bool      `json:"late,omitempty"`
 	Manifest *Manifest `json:"manifest,omitempty"`
 }
 
@@ -119,11 +131,17 @@ func decodeMessage(line []byte) (message, error) {
 		return m, nil
 	}
 	seen := map[int]bool{}
-	if i := m.Manifest.SwarmsPipe; i != nil {
-		if *i < 0 || *i >= maxFiles {
-			return message{}, fmt.Errorf("manifest: swarms pipe at descriptor index %d, out of range", *i)
+	for _, pipe := range []struct {
+		name string
+		i    *int
+	}{{"swarms", m.Manifest.SwarmsPipe}, {"late", m.Manifest.LatePipe}} {
+		if pipe.i == nil {
+			continue
 		}
-		seen[*i] = true
+		if i := *pipe.i; i < 0 || i >= maxFiles || seen[i] {
+			return message{}, fmt.Errorf("manifest: %s pipe at descriptor index %d, out of range or named twice", pipe.name, i)
+		}
+		seen[*pipe.i] = true
 	}
 	for _, l := range m.Manifest.Listeners {
 		if l.Network != "udp" && l.Network != "tcp" {
@@ -151,7 +169,10 @@ type Parent struct {
 	enc    *json.Encoder
 	exit   chan error
 	swarms *os.File // the pipe's write end
+	late   *os.File // the late pipe's write end, until Late takes it
 	takes  Takes
+	// takesLate: the new process said it reads the late pipe.
+	takesLate bool
 }
 
 // Takes is how the new process takes the swarms, as it said when prepared.
@@ -192,7 +213,7 @@ func start(exe string, args, env []string, m Manifest, files []*os.File, pipe bo
 	cmd.Env = append(append([]string(nil), env...), EnvFD+"=3")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = append([]*os.File{theirs}, files...)
-	var pw *os.File
+	var pw, late *os.File
 	if pipe {
 		var pr *os.File
 		if pr, pw, err = os.Pipe(); err != nil {
@@ -210,15 +231,28 @@ func start(exe string, args, env []string, m Manifest, files []*os.File, pipe bo
 		i := len(files)
 		m.SwarmsPipe = &i
 		cmd.ExtraFiles = append(cmd.ExtraFiles, pr)
+		lr, lw, err := os.Pipe()
+		if err != nil {
+			mine.Close()
+			pw.Close()
+			return nil, fmt.Errorf("upgrade: late announces pipe: %w", err)
+		}
+		defer lr.Close()
+		late = lw
+		j := i + 1
+		m.LatePipe = &j
+		cmd.ExtraFiles = append(cmd.ExtraFiles, lr)
 	}
 	if err := cmd.Start(); err != nil {
 		mine.Close()
 		if pw != nil {
 			pw.Close()
+			late.Close()
 		}
 		return nil, fmt.Errorf("upgrade: start %s: %w", exe, err)
 	}
-	p := &Parent{cmd: cmd, ctrl: mine, rd: bufio.NewReader(mine), enc: json.NewEncoder(mine), exit: make(chan error, 1), swarms: pw}
+	p := &Parent{cmd: cmd, ctrl: mine, rd: bufio.NewReader(mine), enc: json.NewEncoder(mine), exit: make(chan error, 1),
+		swarms: pw, late: late}
 	go func() { p.exit <- cmd.Wait() }()
 	if err := p.enc.Encode(message{Manifest: &m}); err != nil {
 		p.Abort()
@@ -285,7 +319,22 @@ func (p *Parent) WaitPrepared(ctx context.Context) error {
 	case "none":
 		p.takes = TakesNothing
 	}
+	p.takesLate = m.Late && p.late != nil
 	return err
+}
+
+// Late returns the write end of the pipe for the announces answered after
+// the swarms were written, if the prepared new process reads it (nil
+// otherwise): the caller writes them there, in order (see
+// snapshot.AppendAnnounce), and closes it once this process changes its
+// swarms no more. A write fails once the new process is gone.
+func (p *Parent) Late() *os.File {
+	if !p.takesLate || p.late == nil {
+		return nil
+	}
+	w := p.late
+	p.late = nil
+	return w
 }
 
 // Takes is how the prepared new process takes the swarms.
@@ -322,6 +371,10 @@ func (p *Parent) GoStream(ctx context.Context, write func(io.Writer) error) erro
 }
 
 func (p *Parent) closePipe() error {
+	if p.late != nil && !p.takesLate {
+		p.late.Close() // no reader: nothing will be written to it
+		p.late = nil
+	}
 	if p.swarms == nil {
 		return nil
 	}
@@ -343,12 +396,20 @@ func (p *Parent) Abort() {
 	p.exit <- err
 	p.ctrl.Close()
 	p.closePipe()
+	if p.late != nil {
+		p.late.Close()
+		p.late = nil
+	}
 }
 
 // Release lets the new process run on alone.
 func (p *Parent) Release() {
 	p.ctrl.Close()
 	p.closePipe()
+	if p.late != nil { // not taken with Late
+		p.late.Close()
+		p.late = nil
+	}
 }
 
 // Child is the new process's side.
@@ -359,6 +420,11 @@ type Child struct {
 	enc      *json.Encoder
 	used     map[int]bool
 	swarms   *os.File // the pipe's read end, if the old process passed one
+	late     *os.File // the late pipe's read end, likewise
+	// lateSaid: the prepared message said this process reads the late pipe.
+	lateSaid bool
+	// streamed: the go message said the swarms come on the pipe.
+	streamed bool
 }
 
 // Inherited returns the upgrade this process was started for, or nil when
@@ -384,6 +450,9 @@ func Inherited() (*Child, error) {
 	c.Manifest = *m.Manifest
 	if i := c.Manifest.SwarmsPipe; i != nil {
 		c.swarms = os.NewFile(uintptr(firstFile+*i), "upgrade-swarms")
+	}
+	if i := c.Manifest.LatePipe; i != nil {
+		c.late = os.NewFile(uintptr(firstFile+*i), "upgrade-late")
 	}
 	return c, nil
 }
@@ -468,7 +537,9 @@ func (c *Child) Prepared(ctx context.Context, takesSwarms bool) (io.ReadCloser, 
 		hello.Swarms = "none"
 	case c.swarms != nil:
 		hello.Swarms = "pipe"
+		hello.Late = c.late != nil
 	} // else a file, as a release before the pipe would take them
+	c.lateSaid = hello.Late
 	if err := c.enc.Encode(hello); err != nil {
 		return nil, fmt.Errorf("upgrade: tell the old process: %w", err)
 	}
@@ -482,6 +553,7 @@ func (c *Child) Prepared(ctx context.Context, takesSwarms bool) (io.ReadCloser, 
 	}
 	pipe := c.swarms
 	c.swarms = nil
+	c.streamed = m.Stream
 	switch {
 	case m.Stream && pipe != nil:
 		return pipe, nil
@@ -495,6 +567,21 @@ func (c *Child) Prepared(ctx context.Context, takesSwarms bool) (io.ReadCloser, 
 		return nil, nil
 	}
 	return os.Open(m.Snapshot)
+}
+
+// Late returns, after Prepared, the read end of the pipe the announces the
+// old process answered after writing the swarms come on (see
+// snapshot.ReadAnnounces), to be read to its end (the old process's) and
+// closed; nil when there is none, because either process is of a release
+// without it or the swarms did not come on the pipe.
+func (c *Child) Late() *os.File {
+	l := c.late
+	c.late = nil
+	if l != nil && !(c.lateSaid && c.streamed) {
+		l.Close()
+		return nil
+	}
+	return l
 }
 
 // Ready tells the old process this one serves, and closes the channel.

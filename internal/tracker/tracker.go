@@ -67,6 +67,23 @@ type Tracker struct {
 	full       [3]atomic.Uint64
 	fullLogged atomic.Int64
 	log        atomic.Pointer[slog.Logger]
+
+	// recorder, when set, is told every announce the store applied (see
+	// Record).
+	recorder atomic.Pointer[func(*swarm.Announce)]
+}
+
+// Record has fn told, from now on, every announce the store applied, as
+// the store got it (fn must not keep it: it is reused after fn returns),
+// until Record(nil). An upgrade's old process records what the announces
+// it answers after its swarms were written change, for the new process.
+// Unset, it costs an announce one atomic load.
+func (t *Tracker) Record(fn func(*swarm.Announce)) {
+	if fn == nil {
+		t.recorder.Store(nil)
+		return
+	}
+	t.recorder.Store(&fn)
 }
 
 // fullLimits are the names of the limits, in the order of Tracker.full.
@@ -230,6 +247,9 @@ func (t *Tracker) Announce(ctx context.Context, req *bittorrent.AnnounceRequest,
 	}
 	if res.CountedCompletion && t.sink != nil {
 		t.sink.Completed(req.InfoHash, res.Completed)
+	}
+	if rec := t.recorder.Load(); rec != nil {
+		(*rec)(a)
 	}
 	return nil
 }
