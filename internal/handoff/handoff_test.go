@@ -27,8 +27,10 @@ func TestMain(m *testing.M) {
 // it is handed, says ready, and answers one connection with what it read.
 // The manifest's secret changes its part: "fail" gives up at once, "none"
 // takes no swarms, "legacy" speaks as a release before the swarms pipe
-// (and answers with the file's name), "die" exits after the swarms' first
-// byte.
+// (and answers with the file's name), "nolate" as a release with the
+// swarms pipe but before the late pipe, "die" exits after the swarms'
+// first byte. A process that takes the late pipe reads it to its end after
+// saying ready, and answers with it too.
 func child() int {
 	c, err := Inherited()
 	if err != nil {
@@ -57,6 +59,19 @@ func child() int {
 			return 6
 		}
 		got = "file " + m.Snapshot
+	case "nolate":
+		if c.enc.Encode(message{State: "prepared", PID: os.Getpid(), Swarms: "pipe"}) != nil {
+			return 6
+		}
+		m, err := readMessage(c.rd)
+		if err != nil || !m.Go || !m.Stream || c.swarms == nil {
+			return 6
+		}
+		b, err := io.ReadAll(c.swarms)
+		if err != nil {
+			return 6
+		}
+		got = "swarms " + string(b)
 	default:
 		in, err := c.Prepared(ctx, string(c.Secret("tcp")) != "none")
 		if err != nil {
@@ -75,8 +90,16 @@ func child() int {
 			got = "swarms " + string(b)
 		}
 	}
+	late := c.Late()
 	if err := c.Ready(); err != nil {
 		return 7
+	}
+	if late != nil {
+		b, err := io.ReadAll(late)
+		if err != nil {
+			return 10
+		}
+		got += " late " + string(b)
 	}
 	conn, err := ln.Accept()
 	if err != nil {
@@ -128,17 +151,26 @@ func TestHandoff(t *testing.T) {
 		secret string
 		takes  Takes
 		hand   func(context.Context, *Parent) error
-		want   string
+		// late is written to the late pipe after the new process is
+		// ready; "" when the new process does not read one.
+		late string
+		want string
 	}{
 		{"pipe", TakesPipe, func(ctx context.Context, p *Parent) error {
 			return p.GoStream(ctx, func(w io.Writer) error {
 				_, err := io.WriteString(w, swarms)
 				return err
 			})
-		}, "child swarms " + swarms},
-		{"none", TakesNothing, func(_ context.Context, p *Parent) error { return p.Go("") }, "child "},
+		}, "announces", "child swarms " + swarms + " late announces"},
+		{"nolate", TakesPipe, func(ctx context.Context, p *Parent) error {
+			return p.GoStream(ctx, func(w io.Writer) error {
+				_, err := io.WriteString(w, "small")
+				return err
+			})
+		}, "", "child swarms small"},
+		{"none", TakesNothing, func(_ context.Context, p *Parent) error { return p.Go("") }, "", "child "},
 		{"legacy", TakesFile, func(_ context.Context, p *Parent) error { return p.Go("/tmp/swarms.snapshot") },
-			"child file /tmp/swarms.snapshot"},
+			"", "child file /tmp/swarms.snapshot"},
 	} {
 		t.Run(tc.secret, func(t *testing.T) {
 			p, ln := startChild(t, tc.secret)
@@ -155,6 +187,16 @@ func TestHandoff(t *testing.T) {
 			}
 			if err := p.WaitReady(ctx); err != nil {
 				t.Fatal(err)
+			}
+			late := p.Late()
+			if (late != nil) != (tc.late != "") {
+				t.Fatalf("late pipe %v, want one: %v", late, tc.late != "")
+			}
+			if late != nil {
+				if _, err := io.WriteString(late, tc.late); err != nil {
+					t.Fatal(err)
+				}
+				late.Close()
 			}
 			addr := ln.Addr().String()
 			ln.Close() // the old process's copy; the socket lives on in the new one
@@ -192,6 +234,9 @@ func TestHandoffFromOlderRelease(t *testing.T) {
 	}
 	if p.Takes() != TakesFile {
 		t.Fatalf("a new process given no pipe takes the swarms as %d, want a file", p.Takes())
+	}
+	if p.Late() != nil {
+		t.Fatal("a late pipe without the swarms pipe")
 	}
 	if err := p.Go(path); err != nil {
 		t.Fatal(err)

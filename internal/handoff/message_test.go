@@ -22,6 +22,11 @@ func TestDecodeMessage(t *testing.T) {
 		{"swarms pipe on a listener's", `{"manifest":{"listeners":[{"name":"x","network":"udp","files":[0]}],"swarms_pipe":0}}`, false},
 		{"swarms pipe out of range", `{"manifest":{"swarms_pipe":-1}}`, false},
 		{"prepared, taking the pipe", `{"state":"prepared","pid":12,"swarms":"pipe"}`, true},
+		{"late pipe", `{"manifest":{"listeners":[{"name":"x","network":"udp","files":[0]}],"swarms_pipe":1,"late_pipe":2}}`, true},
+		{"late pipe on the swarms pipe", `{"manifest":{"swarms_pipe":1,"late_pipe":1}}`, false},
+		{"late pipe on a listener's", `{"manifest":{"listeners":[{"name":"x","network":"udp","files":[2]}],"late_pipe":2}}`, false},
+		{"late pipe out of range", `{"manifest":{"late_pipe":4096}}`, false},
+		{"prepared, taking the late pipe", `{"state":"prepared","pid":12,"swarms":"pipe","late":true}`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := decodeMessage([]byte(tc.line))
@@ -50,15 +55,19 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte(`{"manifest":{"listeners":[{"name":"udp_trackers[0]","network":"udp","addr":"0.0.0.0:6969","files":[0,1]}],"secrets":{"udp_trackers[0]":"AAEC"},"old_pid":7}}`))
 	f.Add([]byte(`{"manifest":{"listeners":[{"files":[99999999999]}]}}`))
 	f.Add([]byte(`{"manifest":{"listeners":[{"network":"tcp","files":[1]}],"swarms_pipe":1}}`))
+	f.Add([]byte(`{"manifest":{"listeners":[{"network":"tcp","files":[1]}],"swarms_pipe":2,"late_pipe":3}}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		m, err := decodeMessage(line)
 		if err != nil || m.Manifest == nil {
 			return
 		}
 		seen := map[int]bool{}
-		if i := m.Manifest.SwarmsPipe; i != nil {
-			if *i < 0 || *i >= maxFiles {
-				t.Fatalf("swarms pipe index %d accepted", *i)
+		for _, i := range []*int{m.Manifest.SwarmsPipe, m.Manifest.LatePipe} {
+			if i == nil {
+				continue
+			}
+			if *i < 0 || *i >= maxFiles || seen[*i] {
+				t.Fatalf("pipe index %d accepted", *i)
 			}
 			seen[*i] = true
 		}

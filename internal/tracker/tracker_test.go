@@ -235,6 +235,26 @@ func TestCompletionSink(t *testing.T) {
 	}
 }
 
+// TestRecord: a recorder hears every announce the store applied, as the
+// store got it, and none it refused or after Record(nil).
+func TestRecord(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Listed = true
+	tr, st := newTracker(t, cfg)
+	ctx := context.Background()
+	var heard []swarm.Announce
+	tr.Record(func(a *swarm.Announce) { heard = append(heard, *a) })
+	_ = tr.Announce(ctx, announce(hashA, nil), &bittorrent.AnnounceResponse{})
+	if err := tr.Announce(ctx, announce(hashB, nil), &bittorrent.AnnounceResponse{}); err == nil {
+		t.Fatal("an unlisted torrent was announced in listed mode")
+	}
+	tr.Record(nil)
+	_ = tr.Announce(ctx, announce(hashA, nil), &bittorrent.AnnounceResponse{})
+	if len(heard) != 1 || heard[0] != st.last || heard[0].InfoHash != hashA {
+		t.Fatalf("heard %+v, want the one announce the store applied (%+v)", heard, st.last)
+	}
+}
+
 func TestScrapeVisibility(t *testing.T) {
 	listed := DefaultConfig()
 	listed.Listed = true
