@@ -14,8 +14,8 @@ import (
 // An upgrade's old process writes its swarms out once, but serves HTTP
 // until the new process serves (and then drains its connections): what
 // the announces it answers meanwhile change must reach the new process
-// too, or those peers are missing there until they announce again (an
-// upgrade under 4 HTTP clients lost 30-300 of them). The old process
+// too, or those peers are missing there until they announce again (two
+// upgrades under 4 HTTP clients lost 143 of 11,351). The old process
 // records them (tracker.Record) from the moment its swarms are written,
 // and a lateLog sends them over the upgrade's late pipe; the new process
 // applies them on top of the swarms (applyLate).
