@@ -84,10 +84,11 @@ type Daemon struct {
 	handedOver atomic.Bool
 	upgraded   chan struct{}
 	// late passes the announces answered after the swarms were written to
-	// the new process (old process, once handed over); lateDone is closed
-	// once they are all applied (new process; nil when none come).
+	// the new process (old process, once handed over); lateDone holds a
+	// channel closed once they are all applied (new process; nil when none
+	// come), set while signals may already ask for an upgrade.
 	late     *lateLog
-	lateDone chan struct{}
+	lateDone atomic.Pointer[chan struct{}]
 }
 
 type httpListener struct {

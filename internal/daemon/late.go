@@ -135,8 +135,8 @@ func (d *Daemon) stopLate() {
 // applyLate is the new process's side: it applies the announces the old
 // process answered after writing the swarms, as they come, until the old
 // process closes the pipe (once it serves no more).
-func (d *Daemon) applyLate(late *os.File) {
-	defer close(d.lateDone)
+func (d *Daemon) applyLate(late *os.File, done chan struct{}) {
+	defer close(done)
 	defer late.Close()
 	var resp bittorrent.AnnounceResponse
 	var refused int
@@ -159,11 +159,12 @@ func (d *Daemon) applyLate(late *os.File) {
 // started this process are applied: before this process writes its swarms
 // for a snapshot at its stop or for an upgrade of its own.
 func (d *Daemon) waitLate(ctx context.Context) {
-	if d.lateDone == nil {
+	done := d.lateDone.Load()
+	if done == nil {
 		return
 	}
 	select {
-	case <-d.lateDone:
+	case <-*done:
 	case <-ctx.Done():
 	case <-time.After(UpgradeTimeout):
 		d.log.Warn("upgrade: the old process still passes announces on after a minute; going on without the rest")

@@ -101,8 +101,9 @@ func (d *Daemon) takeOver(ctx context.Context) error {
 	d.log.Info("upgrade: swarms taken over", "old_pid", c.Manifest.OldPID, "peers", st.Peers-st.Expired,
 		"took", st.Took.Round(time.Millisecond))
 	if late := c.Late(); late != nil {
-		d.lateDone = make(chan struct{})
-		go d.applyLate(late)
+		done := make(chan struct{})
+		d.lateDone.Store(&done)
+		go d.applyLate(late, done)
 	}
 	return nil
 }
