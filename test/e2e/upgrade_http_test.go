@@ -34,7 +34,10 @@ func TestUpgradeKeepsHTTPAnnounces(t *testing.T) {
 		t.Fatalf("loading peers: %v\n%s", err, out)
 	}
 
-	ih := infohash.T{0x5e, 0x11, 0x0a}
+	// Peer n is on port 10000+n%perTorrent of torrent n/perTorrent: every
+	// announce a new peer, however fast the machine.
+	const perTorrent = 40000
+	torrent := func(k int) infohash.T { return infohash.T{0x5e, 0x11, 0x0a, byte(k)} }
 	var answered, sent atomic.Int64
 	var next atomic.Uint32
 	stop := make(chan struct{})
@@ -62,7 +65,8 @@ func TestUpgradeKeepsHTTPAnnounces(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				sent.Add(1)
 				_, err := c.Announce(ctx, tracker.AnnounceRequest{
-					InfoHash: ih, PeerId: pid, Port: uint16(10000 + n), Left: 100, Event: tracker.Started, NumWant: 5,
+					InfoHash: torrent(int(n / perTorrent)), PeerId: pid, Port: uint16(10000 + n%perTorrent), Left: 100,
+					Event: tracker.Started, NumWant: 5,
 				}, tracker.AnnounceOpt{})
 				cancel()
 				if err == nil {
@@ -86,8 +90,12 @@ func TestUpgradeKeepsHTTPAnnounces(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	if next.Load() > 50000 {
-		t.Fatalf("%d announces: ports of the test's peers wrapped", next.Load())
+	var hashes []infohash.T
+	for k := range int(next.Load()/perTorrent) + 1 {
+		hashes = append(hashes, torrent(k))
+	}
+	if len(hashes) > 74 {
+		t.Fatalf("%d announces: more torrents than a scrape holds", next.Load())
 	}
 
 	// The last old process may still be applying what it answered last.
@@ -99,13 +107,16 @@ func TestUpgradeKeepsHTTPAnnounces(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := contextTimeout(5 * time.Second)
-		sc, err := c.Scrape(ctx, []infohash.T{ih})
+		sc, err := c.Scrape(ctx, hashes)
 		cancel()
 		c.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
-		leechers = int64(sc[0].Leechers)
+		leechers = 0
+		for _, s := range sc {
+			leechers += int64(s.Leechers)
+		}
 		if leechers >= answered.Load() || time.Now().After(deadline) {
 			break
 		}
