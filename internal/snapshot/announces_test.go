@@ -146,22 +146,7 @@ func TestAnnouncesOnTopOfSwarms(t *testing.T) {
 	if err != nil || n != 20*7+1 {
 		t.Fatalf("applied %d, %v", n, err)
 	}
-	for h := range 21 {
-		ih := swarmtest.Hash(h)
-		if h == 20 {
-			ih = swarmtest.Hash(1000)
-		}
-		want, _, _ := old.Torrent(ctx, ih)
-		got, _, _ := dst.Torrent(ctx, ih)
-		if !reflect.DeepEqual(want, got) {
-			t.Fatalf("torrent %d: %+v, want %+v", h, got, want)
-		}
-	}
-	wt, _ := old.Totals(ctx)
-	gt, _ := dst.Totals(ctx)
-	if wt != gt {
-		t.Fatalf("totals %+v, want %+v", gt, wt)
-	}
+	sameSwarms(t, old, dst, append(hashes(20), swarmtest.Hash(1000)))
 }
 
 // FuzzReadAnnounces: no input panics or hangs; every announce handed out

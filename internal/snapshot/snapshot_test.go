@@ -87,18 +87,7 @@ func TestRoundTrip(t *testing.T) {
 	if rst.Peers != wst.Peers || rst.Expired != 0 || rst.Bytes != wst.Bytes {
 		t.Fatalf("read %+v, wrote %+v", rst, wst)
 	}
-	for h := range 30 {
-		want, _, _ := src.Torrent(ctx, swarmtest.Hash(h))
-		got, _, _ := dst.Torrent(ctx, swarmtest.Hash(h))
-		if !reflect.DeepEqual(want, got) {
-			t.Fatalf("torrent %d: restored %+v, want %+v", h, got, want)
-		}
-	}
-	wt, _ := src.Totals(ctx)
-	gt, _ := dst.Totals(ctx)
-	if wt != gt {
-		t.Fatalf("totals %+v, want %+v", gt, wt)
-	}
+	sameSwarms(t, src, dst, hashes(30))
 
 	t.Run("peers that expired while down are dropped", func(t *testing.T) {
 		dst := memswarm.New(opts)
@@ -132,6 +121,25 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// sameSwarms fails t unless got holds want's torrents hs (peers, counts,
+// completions) and the same totals.
+func sameSwarms(t *testing.T, want, got *memswarm.Store, hs []bittorrent.InfoHash) {
+	t.Helper()
+	ctx := context.Background()
+	for _, h := range hs {
+		w, _, _ := want.Torrent(ctx, h)
+		g, _, _ := got.Torrent(ctx, h)
+		if !reflect.DeepEqual(w, g) {
+			t.Fatalf("torrent %x: %+v, want %+v", h[:4], g, w)
+		}
+	}
+	wt, _ := want.Totals(ctx)
+	gt, _ := got.Totals(ctx)
+	if wt != gt {
+		t.Fatalf("totals %+v, want %+v", gt, wt)
+	}
 }
 
 // withCRC replaces the checksum at the end of b by b's own.

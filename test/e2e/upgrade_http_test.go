@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -129,14 +128,5 @@ func TestUpgradeKeepsHTTPAnnounces(t *testing.T) {
 	if leechers < answered.Load() || leechers > sent.Load() {
 		t.Errorf("%d leechers after the upgrades: %d announces of a new peer were answered (%d sent)", leechers, answered.Load(), sent.Load())
 	}
-	last, err := readPIDFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = syscall.Kill(last, syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("the last process did not stop:\n%s", p.Log())
-	}
+	stopLast(t, p, pidFile)
 }

@@ -224,6 +224,19 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			t.Errorf("old process %d still runs", pid)
 		}
 	}
+	stopLast(t, p, pidFile)
+	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
+		t.Errorf("the PID file is left after the stop: %v", err)
+	}
+	if strings.Count(p.Log(), "upgrade complete: this process serves") != 3 {
+		t.Errorf("three upgrades not in the log:\n%s", p.Log())
+	}
+}
+
+// stopLast stops the process an upgrade chain ended with (the one in
+// pidFile) and waits until every process of p's chain has exited.
+func stopLast(t *testing.T, p *process, pidFile string) {
+	t.Helper()
 	last, err := readPIDFile(pidFile)
 	if err != nil {
 		t.Fatal(err)
@@ -233,12 +246,6 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	case <-p.exited:
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the last process did not stop:\n%s", p.Log())
-	}
-	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
-		t.Errorf("the PID file is left after the stop: %v", err)
-	}
-	if strings.Count(p.Log(), "upgrade complete: this process serves") != 3 {
-		t.Errorf("three upgrades not in the log:\n%s", p.Log())
 	}
 }
 
