@@ -142,7 +142,15 @@ import (
 // out of reach that way too; and it needs the tracker's rules split
 // around the store call (to gather a batch's announces), a second path
 // for Cluster, where a batch spans slots, and one Lua error failing a
-// whole batch. The node is at 10-15x chihaya without it.
+// whole batch. The node is at 10-15x chihaya without it. Later (7 Dec
+// 2026, 22:15) it was built as a group commit inside the store (the
+// announces waiting on Redis sent as one call, no change to the tracker)
+// and measured in bench-redis.sh: 12.8 announces a call, and Redis's
+// time per announce within the spread of one call each (18.1-19.1 us
+// against 18.2-19.4). In that load the script's work on cold swarms
+// dominates; not kept. A symbol build's profile of Redis and the layouts
+// that could reach 10 us (a small swarm as one packed string) are in
+// BENCHMARKS.md, "Swarms on Redis".
 //
 // Memory of other layouts, the same 10,000 swarms of 20 written by a Lua
 // loop into an empty Redis: address members only 35 B per peer; the
