@@ -245,11 +245,16 @@ func parseAnnounce(q []byte, hasQuery bool, req *bittorrent.AnnounceRequest, e *
 	req.NumWant = 0
 	if p.hasNumwant {
 		n, ok := parseUint(p.numwant, 32)
-		if !ok {
+		switch {
+		case ok:
+			// The tracker caps numwant at max_peers_per_announce anyway.
+			req.NumWant = int32(min(n, 1<<31-1))
+		case negative(p.numwant):
+			// Torrust v3 refuses it (a u32); decisions.md: a negative
+			// numwant asks for the default, as UDP's -1 does.
+		default:
 			return 0, false, e.set(prefixAnnounce, errInvalid, "numwant", p.numwant)
 		}
-		// The tracker caps numwant at max_peers_per_announce anyway.
-		req.NumWant = int32(min(n, 1<<31-1))
 	}
 	return uint16(port64), compact, nil
 }
@@ -335,6 +340,19 @@ func unhex(c byte) (byte, bool) {
 
 // parseUint parses a decimal unsigned integer of the given bit size, as
 // Rust's u16/u32/u64::from_str: an optional '+', then at least one digit.
+// negative reports whether s is a minus sign followed by decimal digits.
+func negative(s []byte) bool {
+	if len(s) < 2 || s[0] != '-' {
+		return false
+	}
+	for _, c := range s[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 func parseUint(s []byte, bits int) (uint64, bool) {
 	if len(s) > 0 && s[0] == '+' {
 		s = s[1:]

@@ -83,6 +83,11 @@ func TestParseAnnounce(t *testing.T) {
 				t.Fatal(req.NumWant)
 			}
 		}},
+		{name: "negative numwant asks for the default", query: minQuery + "&numwant=-1", check: func(t *testing.T, req *bittorrent.AnnounceRequest, port uint16, compact bool) {
+			if req.NumWant != 0 {
+				t.Fatal(req.NumWant)
+			}
+		}},
 		{name: "no query", noQuery: true, wantErr: "Cannot parse query params for announce request: missing query params for announce request"},
 		{name: "empty query", query: "", wantErr: "Cannot parse query params: invalid param "},
 		{name: "two equals", query: minQuery + "&a=b=c", wantErr: "Cannot parse query params: invalid param a=b=c"},
@@ -114,7 +119,9 @@ func TestParseAnnounce(t *testing.T) {
 		{name: "unknown event", query: minQuery + "&event=bogus", wantErr: "Cannot parse query params for announce request: invalid param value bogus for event"},
 		{name: "event case matters", query: minQuery + "&event=Started", wantErr: "Cannot parse query params for announce request: invalid param value Started for event"},
 		{name: "bad compact", query: minQuery + "&compact=2", wantErr: "Cannot parse query params for announce request: invalid param value 2 for compact"},
-		{name: "bad numwant", query: minQuery + "&numwant=-5", wantErr: "Cannot parse query params for announce request: invalid param value -5 for numwant"},
+		{name: "bad numwant", query: minQuery + "&numwant=-x", wantErr: "Cannot parse query params for announce request: invalid param value -x for numwant"},
+		{name: "lone minus numwant", query: minQuery + "&numwant=-", wantErr: "Cannot parse query params for announce request: invalid param value - for numwant"},
+		{name: "numwant beyond u32", query: minQuery + "&numwant=4294967296", wantErr: "Cannot parse query params for announce request: invalid param value 4294967296 for numwant"},
 		{name: "info_hash checked before a bad port", query: "port=x&peer_id=" + peer20 + "&info_hash=abc",
 			wantErr: "Cannot parse query params for announce request: invalid param value abc for info_hash in not enough bytes for infohash: got 3 bytes, expected 20"},
 	}
