@@ -127,7 +127,7 @@ func New(cfg Config, t Tracker, counters *metrics.Counters, log *slog.Logger) (*
 	s.fast = &fasthttp.Server{
 		Handler:                       s.handler.ServeFastHTTP,
 		ErrorHandler:                  errorHandler,
-		Name:                          "starling",
+		NoDefaultServerHeader:         true, // Torrust sends none; nothing else in the answers changes
 		ReadTimeout:                   cfg.ReadTimeout,
 		WriteTimeout:                  cfg.WriteTimeout,
 		IdleTimeout:                   cfg.IdleTimeout,
