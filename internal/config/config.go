@@ -318,7 +318,22 @@ type HTTPTracker struct {
 type TLSConfig struct {
 	SSLCertPath string `toml:"ssl_cert_path"`
 	SSLKeyPath  string `toml:"ssl_key_path"`
+	// Spelling is the table's name as the file wrote it: "tsl_config"
+	// (Torrust's) or "" for tls_config. Problems name the key the
+	// operator can find in the file, and Encode writes it back as read.
+	Spelling string `toml:"-"`
 }
+
+// name is the table's name, as the file spells it.
+func (t *TLSConfig) name() string {
+	if t.Spelling != "" {
+		return t.Spelling
+	}
+	return "tls_config"
+}
+
+// key is the table's key under parent, as the file spells it.
+func (t *TLSConfig) key(parent string) string { return parent + "." + t.name() }
 
 // HTTPAPI is the REST API listener.
 type HTTPAPI struct {

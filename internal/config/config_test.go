@@ -137,7 +137,8 @@ func TestParseFiles(t *testing.T) {
 				HTTPTrackers: []config.HTTPTracker{
 					{BindAddress: ap("0.0.0.0:7070"), MaxScrapeTorrents: 100, MaxConnections: 20000, MaxConnectionsPerIP: 64},
 					{BindAddress: ap("[::1]:7443"), MaxScrapeTorrents: 74, MaxConnectionsPerIP: 256, TLS: &config.TLSConfig{
-						SSLCertPath: "./storage/tracker/lib/tls/localhost.crt", SSLKeyPath: "./storage/tracker/lib/tls/localhost.key"}},
+						SSLCertPath: "./storage/tracker/lib/tls/localhost.crt", SSLKeyPath: "./storage/tracker/lib/tls/localhost.key",
+						Spelling: "tsl_config"}},
 				},
 				WebSocketTrackers: []config.WebSocketTracker{
 					{BindAddress: ap("0.0.0.0:8000"), MaxOffers: 5, MaxConnections: 100_000, MaxConnectionsPerIP: 256},
@@ -294,7 +295,7 @@ func TestParseProblems(t *testing.T) {
 		{"full scrape interval zero", "[core]\nfull_scrape_interval = 0", "core.full_scrape_interval", "between 1 and 86400"},
 		{"full scrape interval huge", "[core]\nfull_scrape_interval = 86401", "core.full_scrape_interval", "between 1 and 86400"},
 		{"scrape cap", "[[http_trackers]]\nmax_scrape_torrents = 0", "http_trackers[0].max_scrape_torrents", "between 1 and"},
-		{"tls only cert", "[[http_trackers]]\n[http_trackers.tsl_config]\nssl_cert_path = \"c.pem\"", "http_trackers[0].tls_config.ssl_key_path", "both"},
+		{"tls only cert", "[[http_trackers]]\n[http_trackers.tsl_config]\nssl_cert_path = \"c.pem\"", "http_trackers[0].tsl_config.ssl_key_path", "both"},
 		{"tls only key", "[http_api]\n[http_api.tls_config]\nssl_key_path = \"k.pem\"", "http_api.tls_config.ssl_cert_path", "both"},
 		{"tls empty", "[http_api]\n[http_api.tls_config]\n", "http_api.tls_config", "neither"},
 		{"both tls spellings", "[http_api]\n[http_api.tls_config]\nssl_cert_path = \"c\"\nssl_key_path = \"k\"\n[http_api.tsl_config]\nssl_cert_path = \"c\"\nssl_key_path = \"k\"", "http_api.tsl_config", "keep one"},
@@ -365,7 +366,7 @@ admin = ""
 	want := []string{
 		"metadata.schema_version", "logging.threshold", "core.privat", "core.announce_policy.max_peers_per_announce",
 		"core.database.driver", "core.net.external_ip", "core.private_mode", "udp_trackers[0].bind_address",
-		"http_trackers[0].max_scrape_torrents", "http_trackers[0].tls_config.ssl_key_path", "http_api.access_tokens.admin",
+		"http_trackers[0].max_scrape_torrents", "http_trackers[0].tsl_config.ssl_key_path", "http_api.access_tokens.admin",
 	}
 	ps := config.Check([]byte(text))
 	for _, k := range want {
@@ -478,12 +479,16 @@ func TestEncodeWritesEveryKey(t *testing.T) {
 		for i := range typ.NumField() {
 			f := typ.Field(i)
 			name := f.Tag.Get("toml")
+			if name == "-" {
+				continue // not a key (TLSConfig.Spelling)
+			}
 			if name == "" {
 				t.Errorf("%s.%s has no toml tag", typ.Name(), f.Name)
 				continue
 			}
 			key := strings.TrimPrefix(path+"."+name, ".")
-			if !strings.Contains(text, "\n"+name+" = ") && !strings.Contains(text, "["+key+"]") {
+			torrust := strings.Replace(key, "tls_config", "tsl_config", 1) // written as the file spelled it
+			if !strings.Contains(text, "\n"+name+" = ") && !strings.Contains(text, "["+key+"]") && !strings.Contains(text, "["+torrust+"]") {
 				t.Errorf("Encode does not write %s", key)
 			}
 			walk(t, f.Type, key)
@@ -507,9 +512,11 @@ func TestFileProblems(t *testing.T) {
 		{"no tls", "[[http_trackers]]\n[http_api]\n", nil},
 		{"both readable", fmt.Sprintf("[[http_trackers]]\n[http_trackers.tsl_config]\nssl_cert_path = %q\nssl_key_path = %q\n", cert, cert), nil},
 		{"tracker key missing", fmt.Sprintf("[[http_trackers]]\n[http_trackers.tsl_config]\nssl_cert_path = %q\nssl_key_path = %q\n", cert, missing),
-			[]string{"http_trackers[0].tls_config.ssl_key_path"}},
+			[]string{"http_trackers[0].tsl_config.ssl_key_path"}},
 		{"api both missing", fmt.Sprintf("[http_api]\n[http_api.tsl_config]\nssl_cert_path = %q\nssl_key_path = %q\n", missing, missing),
-			[]string{"http_api.tls_config.ssl_cert_path", "http_api.tls_config.ssl_key_path"}},
+			[]string{"http_api.tsl_config.ssl_cert_path", "http_api.tsl_config.ssl_key_path"}},
+		{"tls_config spelling kept", fmt.Sprintf("[http_api]\n[http_api.tls_config]\nssl_cert_path = %q\nssl_key_path = %q\n", cert, missing),
+			[]string{"http_api.tls_config.ssl_key_path"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

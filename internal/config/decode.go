@@ -287,6 +287,9 @@ func (b *binder) bindStruct(path string, src any, dst reflect.Value) {
 			}
 		}
 		b.bindValue(joinKey(path, k), m[k], dst.Field(f.index))
+		if t, ok := dst.Field(f.index).Interface().(*TLSConfig); ok && t != nil && k == f.alias {
+			t.Spelling = k
+		}
 	}
 }
 

@@ -151,7 +151,7 @@ func (c *Config) Encode(w io.Writer) error {
 			e.boolean("tracker_usage_statistics", true)
 		}
 		if h.TLS != nil {
-			e.tls("http_trackers.tls_config", h.TLS)
+			e.tls("http_trackers", h.TLS)
 		}
 	}
 
@@ -164,7 +164,7 @@ func (c *Config) Encode(w io.Writer) error {
 		e.table("http_api")
 		e.str("bind_address", a.BindAddress.String())
 		if a.TLS != nil {
-			e.tls("http_api.tls_config", a.TLS)
+			e.tls("http_api", a.TLS)
 		}
 		e.blank()
 		e.table("http_api.access_tokens")
@@ -213,10 +213,10 @@ func (e *encoder) boolean(key string, v bool) {
 	e.line(key + " = " + strconv.FormatBool(v))
 }
 
-func (e *encoder) tls(name string, t *TLSConfig) {
+func (e *encoder) tls(parent string, t *TLSConfig) {
 	e.blank()
 	e.comment("PEM certificate and key; Torrust's spelling tsl_config is read too.")
-	e.table(name)
+	e.table(t.key(parent))
 	e.str("ssl_cert_path", t.SSLCertPath)
 	e.str("ssl_key_path", t.SSLKeyPath)
 }

@@ -162,7 +162,7 @@ func TestLoadOverrides(t *testing.T) {
 			"STARLING_CONFIG_OVERRIDE_HTTP_API__TLS_CONFIG__SSL_KEY_PATH=new.pem",
 			"TORRUST_TRACKER_CONFIG_OVERRIDE_HTTP_API__TSL_CONFIG__SSL_KEY_PATH=old.pem",
 		}, func(t *testing.T, c *config.Config) {
-			if *c.HTTPAPI.TLS != (config.TLSConfig{SSLCertPath: "c.pem", SSLKeyPath: "new.pem"}) {
+			if *c.HTTPAPI.TLS != (config.TLSConfig{SSLCertPath: "c.pem", SSLKeyPath: "new.pem", Spelling: "tsl_config"}) {
 				t.Errorf("tls %+v", c.HTTPAPI.TLS)
 			}
 		}},

@@ -122,12 +122,12 @@ func (c *Config) validate() Problems {
 		if h.MaxScrapeTorrents < 1 || h.MaxScrapeTorrents > MaxScrapeTorrentsLimit {
 			add(key+".max_scrape_torrents", "must be between 1 and %d, got %d (74 is the usual value)", MaxScrapeTorrentsLimit, h.MaxScrapeTorrents)
 		}
-		validateTLS(h.TLS, key+".tls_config", add)
+		validateTLS(h.TLS, key, add)
 	}
 	c.validateWebSocketTrackers(add, func(ap netip.AddrPort, key string) { claim(tcp, ap, key) })
 	if a := c.HTTPAPI; a != nil {
 		claim(tcp, a.BindAddress, "http_api.bind_address")
-		validateTLS(a.TLS, "http_api.tls_config", add)
+		validateTLS(a.TLS, "http_api", add)
 		labels := make([]string, 0, len(a.AccessTokens))
 		for l := range a.AccessTokens {
 			labels = append(labels, l)
@@ -183,10 +183,11 @@ func (c *Config) validateDatabase(add func(key, format string, args ...any)) {
 	}
 }
 
-func validateTLS(t *TLSConfig, key string, add func(key, format string, args ...any)) {
+func validateTLS(t *TLSConfig, parent string, add func(key, format string, args ...any)) {
 	if t == nil {
 		return
 	}
+	key := t.key(parent)
 	switch {
 	case t.SSLCertPath == "" && t.SSLKeyPath == "":
 		add(key, "names neither ssl_cert_path nor ssl_key_path; give both PEM files, or remove the section to serve plain HTTP")
@@ -246,20 +247,21 @@ func (c *Config) FileProblems() Problems {
 		}
 		f.Close()
 	}
-	tlsFiles := func(t *TLSConfig, key string) {
+	tlsFiles := func(t *TLSConfig, parent string) {
 		if t != nil {
+			key := t.key(parent)
 			check(key+".ssl_cert_path", t.SSLCertPath)
 			check(key+".ssl_key_path", t.SSLKeyPath)
 		}
 	}
 	for i, h := range c.HTTPTrackers {
-		tlsFiles(h.TLS, fmt.Sprintf("http_trackers[%d].tls_config", i))
+		tlsFiles(h.TLS, fmt.Sprintf("http_trackers[%d]", i))
 	}
 	for i, w := range c.WebSocketTrackers {
-		tlsFiles(w.TLS, fmt.Sprintf("websocket_trackers[%d].tls_config", i))
+		tlsFiles(w.TLS, fmt.Sprintf("websocket_trackers[%d]", i))
 	}
 	if a := c.HTTPAPI; a != nil {
-		tlsFiles(a.TLS, "http_api.tls_config")
+		tlsFiles(a.TLS, "http_api")
 	}
 	return ps
 }

@@ -56,7 +56,7 @@ func (e *encoder) webSocketTrackers(c *Config) {
 		e.uint("max_connections", uint64(w.MaxConnections))
 		e.uint("max_connections_per_ip", uint64(w.MaxConnectionsPerIP))
 		if w.TLS != nil {
-			e.tls("websocket_trackers.tls_config", w.TLS)
+			e.tls("websocket_trackers", w.TLS)
 		}
 	}
 }
@@ -76,7 +76,7 @@ func (c *Config) validateWebSocketTrackers(add func(key, format string, args ...
 		if w.MaxConnectionsPerIP < 1 {
 			add(key+".max_connections_per_ip", "must be at least 1, got %d", w.MaxConnectionsPerIP)
 		}
-		validateTLS(w.TLS, key+".tls_config", add)
+		validateTLS(w.TLS, key, add)
 	}
 }
 
