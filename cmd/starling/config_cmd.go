@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/starling-tracker/starling/internal/config"
+	"github.com/starling-tracker/starling/internal/database"
 )
 
 func newConfigCmd() *cobra.Command {
@@ -36,7 +37,7 @@ func newConfigCmd() *cobra.Command {
 				cfg, err := config.Parse(data)
 				var ps config.Problems
 				if !errors.As(err, &ps) {
-					ps = cfg.FileProblems()
+					ps = fileProblems(cfg)
 				}
 				if len(ps) > 0 {
 					for _, p := range ps {
@@ -62,7 +63,7 @@ func newConfigCmd() *cobra.Command {
 				}
 				return err
 			}
-			if ps := cfg.FileProblems(); len(ps) > 0 {
+			if ps := fileProblems(cfg); len(ps) > 0 {
 				for _, p := range ps {
 					fmt.Fprintln(out, p)
 				}
@@ -77,4 +78,15 @@ func newConfigCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// fileProblems is what config.Parse cannot see in a valid configuration:
+// TLS files that cannot be read, and a database URL that Open would
+// refuse (its options are the database package's to know).
+func fileProblems(cfg *config.Config) config.Problems {
+	ps := cfg.FileProblems()
+	if err := database.CheckPath(cfg.Core.Database.Driver, cfg.Core.Database.Path); err != nil {
+		ps = append(ps, &config.Problem{Key: "core.database.path", Msg: err.Error()})
+	}
+	return ps
 }

@@ -112,6 +112,20 @@ func Open(ctx context.Context, driver, path string, log *slog.Logger) (*DB, erro
 	return db, nil
 }
 
+// CheckPath reports what in a server database's URL would stop Open
+// (its form, an unknown or bad option), without connecting: for
+// `starling config check`. A SQLite path is checked when opened.
+func CheckPath(driver, path string) error {
+	var err error
+	switch Driver(driver) {
+	case MySQL:
+		_, err = mysqlConfig(path, slog.New(slog.DiscardHandler))
+	case PostgreSQL, "postgres":
+		_, _, err = postgresConfig(path)
+	}
+	return err
+}
+
 // OpenURL opens a database named by a URL or a path alone, for tools that
 // take no driver: mysql://… is MySQL, postgres://… or postgresql://… is
 // PostgreSQL, and anything else without a scheme is a SQLite file.

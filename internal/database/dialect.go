@@ -285,6 +285,23 @@ func openSQLiteDSN(name, dsn string, log *slog.Logger) (*DB, error) {
 // parameters are sqlx's (ssl-mode=REQUIRED) or go-sql-driver's (tls=true,
 // timeout=10s, …); see mysqlOptions.
 func openMySQL(raw string, log *slog.Logger) (*DB, error) {
+	cfg, err := mysqlConfig(raw, log)
+	if err != nil {
+		return nil, err
+	}
+	name := Redact(raw)
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", name, err)
+	}
+	conn := sql.OpenDB(connector)
+	pool(conn)
+	return newDB(MySQL, name, cfg.Passwd, conn, mysqlDialect, log), nil
+}
+
+// mysqlConfig reads a mysql:// URL into the driver's settings, without
+// connecting.
+func mysqlConfig(raw string, log *slog.Logger) (*mysql.Config, error) {
 	name := Redact(raw)
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "mysql" || u.Host == "" {
@@ -325,13 +342,7 @@ func openMySQL(raw string, log *slog.Logger) (*DB, error) {
 	// The driver would print broken-connection notices to stderr on every
 	// retry; they go to debug, and outages are logged once by DB.done.
 	cfg.Logger = mysqlLogger{log}
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", name, err)
-	}
-	conn := sql.OpenDB(connector)
-	pool(conn)
-	return newDB(MySQL, name, pass, conn, mysqlDialect, log), nil
+	return cfg, nil
 }
 
 // mysqlDriverOptions are go-sql-driver's own DSN parameters.
@@ -388,10 +399,22 @@ func (l mysqlLogger) Print(v ...any) { l.log.Debug("mysql driver", "msg", fmt.Sp
 // openPostgres opens postgres:// or postgresql:// URLs (libpq syntax, any
 // libpq parameter such as sslmode or search_path).
 func openPostgres(raw string, log *slog.Logger) (*DB, error) {
+	cfg, pass, err := postgresConfig(raw)
+	if err != nil {
+		return nil, err
+	}
+	conn := stdlib.OpenDB(*cfg)
+	pool(conn)
+	return newDB(PostgreSQL, Redact(raw), pass, conn, postgresDialect, log), nil
+}
+
+// postgresConfig reads a postgres:// URL into pgx's settings, without
+// connecting, and returns its password (for redaction).
+func postgresConfig(raw string) (*pgx.ConnConfig, string, error) {
 	name := Redact(raw)
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return nil, fmt.Errorf("open database %s: [core.database] path must be a URL like postgresql://user:password@host:5432/database", name)
+		return nil, "", fmt.Errorf("open database %s: [core.database] path must be a URL like postgresql://user:password@host:5432/database", name)
 	}
 	pass, _ := u.User.Password()
 	if pass == "" {
@@ -412,14 +435,12 @@ func openPostgres(raw string, log *slog.Logger) (*DB, error) {
 		if pass != "" {
 			msg = strings.ReplaceAll(msg, pass, "xxxxx")
 		}
-		return nil, fmt.Errorf("open database %s: %w", name, scrubbed{msg: msg, err: err})
+		return nil, "", fmt.Errorf("open database %s: %w", name, scrubbed{msg: msg, err: err})
 	}
 	if !u.Query().Has("connect_timeout") {
 		cfg.ConnectTimeout = connectTimeout
 	}
-	conn := stdlib.OpenDB(*cfg)
-	pool(conn)
-	return newDB(PostgreSQL, name, pass, conn, postgresDialect, log), nil
+	return cfg, pass, nil
 }
 
 // pool sizes a server engine's pool: the tracker writes little, so a few

@@ -112,6 +112,18 @@ bind_address = "nowhere"
 			t.Errorf("config check does not name %s:\n%s", key, out)
 		}
 	}
+
+	// A database URL that serve would refuse, without connecting to it.
+	for _, path := range []string{"mysql://root@127.0.0.1:1/db?foo=bar", "mysql://root@127.0.0.1:1/db?ssl-mode=BOGUS", "mysql://127.0.0.1:1"} {
+		dbFile := filepath.Join(dir, "db.toml")
+		if err := os.WriteFile(dbFile, []byte("[core.database]\ndriver = \"mysql\"\npath = \""+path+"\"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, code = run(t, dir, nil, "config", "check", dbFile)
+		if code == 0 || !strings.Contains(out, "core.database.path") {
+			t.Errorf("config check of %s (exit %d):\n%s", path, code, out)
+		}
+	}
 }
 
 // TestBadConfigStopsStartup: the tracker refuses to start on an unknown key
