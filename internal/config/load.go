@@ -458,6 +458,16 @@ func overrideValue(o override) (any, *Problem) {
 		return nil, &Problem{Key: o.path, Env: o.env, Msg: "value is not UTF-8 text"}
 	}
 	if o.leaf.Kind() == reflect.String || o.leaf == typeAddr || o.leaf == typeAddrPort {
+		// Torrust's overrides go through figment, which reads "…" as a
+		// quoted string: deployments quote a token of digits that way.
+		if v := o.value; len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			var m map[string]any
+			if _, err := toml.Decode("v = "+v, &m); err == nil {
+				if s, ok := m["v"].(string); ok {
+					return s, nil
+				}
+			}
+		}
 		return o.value, nil
 	}
 	var m map[string]any

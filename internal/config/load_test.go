@@ -150,6 +150,25 @@ func TestLoadOverrides(t *testing.T) {
 				t.Error("listed not set")
 			}
 		}},
+		{"a quoted string is unquoted, as figment reads it", dev, []string{
+			`TORRUST_TRACKER_CONFIG_OVERRIDE_HTTP_API__ACCESS_TOKENS__ADMIN="123456789012345678901234"`,
+			`STARLING_CONFIG_OVERRIDE_LOGGING__THRESHOLD="debug"`,
+			`STARLING_CONFIG_OVERRIDE_CORE__DATABASE__PATH="./q \"x\".db"`,
+			`STARLING_CONFIG_OVERRIDE_CORE__NET__EXTERNAL_IP="203.0.113.9"`,
+		}, func(t *testing.T, c *config.Config) {
+			if tok := c.HTTPAPI.AccessTokens["admin"]; tok != "123456789012345678901234" {
+				t.Errorf("token %q", tok)
+			}
+			if c.Logging.Threshold != "debug" {
+				t.Errorf("threshold %q", c.Logging.Threshold)
+			}
+			if c.Core.Database.Path != `./q "x".db` {
+				t.Errorf("path %q", c.Core.Database.Path)
+			}
+			if c.Core.Net.ExternalIP.String() != "203.0.113.9" {
+				t.Errorf("external_ip %v", c.Core.Net.ExternalIP)
+			}
+		}},
 		{"Starling beats Torrust", dev, []string{
 			"STARLING_CONFIG_OVERRIDE_LOGGING__THRESHOLD=debug",
 			"TORRUST_TRACKER_CONFIG_OVERRIDE_LOGGING__THRESHOLD=error",
