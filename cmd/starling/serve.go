@@ -85,6 +85,12 @@ func serve(ctx context.Context, stderr io.Writer, pidFile string) error {
 		if err := sdnotify.Notify(fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid())); err != nil {
 			log.Warn("cannot notify systemd", "err", err)
 		}
+	}), daemon.OnUpgradeFailed(func(err error) {
+		if pidFile != "" {
+			if err := writeUpgradeFailure(pidFile, err); err != nil {
+				log.Warn("cannot write the upgrade's outcome beside the PID file", "path", upgradeFailedPath(pidFile), "err", err)
+			}
+		}
 	})}
 	if child != nil {
 		log.Info("upgrade: taking over from the old process", "old_pid", child.Manifest.OldPID)

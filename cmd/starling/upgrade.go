@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"syscall"
@@ -22,8 +24,9 @@ func newUpgradeCmd() *cobra.Command {
 process takes the listening sockets, the swarms and the UDP connection-id key, and the old one
 stops once the new one serves. Prints the new process id.
 
-Exit codes: 0 upgraded; 1 the upgrade failed or did not finish within --timeout (the old process
-keeps serving; its log says why); 2 usage errors.`,
+Exit codes: 0 upgraded; 1 the upgrade failed (printed with its reason as soon as the old process
+gives up on it) or did not finish within --timeout (the old process keeps serving; its log says
+why); 2 usage errors.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pidFile == "" {
@@ -33,12 +36,21 @@ keeps serving; its log says why); 2 usage errors.`,
 			if err != nil {
 				return err
 			}
+			failed := upgradeFailedPath(pidFile)
+			if err := os.Remove(failed); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove the last upgrade's outcome: %w", err)
+			}
 			if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
 				return fmt.Errorf("signal process %d (from %s): %w", old, pidFile, err)
 			}
 			deadline := time.Now().Add(timeout)
 			for time.Now().Before(deadline) {
 				time.Sleep(100 * time.Millisecond)
+				if why, err := os.ReadFile(failed); err == nil {
+					os.Remove(failed)
+					fmt.Fprintf(cmd.ErrOrStderr(), "upgrade failed, process %d serves on: %s", old, why)
+					return exitError{1}
+				}
 				if exited(old) {
 					if pid, err := readPID(pidFile); err == nil && pid != old {
 						fmt.Fprintln(cmd.OutOrStdout(), pid)
@@ -53,6 +65,21 @@ keeps serving; its log says why); 2 usage errors.`,
 	cmd.Flags().StringVar(&pidFile, "pid-file", "", "the running tracker's PID file (starling serve --pid-file)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for the new process to take over")
 	return cmd
+}
+
+// upgradeFailedPath is where a process started with --pid-file says why
+// its upgrade failed, for `starling upgrade`.
+func upgradeFailedPath(pidFile string) string { return pidFile + ".upgrade-failed" }
+
+// writeUpgradeFailure writes why an upgrade failed beside the PID file,
+// atomically.
+func writeUpgradeFailure(pidFile string, why error) error {
+	path := upgradeFailedPath(pidFile)
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	if err := os.WriteFile(tmp, []byte(why.Error()+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // exited reports whether process pid is gone: no such process, or a

@@ -78,11 +78,13 @@ type Daemon struct {
 
 	// Upgrades: child is set in the new process; upgrading while one runs
 	// in the old one, handedOver once the new one serves (upgraded closed).
-	child      *handoff.Child
-	onReady    func()
-	upgrading  atomic.Bool
-	handedOver atomic.Bool
-	upgraded   chan struct{}
+	child   *handoff.Child
+	onReady func()
+	// onUpgradeFailed is told why an upgrade failed (OnUpgradeFailed).
+	onUpgradeFailed func(error)
+	upgrading       atomic.Bool
+	handedOver      atomic.Bool
+	upgraded        chan struct{}
 	// late passes the announces answered after the swarms were written to
 	// the new process (old process, once handed over); lateDone holds a
 	// channel closed once they are all applied (new process; nil when none

@@ -42,6 +42,10 @@ func WithHandoff(c *handoff.Child) Option {
 // taken over): where a PID file is written and systemd is told.
 func OnReady(f func()) Option { return func(d *Daemon) { d.onReady = f } }
 
+// OnUpgradeFailed runs f with the reason when an upgrade fails and this
+// process serves on: where `starling upgrade` learns it at once.
+func OnUpgradeFailed(f func(error)) Option { return func(d *Daemon) { d.onUpgradeFailed = f } }
+
 const secretConnectionIDKey = "connection_id_key"
 
 func udpName(i int) string  { return fmt.Sprintf("udp_trackers[%d]", i) }
@@ -145,6 +149,9 @@ func (d *Daemon) Upgrade(ctx context.Context) (err error) {
 		if err != nil {
 			d.upgrading.Store(false)
 			d.log.Error("upgrade failed: this process serves on", "err", err)
+			if d.onUpgradeFailed != nil {
+				d.onUpgradeFailed(err)
+			}
 		}
 	}()
 	exe, err := os.Executable()

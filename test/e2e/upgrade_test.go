@@ -286,9 +286,18 @@ func TestUpgradeFailure(t *testing.T) {
 	if err := os.WriteFile(bin, []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	out, code := run(t, dir, nil, "upgrade", "--pid-file", pidFile, "--timeout", "5s")
-	if code != 1 {
+	// The command learns of the failure from the old process, well before
+	// its timeout.
+	start := time.Now()
+	out, code := run(t, dir, nil, "upgrade", "--pid-file", pidFile, "--timeout", "60s")
+	if code != 1 || !strings.Contains(out, "upgrade failed, process") {
 		t.Fatalf("upgrade with a broken binary: exit %d: %s", code, out)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the failed upgrade took %v to report", took)
+	}
+	if _, err := os.Stat(pidFile + ".upgrade-failed"); !os.IsNotExist(err) {
+		t.Errorf("the failure's note is left beside the PID file: %v", err)
 	}
 	waitFor(t, "the failure in the log", func() bool { return strings.Contains(log.String(), "upgrade failed: this process serves on") })
 	m := regexp.MustCompile(`UDP tracker listening on udp://([^\s"]+)`).FindStringSubmatch(log.String())
