@@ -338,7 +338,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.startSweeper()
 		d.startSnapshots()
 		d.log.Info("Starling is ready", "mode", d.tracker.Mode(),
-			"udp_trackers", len(d.udp), "http_trackers", len(d.http))
+			"udp_trackers", len(d.udp), "http_trackers", len(d.http), "websocket_trackers", len(d.ws),
+			"http_api", d.api != nil)
 		if d.child != nil {
 			if err := d.child.Ready(); err != nil {
 				d.log.Warn("upgrade: could not tell the old process this one serves", "err", err)
