@@ -121,9 +121,6 @@ type limits struct {
 	maxHashes int
 }
 
-// errTooManyHashes is a scrape with more hashes than the limit.
-var errTooManyHashes = errors.New("too many info_hash values in one scrape")
-
 // parse decodes one text message. On error, the returned request still
 // holds the action and info hash when they were read, so the failure can
 // name them.
@@ -151,6 +148,11 @@ func parseInto(r *request, msg []byte, lim limits) error {
 	}
 	if !scanMessage(msg, &w) {
 		return errBadJSON
+	}
+	// Read first, so that any failure below names the torrent: libtorrent
+	// ignores a message without info_hash.
+	if decodeJSONID(w.InfoHash, &r.infoHash) {
+		r.hasHash = true
 	}
 	switch {
 	case !w.Action.set:
@@ -247,11 +249,11 @@ func parseScrapeHashes(r *request, raw json.RawMessage, lim limits) error {
 	if err := json.Unmarshal(raw, &list); err != nil {
 		return errBadInfoHash
 	}
-	if len(list) > lim.maxHashes {
-		return errTooManyHashes
-	}
+	// Hashes past the limit are ignored, as the HTTP tracker ignores
+	// them; an empty list asks for none (the reference server answers it
+	// with no files), not for a full scrape.
+	list = list[:min(len(list), lim.maxHashes)]
 	if len(list) == 0 {
-		r.allHashes = true
 		return nil
 	}
 	r.hashes = make([]id, len(list))

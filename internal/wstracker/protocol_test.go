@@ -87,6 +87,7 @@ func TestParseClientVariants(t *testing.T) {
 		{"stopped", `,"event":"stopped"`, bittorrent.EventStopped, bittorrent.LeftUnknown, 0},
 		{"huge numbers", `,"left":1e300,"uploaded":18446744073709551615`, bittorrent.EventNone, 1<<63 - 1, 0},
 		{"offers null", `,"offers":null`, bittorrent.EventNone, bittorrent.LeftUnknown, 0},
+		{"event a number", `,"event":3,"left":5`, bittorrent.EventNone, 5, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q, err := parse([]byte(announceJSON(h, p, tc.extra)), limits{maxOffers: 10, maxHashes: 10})
@@ -134,7 +135,8 @@ func TestParseRefuses(t *testing.T) {
 		{"left a string", announceJSON(h, p, `,"left":"10"`), errBadNumber},
 		{"scrape hash 21", `{"action":"scrape","info_hash":` + j21 + `}`, errBadInfoHash},
 		{"scrape list with U+0100", `{"action":"scrape","info_hash":[` + jsonID(h) + `,` + jBig + `]}`, errBadInfoHash},
-		{"scrape too many", `{"action":"scrape","info_hash":[` + strings.Repeat(jsonID(h)+",", 3) + jsonID(h) + `]}`, errTooManyHashes},
+		{"peer_id a number", `{"action":"announce","info_hash":` + jsonID(h) + `,"peer_id":7}`, errBadPeerID},
+		{"action a number", `{"action":1,"info_hash":` + jsonID(h) + `}`, errBadAction},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parse([]byte(tc.msg), limits{maxOffers: 10, maxHashes: 3})
@@ -158,7 +160,9 @@ func TestParseScrapeForms(t *testing.T) {
 		{"array", `{"action":"scrape","info_hash":[` + jsonID(a) + `,` + jsonID(b) + `]}`, []id{a, b}, false, false},
 		{"none", `{"action":"scrape"}`, nil, false, true},
 		{"null", `{"action":"scrape","info_hash":null}`, nil, false, true},
-		{"empty array", `{"action":"scrape","info_hash":[]}`, nil, false, true},
+		{"empty array", `{"action":"scrape","info_hash":[]}`, nil, false, false},
+		{"past the limit", `{"action":"scrape","info_hash":[` + strings.Repeat(jsonID(a)+",", 10) + jsonID(b) + `]}`,
+			[]id{a, a, a, a, a, a, a, a, a, a}, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q, err := parse([]byte(tc.msg), limits{maxOffers: 10, maxHashes: 10})

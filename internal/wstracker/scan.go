@@ -353,6 +353,24 @@ func (s *scanner) optStr(dst *jstr) bool {
 	return true
 }
 
+// laxStr is optStr for a message's own fields: a value of another type
+// leaves the field unset instead of failing the message, so that the
+// field's own check names it (invalid peer_id, ...) in a failure that
+// names the info hash, and an event that is not a string is a regular
+// announce, as any unknown event is.
+func (s *scanner) laxStr(dst *jstr) bool {
+	raw, ok := s.value()
+	if !ok {
+		return false
+	}
+	*dst = jstr{}
+	if raw[0] == '"' {
+		content := raw[1 : len(raw)-1]
+		*dst = jstr{raw: content, esc: hasEscape(content), set: true}
+	}
+	return true
+}
+
 func hasEscape(quoted []byte) bool {
 	for _, c := range quoted {
 		if c == '\\' {
@@ -389,13 +407,13 @@ func scanMessage(msg []byte, w *wire) bool {
 		}
 		switch string(key) { // compared, not allocated
 		case "action":
-			return s.optStr(&w.Action)
+			return s.laxStr(&w.Action)
 		case "info_hash":
 			return raw((*[]byte)(&w.InfoHash))
 		case "peer_id":
-			return s.optStr(&w.PeerID)
+			return s.laxStr(&w.PeerID)
 		case "event":
-			return s.optStr(&w.Event)
+			return s.laxStr(&w.Event)
 		case "left":
 			return raw((*[]byte)(&w.Left))
 		case "numwant":
@@ -405,9 +423,9 @@ func scanMessage(msg []byte, w *wire) bool {
 		case "answer":
 			return raw((*[]byte)(&w.Answer))
 		case "to_peer_id":
-			return s.optStr(&w.ToPeerID)
+			return s.laxStr(&w.ToPeerID)
 		case "offer_id":
-			return s.optStr(&w.OfferID)
+			return s.laxStr(&w.OfferID)
 		case "uploaded":
 			return raw((*[]byte)(&w.Uploaded))
 		case "downloaded":

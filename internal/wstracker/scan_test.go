@@ -37,18 +37,34 @@ func foldedKey(data []byte) bool {
 
 // wireJSON is wire as encoding/json reads it.
 type wireJSON struct {
-	Action     *string         `json:"action"`
+	Action     laxString       `json:"action"`
 	InfoHash   json.RawMessage `json:"info_hash"`
-	PeerID     *string         `json:"peer_id"`
-	Event      *string         `json:"event"`
+	PeerID     laxString       `json:"peer_id"`
+	Event      laxString       `json:"event"`
 	Left       json.RawMessage `json:"left"`
 	NumWant    json.RawMessage `json:"numwant"`
 	Offers     json.RawMessage `json:"offers"`
 	Answer     json.RawMessage `json:"answer"`
-	ToPeerID   *string         `json:"to_peer_id"`
-	OfferID    *string         `json:"offer_id"`
+	ToPeerID   laxString       `json:"to_peer_id"`
+	OfferID    laxString       `json:"offer_id"`
 	Uploaded   json.RawMessage `json:"uploaded"`
 	Downloaded json.RawMessage `json:"downloaded"`
+}
+
+// laxString is a string field as scanMessage reads it (laxStr): a JSON
+// string is kept, any other value leaves it unset.
+type laxString struct{ s *string }
+
+func (l *laxString) UnmarshalJSON(b []byte) error {
+	l.s = nil
+	if len(b) > 0 && b[0] == '"' {
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		l.s = &v
+	}
+	return nil
 }
 
 type wireOfferJSON struct {
@@ -66,9 +82,9 @@ func (j jstr) ptr() *string {
 
 func (w *wire) json() wireJSON {
 	return wireJSON{
-		Action: w.Action.ptr(), InfoHash: w.InfoHash, PeerID: w.PeerID.ptr(), Event: w.Event.ptr(),
+		Action: laxString{w.Action.ptr()}, InfoHash: w.InfoHash, PeerID: laxString{w.PeerID.ptr()}, Event: laxString{w.Event.ptr()},
 		Left: w.Left, NumWant: w.NumWant, Offers: w.Offers, Answer: w.Answer,
-		ToPeerID: w.ToPeerID.ptr(), OfferID: w.OfferID.ptr(), Uploaded: w.Uploaded, Downloaded: w.Downloaded,
+		ToPeerID: laxString{w.ToPeerID.ptr()}, OfferID: laxString{w.OfferID.ptr()}, Uploaded: w.Uploaded, Downloaded: w.Downloaded,
 	}
 }
 

@@ -184,6 +184,9 @@ func TestRefusedStrings(t *testing.T) {
 		{"offer_id U+0100", "offers", `[{"offer":{"type":"offer","sdp":"x"},"offer_id":"` + strings.Repeat("x", 19) + `\u0100"}]`, true},
 		{"to_peer_id 19", "to_peer_id", `"` + strings.Repeat("x", 19) + `"`, true},
 		{"to_peer_id U+0100", "to_peer_id", `"` + strings.Repeat("x", 19) + `\u0100"`, true},
+		{"peer_id a number", "peer_id", `7`, true},
+		{"action a number", "action", `1`, true},
+		{"action unknown", "action", `"foo"`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fields := map[string]string{"action": `"announce"`, "info_hash": jsonID(h), "peer_id": jsonID(p)}
@@ -265,9 +268,14 @@ func TestScrape(t *testing.T) {
 	if got := files(a.read()); got[h1] != [3]int{1, 1, 1} || got[h2] != [3]int{0, 1, 0} || got[unknown] != [3]int{} || len(got) != 3 {
 		t.Fatalf("many hashes: %v", got)
 	}
-	a.send(`{"action":"scrape","info_hash":[` + strings.Repeat(jsonID(h1)+",", 3) + jsonID(h1) + `]}`)
-	if m := a.read(); m.str("failure reason") != errTooManyHashes.Error() || m.str("action") != "scrape" {
-		t.Fatalf("too many hashes: %s", m.text)
+	// Past the limit (MaxScrapeHashes here), the rest are ignored, as on HTTP.
+	a.send(`{"action":"scrape","info_hash":[` + strings.Repeat(jsonID(h2)+",", 3) + jsonID(h1) + `]}`)
+	if got := files(a.read()); got[h2] != [3]int{0, 1, 0} || len(got) != 1 {
+		t.Fatalf("too many hashes: %v", got)
+	}
+	a.send(`{"action":"scrape","info_hash":[]}`)
+	if m := a.read(); m.str("failure reason") != "" || len(files(m)) != 0 {
+		t.Fatalf("an empty list: %s", m.text)
 	}
 	a.send(`{"action":"scrape"}`)
 	if m := a.read(); m.str("failure reason") != "Full scrapes are not allowed" || m.str("action") != "scrape" {
