@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,8 +41,16 @@ type refusedCollector struct{ d *Daemon }
 func (c refusedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- refusedDesc }
 
 func (c refusedCollector) Collect(ch chan<- prometheus.Metric) {
+	refused := func(name string, total, perIP uint64) {
+		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(total), name, "total")
+		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(perIP), name, "per_ip")
+	}
 	for _, l := range c.d.limited {
-		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(l.ln.RefusedTotal.Load()), l.name, "total")
-		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(l.ln.RefusedPerIP.Load()), l.name, "per_ip")
+		refused(l.name, l.ln.RefusedTotal.Load(), l.ln.RefusedPerIP.Load())
+	}
+	// WebSocket trackers refuse at the upgrade (503 or 429), not at accept.
+	for i, w := range c.d.ws {
+		total, perIP := w.srv.Refused()
+		refused(fmt.Sprintf("websocket_trackers[%d]", i), total, perIP)
 	}
 }

@@ -107,7 +107,7 @@ var (
 	panicsDesc = prometheus.NewDesc("starling_panics_total",
 		"Requests whose handler panicked (recovered and logged).", nil, nil)
 	latencyDesc = prometheus.NewDesc("starling_request_duration_seconds",
-		"Time from reading a request to writing its answer.",
+		"Time from reading a request to writing its answer, failures included, by the request's protocol and kind.",
 		[]string{"protocol", "kind"}, nil)
 	torrentsDesc = prometheus.NewDesc("starling_torrents",
 		"Torrents in the swarm store.", nil, nil)

@@ -104,7 +104,7 @@ func (f *fanout) answer(ctx context.Context, n int) int {
 			copy(t.Buf, w.tx[i].Buf[:k])
 		}
 		t.N, t.Addr, t.Scope = k, m.Addr, m.Scope
-		w.ops[out] = answerOp(t.Buf[:k])
+		w.ops[out] = answerOp(t.Buf[:k], m.Buf[:m.N])
 		out++
 	}
 	// Counted before the answers leave, as worker.answer does. The pool's

@@ -586,7 +586,7 @@ func (w *worker) answer(ctx context.Context, n int) int {
 		k := w.h.handle(ctx, m.Addr, m.Buf[:m.N], m.Truncated, t.Buf)
 		if k > 0 {
 			t.N, t.Addr, t.Scope = k, m.Addr, m.Scope
-			w.ops[out] = answerOp(t.Buf[:k])
+			w.ops[out] = answerOp(t.Buf[:k], m.Buf[:m.N])
 			out++
 		}
 	}
@@ -645,12 +645,21 @@ func (w *worker) rand() uint64 {
 }
 
 // answerOp is the measured operation an answer belongs to, from its action
-// field; error answers (and anything else) are -1.
-func answerOp(answer []byte) metrics.Op {
+// field, or for an error answer from the request's (an error is timed
+// with its request's kind, as the HTTP tracker times its failures); -1
+// when neither names one.
+func answerOp(answer, request []byte) metrics.Op {
 	if len(answer) < 4 {
 		return -1
 	}
-	switch binary.BigEndian.Uint32(answer[0:4]) {
+	action := binary.BigEndian.Uint32(answer[0:4])
+	if action == actionError {
+		if len(request) < headerLen {
+			return -1
+		}
+		action = binary.BigEndian.Uint32(request[8:12])
+	}
+	switch action {
 	case actionConnect:
 		return metrics.UDPConnect
 	case actionAnnounce:

@@ -43,7 +43,13 @@ func newRules(t testing.TB, cfg tracker.Config) *rules {
 // start serves a WebSocket tracker on 127.0.0.1:0 until the test ends.
 func start(t testing.TB, cfg Config, r *rules) *Server {
 	t.Helper()
-	srv, err := New(cfg, r, r.counters, nil)
+	return startTracker(t, cfg, r, r.counters)
+}
+
+// startTracker is start with any Tracker.
+func startTracker(t testing.TB, cfg Config, tr Tracker, counters *metrics.Counters) *Server {
+	t.Helper()
+	srv, err := New(cfg, tr, counters, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

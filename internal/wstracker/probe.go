@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -22,8 +23,12 @@ var probeScrape = []byte(`{"action":"scrape","info_hash":"` + strings.Repeat(`\u
 // the HTTP tracker's probe does.
 func Probe(ctx context.Context, url string) error {
 	d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
-	ws, _, err := d.DialContext(ctx, url, nil)
+	ws, resp, err := d.DialContext(ctx, url, nil)
 	if err != nil {
+		if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+			// The listener answers, at a connection cap: it is up.
+			return nil
+		}
 		return fmt.Errorf("websocket tracker %s: %w", url, err)
 	}
 	defer ws.Close()
@@ -42,7 +47,9 @@ func Probe(ctx context.Context, url string) error {
 	if err := ws.ReadJSON(&answer); err != nil {
 		return fmt.Errorf("websocket tracker %s: read the scrape's answer: %w", url, err)
 	}
-	if answer.Action != actionScrape || len(answer.Files) != 1 {
+	// A failure is an answer too: the swarm store has its own entry in the
+	// health check (a Redis outage must not fail the listener's).
+	if answer.Action != actionScrape || (len(answer.Files) != 1 && answer.Failure == "") {
 		return fmt.Errorf("websocket tracker %s: scrape answered %+v", url, answer)
 	}
 	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))

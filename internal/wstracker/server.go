@@ -33,6 +33,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -182,6 +183,10 @@ type Server struct {
 	// gone (net/http's request context ends when the upgrade returns).
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// refusedTotal and refusedPerIP count upgrades refused at the caps
+	// (starling_connections_refused_total).
+	refusedTotal, refusedPerIP atomic.Uint64
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -402,13 +407,21 @@ func (s *Server) admit(ip netip.Addr) (bool, int) {
 	case s.closed:
 		return false, http.StatusServiceUnavailable
 	case s.total >= s.cfg.MaxConnections:
+		s.refusedTotal.Add(1)
 		return false, http.StatusServiceUnavailable
 	case s.perIP[ip] >= s.cfg.MaxConnectionsPerIP:
+		s.refusedPerIP.Add(1)
 		return false, http.StatusTooManyRequests
 	}
 	s.perIP[ip]++
 	s.total++
 	return true, 0
+}
+
+// Refused is how many upgrades the caps refused: in total
+// (max_connections) and from one address (max_connections_per_ip).
+func (s *Server) Refused() (total, perIP uint64) {
+	return s.refusedTotal.Load(), s.refusedPerIP.Load()
 }
 
 func (s *Server) release(ip netip.Addr) {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"github.com/starling-tracker/starling/internal/bittorrent"
 	"math/big"
 	"net"
 	"os"
@@ -107,6 +108,24 @@ func TestProbe(t *testing.T) {
 	if err := Probe(ctx, private.URL()); err != nil {
 		t.Fatalf("private: %v", err)
 	}
+	// A swarm store that fails (Redis down) fails the store's entry in the
+	// health check, not the listener's: a failure answer passes.
+	fr := newRules(t, tracker.DefaultConfig())
+	failing := startTracker(t, Config{}, &failingScrape{fr}, fr.counters)
+	if err := Probe(ctx, failing.URL()); err != nil {
+		t.Fatalf("a scrape answered with a failure: %v", err)
+	}
+	// A listener at its per-address cap answers 429: it is up, and the
+	// refusal is counted.
+	capped := start(t, Config{MaxConnectionsPerIP: 1}, r)
+	hold := dial(t, capped, "")
+	hold.announce(id{1}, id{2}, "")
+	if err := Probe(ctx, capped.URL()); err != nil {
+		t.Fatalf("at the per-address cap: %v", err)
+	}
+	if total, perIP := capped.Refused(); total != 0 || perIP != 1 {
+		t.Fatalf("refused %d in total, %d per address", total, perIP)
+	}
 	// Not a WebSocket tracker.
 	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
 	ln.Close()
@@ -115,4 +134,11 @@ func TestProbe(t *testing.T) {
 	if err := Probe(short, "ws://"+ln.Addr().String()); err == nil {
 		t.Fatal("a closed port passed the probe")
 	}
+}
+
+// failingScrape is a tracker whose swarm store cannot be reached.
+type failingScrape struct{ *rules }
+
+func (f *failingScrape) Scrape(context.Context, *bittorrent.ScrapeRequest, *bittorrent.ScrapeResponse) error {
+	return &bittorrent.ClientError{Kind: bittorrent.KindTracker, Msg: "swarm store unavailable, try later"}
 }
