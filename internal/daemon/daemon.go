@@ -153,10 +153,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	d.limits = storeLimits(core.Limits, core.Swarm.Store, log)
 	newStore := func() (swarm.Store, error) {
 		if core.Swarm.Store == config.StoreRedis {
+			var load func(context.Context) ([]swarm.CompletedCount, error)
+			if persist {
+				load = db.LoadCompleted
+			}
 			r, err := newRedisStore(ctx, core.Swarm, swarm.Options{
 				RemovePeerlessTorrents: core.TrackerPolicy.RemovePeerlessTorrents,
 				KeepCompleted:          persist,
-			}, counts, log)
+			}, counts, load, log)
 			if err != nil {
 				return nil, fmt.Errorf("core.swarm.redis_url: %w", err)
 			}

@@ -12,20 +12,29 @@ import (
 	"github.com/starling-tracker/starling/internal/swarm/redisswarm"
 )
 
-// redisStore is the daemon's side of a Redis swarm store: the store and
-// the loading of persisted completed counts, retried while Redis is down.
+// redisStore is the daemon's side of a Redis swarm store: the store, and
+// the persisted completed counts kept loaded in it.
 type redisStore struct {
 	store *redisswarm.Store
 	stop  chan struct{}
 	done  chan struct{}
 }
 
+// countsCheck is how often a node checks that Redis still holds the
+// persisted completed counts (one EXISTS): a Redis restarted empty while
+// the nodes run gets them back within it. Completions counted in Redis
+// between its restart and the reload are lost (the reload only raises).
+const countsCheck = 500 * time.Millisecond
+
 // newRedisStore builds the Redis swarm store. It does not wait for Redis:
 // a node whose Redis is down starts degraded (announces answered "swarm
 // store unavailable, try later") and the persisted completed counts are
 // loaded once Redis answers. Snapshots do not apply: the swarms live in
-// Redis and outlive the node.
-func newRedisStore(ctx context.Context, sw config.Swarm, opts swarm.Options, counts []swarm.CompletedCount, log *slog.Logger) (*redisStore, error) {
+// Redis and outlive the node. With load (persisted completed counts), the
+// node loads counts at start, and loads them again from the database
+// whenever Redis has lost them (restarted empty, flushed).
+func newRedisStore(ctx context.Context, sw config.Swarm, opts swarm.Options, counts []swarm.CompletedCount,
+	load func(context.Context) ([]swarm.CompletedCount, error), log *slog.Logger) (*redisStore, error) {
 	s, err := redisswarm.New(redisswarm.Config{URL: sw.RedisURL, Prefix: sw.RedisKeyPrefix, Options: opts,
 		NoPeerDetail: !sw.RedisPeerDetail, Logger: log})
 	if err != nil {
@@ -37,41 +46,70 @@ func newRedisStore(ctx context.Context, sw config.Swarm, opts swarm.Options, cou
 		log.Info("swarm snapshots are off with the Redis store: the swarms live in Redis (core.swarm.snapshot_path is ignored)")
 	}
 	r := &redisStore{store: s, stop: make(chan struct{}), done: make(chan struct{})}
-	if len(counts) == 0 {
+	if load == nil {
 		close(r.done)
 		return r, nil
 	}
 	// Counts only raise what Redis holds, so nodes loading the same
 	// (or older) counts never lower another node's.
-	err = s.SetCompleted(ctx, counts)
-	if err == nil {
-		close(r.done)
-		return r, nil
+	loaded := s.SetCompleted(ctx, counts) == nil && s.MarkCounts(ctx) == nil
+	if !loaded {
+		log.Warn("completed counts not loaded into Redis yet: retrying while it is unavailable")
 	}
-	log.Warn("completed counts not loaded into Redis yet: retrying while it is unavailable", "err", err)
-	go func() {
-		defer close(r.done)
-		t := time.NewTicker(2 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-r.stop:
-				return
-			case <-t.C:
-			}
-			if s.Health() != nil {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			err := s.SetCompleted(ctx, counts)
-			cancel()
-			if err == nil {
-				log.Info("completed counts loaded into Redis", "torrents", len(counts))
-				return
-			}
-		}
-	}()
+	go r.keepCounts(counts, load, loaded, log)
 	return r, nil
+}
+
+// keepCounts loads the completed counts into Redis until it holds them,
+// then checks every countsCheck that it still does, and loads them again
+// from the database when it does not.
+func (r *redisStore) keepCounts(counts []swarm.CompletedCount, load func(context.Context) ([]swarm.CompletedCount, error),
+	loaded bool, log *slog.Logger) {
+	defer close(r.done)
+	s := r.store
+	t := time.NewTicker(countsCheck)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		if s.Health() != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := func() error {
+			if loaded {
+				ok, err := s.CountsLoaded(ctx)
+				if err != nil || ok {
+					return err
+				}
+				if counts, err = load(ctx); err != nil {
+					return err
+				}
+			}
+			if err := s.SetCompleted(ctx, counts); err != nil {
+				return err
+			}
+			if err := s.MarkCounts(ctx); err != nil {
+				return err
+			}
+			why := "Redis answers again"
+			if loaded {
+				why = "Redis had lost them (restarted empty or flushed)"
+			}
+			log.Info("completed counts loaded into Redis", "torrents", len(counts), "why", why)
+			loaded, counts = true, nil
+			return nil
+		}()
+		cancel()
+		if err != nil && !failing {
+			log.Warn("cannot check or load the completed counts in Redis; retrying", "err", err)
+		}
+		failing = err != nil
+	}
 }
 
 // Close stops the retries and the store's connections.

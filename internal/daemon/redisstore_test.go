@@ -2,13 +2,18 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
+	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/config"
 	"github.com/starling-tracker/starling/internal/metrics"
 	"github.com/starling-tracker/starling/internal/swarm"
@@ -20,7 +25,8 @@ import (
 func TestRedisStoreStartsDegraded(t *testing.T) {
 	sw := config.Swarm{Store: config.StoreRedis, RedisURL: "redis://:secret@127.0.0.1:1/0", RedisKeyPrefix: "t:"}
 	counts := []swarm.CompletedCount{{Completed: 3}}
-	r, err := newRedisStore(t.Context(), sw, swarm.Options{}, counts, slog.New(slog.DiscardHandler))
+	load := func(context.Context) ([]swarm.CompletedCount, error) { return counts, nil }
+	r, err := newRedisStore(t.Context(), sw, swarm.Options{}, counts, load, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,4 +98,72 @@ func TestDaemonOnRedis(t *testing.T) {
 	if _, err := d.store.Totals(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRedisStoreReloadsCounts: a Redis that loses its data while the node
+// runs (restarted empty, flushed) gets the persisted completed counts
+// back from the database within a few checks.
+func TestRedisStoreReloadsCounts(t *testing.T) {
+	u := os.Getenv("STARLING_TEST_REDIS_URL")
+	if u == "" {
+		t.Skip("STARLING_TEST_REDIS_URL is not set")
+	}
+	prefix := fmt.Sprintf("reloadtest:%d:", time.Now().UnixNano())
+	sw := config.Swarm{Store: config.StoreRedis, RedisURL: u, RedisKeyPrefix: prefix}
+	h := bittorrent.InfoHash{0x5a, 0x11}
+	var mu sync.Mutex
+	inDB := uint32(5)
+	load := func(context.Context) ([]swarm.CompletedCount, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return []swarm.CompletedCount{{InfoHash: h, Completed: inDB}}, nil
+	}
+	start, _ := load(t.Context())
+	r, err := newRedisStore(t.Context(), sw, swarm.Options{KeepCompleted: true}, start, load, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	completed := func() uint32 {
+		st, err := r.store.Scrape(t.Context(), []bittorrent.InfoHash{h}, nil)
+		if err != nil || len(st) != 1 {
+			return 0
+		}
+		return st[0].Completed
+	}
+	waitCompleted := func(want uint32) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for completed() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("completed = %d, want %d", completed(), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitCompleted(5)
+
+	// The database has moved on; Redis loses everything under the prefix.
+	mu.Lock()
+	inDB = 9
+	mu.Unlock()
+	c, err := rueidis.NewClient(must(redisswarm.ClientOption(u)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	del := "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1"
+	if err := c.Do(t.Context(), c.B().Eval().Script(del).Numkeys(0).Arg(prefix+"*").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	waitCompleted(9)
+	r.Close()
+	_ = c.Do(context.Background(), c.B().Eval().Script(del).Numkeys(0).Arg(prefix+"*").Build()).Error()
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

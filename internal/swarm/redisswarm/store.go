@@ -732,6 +732,36 @@ func (s *Store) Totals(ctx context.Context) (swarm.Totals, error) {
 	return swarm.Totals{Torrents: u(tot[2]), Seeders: u(tot[0]), Leechers: u(tot[1]), Completed: u(tot[3])}, nil
 }
 
+// countsMark is the key that says the persisted completed counts are in
+// this Redis. A Redis restarted empty (or flushed) has lost it with the
+// counts, which the nodes then load again (CountsLoaded, MarkCounts). On
+// a Cluster it lives on one primary: only that primary's loss is seen.
+func (s *Store) countsMark() string { return s.cfg.Prefix + "completed-loaded" }
+
+// CountsLoaded reports whether the persisted completed counts are in
+// Redis (MarkCounts was called since Redis last lost its data).
+func (s *Store) CountsLoaded(ctx context.Context) (bool, error) {
+	c := s.client.Load()
+	if c == nil {
+		return false, ErrUnavailable
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	n, err := (*c).Do(ctx, (*c).B().Exists().Key(s.countsMark()).Build()).AsInt64()
+	return n == 1, err
+}
+
+// MarkCounts records that the persisted completed counts are in Redis.
+func (s *Store) MarkCounts(ctx context.Context) error {
+	c := s.client.Load()
+	if c == nil {
+		return ErrUnavailable
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	return (*c).Do(ctx, (*c).B().Set().Key(s.countsMark()).Value("1").Build()).Error()
+}
+
 // SetCompleted raises the torrents' completed counts to at least the
 // persisted ones (another node may have counted more since).
 func (s *Store) SetCompleted(ctx context.Context, counts []swarm.CompletedCount) error {
