@@ -49,7 +49,11 @@ type statsBody struct {
 func (a *API) stats(ctx context.Context, r *http.Request) response {
 	t, err := a.deps.Store.Totals(ctx)
 	if err != nil {
-		a.log.WarnContext(ctx, "api stats: read swarm totals", "error", err)
+		// A store that is unavailable (a client error) logged that once.
+		var ce *bittorrent.ClientError
+		if !errors.As(err, &ce) {
+			a.log.WarnContext(ctx, "api stats: read swarm totals", "error", err)
+		}
 		return rejection("failed to read torrent totals: " + err.Error())
 	}
 	c := a.deps.Counters.Snapshot()

@@ -561,7 +561,10 @@ func (d *Daemon) startSweeper() {
 				cancel()
 				give.afterSweep()
 				if err != nil && !errors.Is(err, context.Canceled) {
-					d.log.Error("sweep inactive peers", "err", err)
+					// A degraded Redis store logged that once already.
+					if d.redis == nil || d.redis.store.Health() == nil {
+						d.log.Error("sweep inactive peers", "err", err)
+					}
 					continue
 				}
 				d.log.Debug("swept inactive peers", "peers", res.Peers, "torrents", res.Torrents)

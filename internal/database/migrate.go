@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // migration is one numbered change Starling makes on top of Torrust's
@@ -133,11 +135,11 @@ func (m migrationDenied) Unwrap() error { return m.err }
 // not yet recorded.
 func (db *DB) migrate(ctx context.Context) error {
 	for _, q := range db.d.schema {
-		if _, err := db.sql.ExecContext(ctx, q); err != nil {
+		if err := db.create(ctx, q); err != nil {
 			return fmt.Errorf("create tables: %w", err)
 		}
 	}
-	if _, err := db.sql.ExecContext(ctx, migrationsTable); err != nil {
+	if err := db.create(ctx, migrationsTable); err != nil {
 		return fmt.Errorf("create starling_schema_migrations: %w", err)
 	}
 	applied := make(map[int]bool)
@@ -179,6 +181,32 @@ func (db *DB) migrate(ctx context.Context) error {
 		db.log.Info("applied database migration", "database", db.name, "version", m.version, "name", m.name)
 	}
 	return nil
+}
+
+// create runs one CREATE ... IF NOT EXISTS. Nodes that start together on
+// a new PostgreSQL database race in it: the loser's statement fails with a
+// unique violation in the catalog (pg_type, pg_class) instead of finding
+// the table. Run again once the winner committed, it finds the table.
+func (db *DB) create(ctx context.Context, q string) error {
+	for try := 0; ; try++ {
+		_, err := db.sql.ExecContext(ctx, q)
+		if err == nil || !(db.d.isUnique(err) || pgDuplicate(err)) || try == 10 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(10+rand.IntN(40)) * time.Millisecond):
+		}
+	}
+}
+
+// pgDuplicate is PostgreSQL's other answer to the race: the relation or
+// one of its objects already exists (42P07 duplicate_table, 42710
+// duplicate_object).
+func pgDuplicate(err error) bool {
+	var e *pgconn.PgError
+	return errors.As(err, &e) && (e.Code == "42P07" || e.Code == "42710")
 }
 
 // Migrations lists the versions recorded as applied, for tests and tools.

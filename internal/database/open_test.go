@@ -108,3 +108,33 @@ func TestOpenCreatesDirectory(t *testing.T) {
 		t.Fatalf("db = %s (%s)", db, db.Driver())
 	}
 }
+
+// TestOpenTogether: nodes that start at once on a new database all open
+// it (PostgreSQL's CREATE TABLE IF NOT EXISTS races in its catalog).
+func TestOpenTogether(t *testing.T) {
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			url := e.fresh(t)
+			driver, err := database.DriverOf(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const nodes = 4
+			errs := make(chan error, nodes)
+			for range nodes {
+				go func() {
+					db, err := database.Open(t.Context(), string(driver), url, nil)
+					if err == nil {
+						db.Close()
+					}
+					errs <- err
+				}()
+			}
+			for range nodes {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}

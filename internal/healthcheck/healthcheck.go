@@ -160,7 +160,13 @@ func (s *Server) Check(ctx context.Context) Report {
 			if id, ok := ctx.Value(requestIDKey{}).(string); ok {
 				attrs = append(attrs, "request_id", id)
 			}
-			s.log.WarnContext(ctx, "health check failed", attrs...)
+			// A dependency with a degraded state (the database, the swarm
+			// store) logs its failing and recovery once itself.
+			level := slog.LevelWarn
+			if t.Degraded != "" {
+				level = slog.LevelDebug
+			}
+			s.log.Log(ctx, level, "health check failed", attrs...)
 		} else {
 			ok := t.OK
 			if ok == "" {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/starling-tracker/starling/internal/bittorrent"
 	"github.com/starling-tracker/starling/internal/swarm"
 )
 
@@ -196,6 +198,12 @@ func (tc *totalsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (tc *totalsCollector) Collect(ch chan<- prometheus.Metric) {
 	t, err := tc.src.Totals(tc.ctx)
+	var ce *bittorrent.ClientError
+	if errors.As(err, &ce) {
+		// The store is unavailable (Redis down): it logged that once and
+		// its own metrics say so; the totals are left out, unlogged.
+		return
+	}
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(torrentsDesc, err)
 		return
