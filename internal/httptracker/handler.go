@@ -153,10 +153,22 @@ func (h *Handler) handle(ctx context.Context, s *scratch, r *rawRequest) answer 
 	a := h.route(ctx, s, r)
 	if a.contentType == contentTypeFailure && h.log.Enabled(ctx, slog.LevelDebug) {
 		h.log.LogAttrs(ctx, slog.LevelDebug, "http tracker: request refused",
-			slog.String("request_id", string(s.rid)), slog.String("path", string(r.path)),
+			slog.String("request_id", string(s.rid)), slog.String("path", logPath(r.path)),
 			slog.String("answer", string(a.body)))
 	}
 	return a
+}
+
+// logPath is a request path for the log, a peer key in it (the segment
+// after /announce/ or /scrape/) replaced: keys are secrets, in the log
+// or not.
+func logPath(path []byte) string {
+	for _, p := range []string{"/announce/", "/scrape/"} {
+		if bytes.HasPrefix(path, []byte(p)) && len(path) > len(p) {
+			return p + "REDACTED"
+		}
+	}
+	return string(path)
 }
 
 func (h *Handler) route(ctx context.Context, s *scratch, r *rawRequest) answer {

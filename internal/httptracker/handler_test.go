@@ -210,3 +210,17 @@ func TestEncodingKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestLogPath(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"/announce", "/announce"},
+		{"/announce/", "/announce/"},
+		{"/announce/FZOK1egIIRrimv0Oj9TVOrEeqgx85K5Z", "/announce/REDACTED"},
+		{"/scrape/abc", "/scrape/REDACTED"},
+		{"/other/abc", "/other/abc"},
+	} {
+		if got := logPath([]byte(tt.in)); got != tt.want {
+			t.Errorf("logPath(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
