@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -23,7 +24,17 @@ import (
 // store and every bucket counter equals what the sorted sets hold, no
 // count is negative, and each torrent's completed count equals the
 // completions the nodes were told they counted.
+//
+// It runs with the default layout (these swarms of up to 40 peers are
+// packed), with swarms moving between the packed string and the sorted
+// sets at 2 peers, and with sorted sets only.
 func TestInvariants(t *testing.T) {
+	for _, pm := range []int{0, 2, -1} {
+		t.Run(fmt.Sprintf("PackMax=%d", pm), func(t *testing.T) { testInvariants(t, pm) })
+	}
+}
+
+func testInvariants(t *testing.T, packMax int) {
 	u := testURL(t)
 	prefix := testPrefix(t, u)
 	const (
@@ -37,7 +48,7 @@ func TestInvariants(t *testing.T) {
 	var stores [nodes]*Store
 	for i := range stores {
 		stores[i] = newTestStore(t, Config{URL: u, Prefix: prefix, Options: opts, BucketBits: 3, Timeout: 5 * time.Second,
-			SweepLease: 200 * time.Millisecond})
+			SweepLease: 200 * time.Millisecond, PackMax: packMax})
 	}
 	counted := make([]map[bittorrent.InfoHash]uint32, workers)
 	var wg sync.WaitGroup
@@ -113,12 +124,27 @@ func TestInvariants(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// A packed swarm has no sorted sets, and its record is "P".
+		if p, err := c.Do(ctx, c.B().Get().Key(keys[9]).Build()).ToString(); err == nil {
+			sw, err := parsePacked(p)
+			if err != nil || card != [4]int64{} {
+				t.Fatalf("torrent %d: packed %x (%v) beside sorted sets %v", i, p, err, card)
+			}
+			if rec, _ := c.Do(ctx, c.B().Hget().Key(keys[6]).Field(string(h[:])).Build()).ToString(); rec != "P" {
+				t.Errorf("torrent %d: packed, record %q", i, rec)
+			}
+			for k := range card {
+				card[k] = int64(sw.n[k])
+			}
+		} else if !rueidis.IsRedisNil(err) {
+			t.Fatal(err)
+		}
 		if seeders, leechers := card[0]+card[2], card[1]+card[3]; int64(scraped[i].Seeders) != seeders || int64(scraped[i].Leechers) != leechers {
 			t.Errorf("torrent %d: scrape %+v, sorted sets %d seeders %d leechers", i, scraped[i], seeders, leechers)
 		}
 		// The record's list sizes, which announces sample by, are the
 		// sorted sets' own.
-		if rec, err := c.Do(ctx, c.B().Hget().Key(keys[6]).Field(string(h[:])).Build()).ToString(); err == nil {
+		if rec, err := c.Do(ctx, c.B().Hget().Key(keys[6]).Field(string(h[:])).Build()).ToString(); err == nil && rec != "P" {
 			for k := range card {
 				if len(rec) != 28 || int64(binary.LittleEndian.Uint32([]byte(rec[4+4*k:]))) != card[k] {
 					t.Errorf("torrent %d: record %x, sorted sets %v", i, rec, card)

@@ -196,7 +196,7 @@ func TestScriptVariants(t *testing.T) {
 			batchVariant(t, s, c, f, string(src), k)
 			continue
 		}
-		l := script(string(src))
+		l := script(string(src), defaultPackMax)
 		c.Do(context.Background(), c.B().ConfigResetstat().Build())
 		u0, s0 := cpuSplit(t, c)
 		parallel(t, 64, 50000, func(i int) error {
@@ -231,7 +231,7 @@ for i = 1, N do
   ARGV[4] = string.sub(base, 1, 7) .. '\1' .. string.sub(base, 9, 16) .. struct.pack('<i8', 100000000 + i)
   body()
 end
-return 1`)
+return 1`, defaultPackMax)
 	sha, err := c.Do(context.Background(), c.B().ScriptLoad().Script(wrapped).Build()).ToString()
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +277,7 @@ for j = 0, #K / 9 - 1 do
   for i = 1, 4 do ARGV[i] = A[j * 4 + i] end
   out[j + 1] = body()
 end
-return out`)
+return out`, defaultPackMax)
 	sha, err := c.Do(context.Background(), c.B().ScriptLoad().Script(wrapped).Build()).ToString()
 	if err != nil {
 		t.Fatal(err)

@@ -213,6 +213,11 @@ type Config struct {
 	// SweepLease is how long a bucket swept by this node is left to it
 	// (default 30 s): other nodes skip it in that time.
 	SweepLease time.Duration
+	// PackMax is the largest swarm kept packed in one string (default
+	// defaultPackMax; see packFormat); below 0, every swarm is kept in
+	// sorted sets, as before the packed layout. Nodes sharing a prefix
+	// should use the same value (mixed values are correct, only slower).
+	PackMax int
 	// NodeID names this node in sweep leases (default random).
 	NodeID string
 	Logger *slog.Logger
@@ -281,6 +286,12 @@ func New(cfg Config) (*Store, error) {
 	if cfg.BreakerErrors <= 0 {
 		cfg.BreakerErrors = 5
 	}
+	if cfg.PackMax == 0 {
+		cfg.PackMax = defaultPackMax
+	}
+	if cfg.PackMax > 1<<15 {
+		return nil, fmt.Errorf("redis pack max %d: want at most %d", cfg.PackMax, 1<<15)
+	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = strconv.FormatUint(rand.Uint64(), 36)
 	}
@@ -297,12 +308,12 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{
 		cfg: cfg, opts: strconv.Itoa(o), bits: uint(cfg.BucketBits), width: (cfg.BucketBits + 3) / 4,
 		log:          cfg.Logger.With("swarm_store", "redis"),
-		announce:     script(announceScript),
-		stats:        script(statsScript),
-		sweepSwarm:   script(sweepSwarmScript),
-		setCompleted: script(setCompletedScript),
-		relay:        script(relayScript),
-		scan:         script(scanScript),
+		announce:     script(announceScript, cfg.PackMax),
+		stats:        script(statsScript, cfg.PackMax),
+		sweepSwarm:   script(sweepSwarmScript, cfg.PackMax),
+		setCompleted: script(setCompletedScript, cfg.PackMax),
+		relay:        script(relayScript, cfg.PackMax),
+		scan:         script(scanScript, cfg.PackMax),
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
 	}
@@ -609,7 +620,7 @@ func (b *breaker) success() bool {
 }
 
 // expand puts the package's constants into a script.
-func expand(src string) string {
+func expand(src string, packMax int) string {
 	return strings.NewReplacer("EPOCH", strconv.Itoa(epoch), "GONEMAX", strconv.Itoa(goneMax),
-		"GONETTL", strconv.Itoa(goneTTL), "RECORD", recordFormat, "ANNOUNCE", announceFormat, "COUNTED", strconv.Itoa(counted), "HALF", strconv.Itoa(counted/2)).Replace(src)
+		"GONETTL", strconv.Itoa(goneTTL), "RECORD", recordFormat, "PACKMAX", strconv.Itoa(max(packMax, 0)), "PACK", packFormat, "PHEAD", strconv.Itoa(packHeader), "ANNOUNCE", announceFormat, "COUNTED", strconv.Itoa(counted), "HALF", strconv.Itoa(counted/2)).Replace(src)
 }

@@ -217,3 +217,93 @@ func TestSampleUniform(t *testing.T) {
 		}
 	}
 }
+
+// TestConformanceConversions runs the suite with swarms packed up to two
+// peers, so that swarms move between the packed string and the sorted
+// sets all the time (past 2 peers on announce, back at 1 in the sweep).
+func TestConformanceConversions(t *testing.T) {
+	swarmtest.Run(t, func(tb testing.TB, opts swarm.Options) swarm.Store {
+		return newTestStore(tb, Config{Options: opts, AnnounceClock: true, BucketBits: 4, Timeout: 2 * time.Second, PackMax: 2})
+	})
+}
+
+// TestConformanceSortedSets runs the suite with no packed swarms (every
+// swarm in the sorted sets, as before the packed layout).
+func TestConformanceSortedSets(t *testing.T) {
+	swarmtest.Run(t, func(tb testing.TB, opts swarm.Options) swarm.Store {
+		return newTestStore(tb, Config{Options: opts, AnnounceClock: true, BucketBits: 4, Timeout: 2 * time.Second, PackMax: -1})
+	})
+}
+
+// TestPackedMoves: a swarm starts packed, moves to the sorted sets past
+// PackMax peers, and is packed again by the sweep at PackMax/2; its
+// counts, completions and peers stay the same through both moves.
+func TestPackedMoves(t *testing.T) {
+	s := newTestStore(t, Config{AnnounceClock: true, BucketBits: 4, Timeout: 2 * time.Second, PackMax: 4})
+	c := rawClient(t, s.cfg.URL)
+	ctx := context.Background()
+	h := swarmtest.Hash(7)
+	keys := s.fillKeys(&callBuf{arena: make([]byte, 0, 512)}, &h)
+	layout := func() string {
+		p, _ := c.Do(ctx, c.B().Exists().Key(keys[9]).Build()).AsInt64()
+		z, _ := c.Do(ctx, c.B().Exists().Key(keys[0], keys[1], keys[2], keys[3]).Build()).AsInt64()
+		switch {
+		case p == 1 && z == 0:
+			return "packed"
+		case p == 0 && z > 0:
+			return "sorted sets"
+		}
+		return fmt.Sprintf("packed %d, sorted sets %d", p, z)
+	}
+	announce := func(i int, now int64, seeder bool) swarm.Result {
+		a := swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), now)
+		if i%2 == 0 {
+			a.Addr = swarmtest.Addr6(i, 6881)
+		}
+		if seeder {
+			a.Left, a.Event = 0, bittorrent.EventCompleted
+		}
+		res, _ := swarmtest.Do(t, s, a)
+		return res
+	}
+	check := func(want string, seeders, leechers, completed uint32) {
+		t.Helper()
+		if got := layout(); got != want {
+			t.Fatalf("layout %s, want %s", got, want)
+		}
+		st, err := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil)
+		if err != nil || st[0] != (bittorrent.SwarmStats{Seeders: seeders, Leechers: leechers, Completed: completed}) {
+			t.Fatalf("scrape %+v %v, want %d/%d/%d", st, err, seeders, leechers, completed)
+		}
+		tor, ok, err := s.Torrent(ctx, h)
+		if err != nil || !ok || len(tor.Peers) != int(seeders+leechers) || tor.Completed != completed {
+			t.Fatalf("torrent %+v %v %v", tor, ok, err)
+		}
+	}
+	announce(1, 100, true)
+	announce(2, 100, false)
+	announce(3, 200, false)
+	check("packed", 1, 2, 1)
+	announce(4, 200, true)
+	check("packed", 2, 2, 2)
+	announce(5, 200, false)
+	check("sorted sets", 2, 3, 2)
+	// A re-announce and a completion in the sorted sets.
+	if res := announce(2, 200, true); !res.CountedCompletion || res.Completed != 3 {
+		t.Fatalf("completion in the sorted sets: %+v", res)
+	}
+	announce(4, 300, true)
+	if _, err := s.Sweep(ctx, 250); err != nil {
+		t.Fatal(err)
+	}
+	check("packed", 1, 0, 3)
+	// Peer 1 completed before it was swept: it counts again when it
+	// comes back, as in the sorted sets (expiry forgets it).
+	if res := announce(1, 300, true); !res.CountedCompletion || res.Completed != 4 {
+		t.Fatalf("completion after the move back: %+v", res)
+	}
+	if res := announce(1, 301, true); res.CountedCompletion {
+		t.Fatalf("second completion counted: %+v", res)
+	}
+	check("packed", 2, 0, 4)
+}

@@ -118,6 +118,11 @@ func (s *Store) fillKeys(c *callBuf, h *bittorrent.InfoHash) []string {
 		c.arena = append(c.arena, n...)
 		c.keys[6+i] = unsafe.String(&c.arena[st], len(c.arena)-st)
 	}
+	st := len(c.arena)
+	c.arena = append(c.arena, c.arena[start:start+tagLen]...)
+	c.arena = append(c.arena, h[:]...)
+	c.arena = append(c.arena, 'P')
+	c.keys[9] = unsafe.String(&c.arena[st], len(c.arena)-st)
 	return c.keys[:]
 }
 
@@ -243,6 +248,9 @@ func (s *Store) announceReply(r rueidis.RedisResult, a *swarm.Announce, resp *bi
 	arr, err := r.ToArray()
 	if err != nil {
 		return swarm.Result{}, err
+	}
+	if len(arr) == 3 || len(arr) == 4 {
+		return packedReply(arr, a, resp)
 	}
 	var rep reply
 	if err := rep.decode(arr); err != nil {
@@ -521,6 +529,7 @@ func (s *Store) torrent(ctx context.Context, c rueidis.Client, h bittorrent.Info
 	for i := range 4 {
 		cmds = append(cmds, c.B().Zrange().Key(keys[i]).Min("0").Max("-1").Withscores().Build())
 	}
+	cmds = append(cmds, c.B().Get().Key(keys[9]).Build())
 	rs := c.DoMulti(ctx, cmds...)
 	for _, r := range rs {
 		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
@@ -531,11 +540,32 @@ func (s *Store) torrent(ctx context.Context, c rueidis.Client, h bittorrent.Info
 	if rueidis.IsRedisNil(err) {
 		return swarm.Torrent{}, false, nil
 	}
-	completed, relayedS, relayedL := parseRecord(rec)
+	detail, _ := rs[1].AsStrMap()
 	t := swarm.Torrent{TorrentSummary: swarm.TorrentSummary{InfoHash: h}}
+	if p, err := rs[6].ToString(); err == nil {
+		sw, err := parsePacked(p)
+		if err != nil {
+			return swarm.Torrent{}, false, fmt.Errorf("redis swarm store: read torrent: %w", err)
+		}
+		t.Completed = sw.completed
+		t.Seeders, t.Leechers = sw.relayedS, sw.relayedL
+		for k := range 4 {
+			for j := range sw.n[k] {
+				ts, _ := sw.record(k, j)
+				m := sw.addr(k, j)
+				if k%2 == 0 {
+					t.Seeders++
+				} else {
+					t.Leechers++
+				}
+				t.Peers = append(t.Peers, peerInfo(m, k%2 == 1, ts, detail[m]))
+			}
+		}
+		return t, true, nil
+	}
+	completed, relayedS, relayedL := parseRecord(rec)
 	t.Completed = clamp32(completed)
 	t.Seeders, t.Leechers = clamp32(relayedS), clamp32(relayedL)
-	detail, _ := rs[1].AsStrMap()
 	for i := range 4 {
 		zs, err := rs[2+i].AsZScores()
 		if err != nil {
@@ -551,26 +581,30 @@ func (s *Store) torrent(ctx context.Context, c rueidis.Client, h bittorrent.Info
 			if ts >= counted/2 {
 				ts -= counted
 			}
-			p := swarm.PeerInfo{Updated: ts + epoch}
-			m := z.Member
-			var ok bool
-			if p.Addr, ok = parseAddr(m); !ok {
-				continue
+			if _, ok := parseAddr(z.Member); ok {
+				t.Peers = append(t.Peers, peerInfo(z.Member, i%2 == 1, ts, detail[z.Member]))
 			}
-			if i%2 == 1 {
-				p.Left = bittorrent.LeftUnknown // without detail: a leecher
-			}
-			if d := detail[m]; len(d) == detailLen {
-				copy(p.ID[:], d[:20])
-				p.Uploaded = int64(binary.BigEndian.Uint64([]byte(d[20:28])))
-				p.Downloaded = int64(binary.BigEndian.Uint64([]byte(d[28:36])))
-				p.Left = int64(binary.BigEndian.Uint64([]byte(d[36:44])))
-				p.Event = bittorrent.Event(d[44])
-			}
-			t.Peers = append(t.Peers, p)
 		}
 	}
 	return t, true, nil
+}
+
+// peerInfo is a stored peer as the API shows it: m its address, ts its
+// store time, d its detail ("" when not kept).
+func peerInfo(m string, leecher bool, ts int64, d string) swarm.PeerInfo {
+	p := swarm.PeerInfo{Updated: ts + epoch}
+	p.Addr, _ = parseAddr(m)
+	if leecher {
+		p.Left = bittorrent.LeftUnknown // without detail: a leecher
+	}
+	if len(d) == detailLen {
+		copy(p.ID[:], d[:20])
+		p.Uploaded = int64(binary.BigEndian.Uint64([]byte(d[20:28])))
+		p.Downloaded = int64(binary.BigEndian.Uint64([]byte(d[28:36])))
+		p.Left = int64(binary.BigEndian.Uint64([]byte(d[36:44])))
+		p.Event = bittorrent.Event(d[44])
+	}
+	return p
 }
 
 // parseAddr reads a stored peer: 6 bytes IPv4 or 18 bytes IPv6, each
