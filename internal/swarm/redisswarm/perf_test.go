@@ -225,7 +225,7 @@ func TestScriptVariants(t *testing.T) {
 func loopVariant(t *testing.T, s *Store, c rueidis.Client, name, src string, n int) {
 	wrapped := expand(`local N, base = tonumber(ARGV[5]), ARGV[4]
 local function body()
-` + src + `
+`+src+`
 end
 for i = 1, N do
   ARGV[4] = string.sub(base, 1, 7) .. '\1' .. string.sub(base, 9, 16) .. struct.pack('<i8', 100000000 + i)
@@ -270,7 +270,7 @@ func batchVariant(t *testing.T, s *Store, c rueidis.Client, name, src string, k 
 for i = 1, #KEYS do K[i] = KEYS[i] end
 for i = 1, #ARGV do A[i] = ARGV[i] end
 local function body()
-` + src + `
+`+src+`
 end
 for j = 0, #K / 9 - 1 do
   for i = 1, 9 do KEYS[i] = K[j * 9 + i] end
