@@ -66,26 +66,29 @@ func (sw *packedSwarm) record(k, j int) (ts int64, counted bool) {
 	return int64(int32(le32(sw.p, o))), sw.p[o+4] == 1
 }
 
-// packedReply decodes the reply of an announce to a packed swarm, {P,
-// selfk, counted[, details]}, and draws the sample from P on the node,
-// as the script's draw would on Redis: the same lists, numwant at most,
-// never the requester, each other peer equally likely.
-func packedReply(arr []rueidis.RedisMessage, a *swarm.Announce, resp *bittorrent.AnnounceResponse) (swarm.Result, error) {
-	p, err := arr[0].ToString()
+// packedReply decodes the reply of an announce to a packed swarm, P and
+// rest: {selfk, counted[, details]}, or nothing after packedFast, which
+// returns P alone (no table to build), and draws the sample from P on
+// the node, as the script's draw would on Redis: the same lists, numwant
+// at most, never the requester, each other peer equally likely.
+func packedReply(pm *rueidis.RedisMessage, rest []rueidis.RedisMessage, a *swarm.Announce, resp *bittorrent.AnnounceResponse) (swarm.Result, error) {
+	p, err := pm.ToString()
 	if err != nil {
 		return swarm.Result{}, errReply
 	}
-	counted, err := arr[2].AsInt64()
-	if err != nil || counted < 0 || counted > 1 {
-		return swarm.Result{}, errReply
+	var counted int64
+	if len(rest) > 0 {
+		if counted, err = rest[1].AsInt64(); err != nil || counted < 0 || counted > 1 {
+			return swarm.Result{}, errReply
+		}
 	}
 	sw, err := parsePacked(p)
 	if err != nil {
 		return swarm.Result{}, err
 	}
 	var details []rueidis.RedisMessage
-	if len(arr) == 4 {
-		if details, err = arr[3].ToArray(); err != nil {
+	if len(rest) == 3 {
+		if details, err = rest[2].ToArray(); err != nil {
 			return swarm.Result{}, errReply
 		}
 	}

@@ -265,8 +265,8 @@ end
 // A packed swarm (P, see packFormat) is tried first: its re-announce
 // (packedFast) is the whole script there; every other announce to it, or
 // to a new torrent, is packedGeneral. Its reply is {P, selfk, counted}
-// and, when ids are asked, the swarm's details (HGETALL D): the node
-// draws the sample from P (packedReply).
+// and, when ids are asked, the swarm's details (HGETALL D), or P alone
+// from packedFast: the node draws the sample from P (packedReply).
 const announceScript = announceArgs + packedFast + announceDraw + announceFast + common + packed + packedGeneral + announceGeneral
 
 // announceArgs unpacks the arguments and reads P.
@@ -307,7 +307,7 @@ if P and what == 'k' and not done then
       end
       if detail ~= '' then redis.call('HSET', KEYS[5], addr, detail) end
       if wantids == 1 then return {P, k1, 0, redis.call('HGETALL', KEYS[5])} end
-      return {P, k1, 0}
+      return P
     end
     i = p + 1
   end

@@ -245,12 +245,20 @@ func boolArg(v bool) string {
 
 // announceReply decodes the script's reply into resp.
 func (s *Store) announceReply(r rueidis.RedisResult, a *swarm.Announce, resp *bittorrent.AnnounceResponse) (swarm.Result, error) {
-	arr, err := r.ToArray()
+	m, err := r.ToMessage()
+	if err != nil {
+		return swarm.Result{}, err
+	}
+	if m.IsString() {
+		// packedFast's reply: P alone.
+		return packedReply(&m, nil, a, resp)
+	}
+	arr, err := m.ToArray()
 	if err != nil {
 		return swarm.Result{}, err
 	}
 	if len(arr) == 3 || len(arr) == 4 {
-		return packedReply(arr, a, resp)
+		return packedReply(&arr[0], arr[1:], a, resp)
 	}
 	var rep reply
 	if err := rep.decode(arr); err != nil {
