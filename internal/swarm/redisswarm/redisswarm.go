@@ -55,6 +55,19 @@ import (
 // and allocates a twentieth as much. It also follows MOVED and ASK and
 // keeps the Cluster's slot map itself.
 
+// Layouts. A swarm of at most Config.PackMax peers (64) is one packed
+// string (see packFormat in scripts.go): a re-announce there is GET,
+// string.find and SETRANGE, and the node draws the sample from the
+// string it gets back. Larger swarms live in sorted sets, whose draw
+// reads only the sample (ZRANDMEMBER). bench-redis.sh, numwant 50, 8 Dec
+// 2026 01:07 UTC, three rounds alternating the builds: Redis 8.0-8.8 us
+// per announce packed against 17.5-19.0 in sorted sets (the layout
+// below), 58,600-63,600 announces/s against 35,200-38,300; under churn
+// (TestChurnProfile: a stop, a return and a completion in every ten
+// announces) 11.5-11.9 us against 16.0-16.3; memory 29 against 39 bytes
+// per IPv4 peer in swarms of 20 (BENCHMARKS.md, "Swarms on Redis").
+// What follows measured the sorted sets alone, before the packed layout.
+//
 // Cost on Redis, issue 17's uniform profile (TestUniformProfile: 10,000
 // torrents of 20 IPv4 peers, half seeders, then 100,000 compact
 // re-announces at numwant 50 from 64 goroutines, on a private
@@ -106,11 +119,10 @@ import (
 // perf on Redis in bench-redis.sh (tracker and Redis on one core) shows no
 // single hot spot: dictFind and key comparisons (key lookups, missing
 // the caches the tracker shares), the Lua VM, malloc and the sockets.
-// Issue 17's 10 us is not met: a re-announce needs its record (the
-// counts) and the score written, and a draw reads one or two lists, so
-// three or four calls of about 2 us are left plus the call itself; fewer
-// would take another layout (seeders and leechers in one key, or the
-// sample kept packed beside the set), which the memory target rules out.
+// In sorted sets issue 17's 10 us is not met: a re-announce needs its
+// record (the counts) and the score written, and a draw reads one or two
+// lists, so three or four calls of about 2 us are left plus the call
+// itself; fewer take another layout: the packed string above.
 // The record (28 bytes per torrent) costs 1.6 bytes per peer in swarms of
 // 20; a counted peer's score takes 4 bytes more.
 //

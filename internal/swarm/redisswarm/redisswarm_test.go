@@ -307,3 +307,53 @@ func TestPackedMoves(t *testing.T) {
 	}
 	check("packed", 2, 0, 4)
 }
+
+// TestPackedMergesOldLayout: peers that a node of a build before the
+// packed layout added in sorted sets beside a packed swarm (a rolling
+// upgrade) join it at the next sweep, counted once, and the bucket's
+// counters still add up.
+func TestPackedMergesOldLayout(t *testing.T) {
+	s := newTestStore(t, Config{AnnounceClock: true, BucketBits: 4, Timeout: 2 * time.Second})
+	c := rawClient(t, s.cfg.URL)
+	ctx := context.Background()
+	h := swarmtest.Hash(3)
+	keys := s.fillKeys(&callBuf{arena: make([]byte, 0, 512)}, &h)
+	for i := 1; i <= 2; i++ {
+		swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100))
+	}
+	// The sweep visits the swarm once its oldest peer's time has passed
+	// the cutoff: peer 1 re-announces, peer 2 is seen by the old node.
+	swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(1), swarmtest.Addr4(1, 6881), 250))
+	// What the old scripts do for a new leecher (peer 3) and for peer 2
+	// (which they do not see in P): ZADD to L4, the bucket counter up.
+	for _, i := range []int{2, 3} {
+		a := swarmtest.Addr4(i, 6881)
+		m := string(append(a.Addr().AsSlice(), byte(a.Port()>>8), byte(a.Port())))
+		c.Do(ctx, c.B().Zadd().Key(keys[1]).ScoreMember().ScoreMember(float64(200-epoch), m).Build())
+		c.Do(ctx, c.B().Hincrby().Key(keys[7]).Field("l").Increment(1).Build())
+	}
+	c.Do(ctx, c.B().Hset().Key(keys[6]).FieldValue().FieldValue(string(h[:]), strings.Repeat("\x00", 28)).Build())
+	if _, err := s.Sweep(ctx, 150); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil)
+	if err != nil || st[0].Leechers != 3 {
+		t.Fatalf("scrape %+v %v, want 3 leechers", st, err)
+	}
+	if tot, err := s.Totals(ctx); err != nil || tot.Leechers != 3 || tot.Torrents != 1 {
+		t.Fatalf("totals %+v %v", tot, err)
+	}
+	if n, _ := c.Do(ctx, c.B().Exists().Key(keys[0], keys[1], keys[2], keys[3]).Build()).AsInt64(); n != 0 {
+		t.Fatalf("%d sorted sets left", n)
+	}
+	if list, err := s.Torrents(ctx, 0, 10); err != nil || len(list) != 1 || list[0].Leechers != 3 {
+		t.Fatalf("torrents %+v %v", list, err)
+	}
+	// Expired, they all go, and the counters return to zero.
+	if _, err := s.Sweep(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+	if tot, err := s.Totals(ctx); err != nil || tot.Leechers != 0 {
+		t.Fatalf("totals after expiry %+v %v", tot, err)
+	}
+}

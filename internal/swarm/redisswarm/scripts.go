@@ -626,6 +626,32 @@ if cut == '' then cut = clock('') - tonumber(ARGV[3]) else cut = tonumber(cut) e
 local P = redis.call('GET', KEYS[10])
 if P then
   local c, rs, rl, L, R = pdecode(P)
+  -- Sorted sets beside P were written by a node of a build before the
+  -- packed layout (a rolling upgrade): their peers join P, as counted.
+  local merged = redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) > 0
+  if merged then
+    for k = 1, 4 do
+      local z = redis.call('ZRANGE', KEYS[k], 0, -1, 'WITHSCORES')
+      for j = 1, #z, 2 do
+        local t, f = tonumber(z[j + 1]), false
+        if t >= HALF then t, f = t - COUNTED, true end
+        local dk, dj = nil, nil
+        for kk = 1, 4 do
+          if not dj then dk, dj = kk, pfind(L[kk], z[j]) end
+        end
+        if dj then
+          -- In both: once, in P's role, last seen when either saw it.
+          redis.call('HINCRBY', KEYS[8], k % 2 == 1 and 's' or 'l', -1)
+          local pt, pf = struct.unpack('<i4B', R[dk][dj])
+          if t > pt then R[dk][dj] = prec(t, f or pf == 1) end
+        else
+          L[k][#L[k] + 1], R[k][#R[k] + 1] = z[j], prec(t, f)
+        end
+      end
+    end
+    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+    redis.call('HSET', KEYS[7], ih, 'P')
+  end
   local removed, d = 0, {0, 0, 0, 0}
   for k = 1, 4 do
     local kl, kr = {}, {}
@@ -650,7 +676,7 @@ if P then
     if c > 0 then redis.call('HINCRBY', KEYS[8], 'c', -c) end
     return {removed, 1}
   end
-  if removed > 0 then redis.call('SET', KEYS[10], pencode(c, rs, rl, L, R)) end
+  if removed > 0 or merged then redis.call('SET', KEYS[10], pencode(c, rs, rl, L, R)) end
   preindex(ih, opts, c, rs, rl, R)
   -- A peerless torrent that is kept would come back at every sweep.
   if #L[1] + #L[2] + #L[3] + #L[4] == 0 then redis.call('ZREM', KEYS[9], ih) end
