@@ -332,28 +332,65 @@ func TestPackedMergesOldLayout(t *testing.T) {
 		c.Do(ctx, c.B().Zadd().Key(keys[1]).ScoreMember().ScoreMember(float64(200-epoch), m).Build())
 		c.Do(ctx, c.B().Hincrby().Key(keys[7]).Field("l").Increment(1).Build())
 	}
-	c.Do(ctx, c.B().Hset().Key(keys[6]).FieldValue().FieldValue(string(h[:]), strings.Repeat("\x00", 28)).Build())
+	// Its record: two completions it counted (from 0: it read "P" as 0).
+	c.Do(ctx, c.B().Hset().Key(keys[6]).FieldValue().FieldValue(string(h[:]), "\x02"+strings.Repeat("\x00", 27)).Build())
+	c.Do(ctx, c.B().Hincrby().Key(keys[7]).Field("c").Increment(2).Build())
+	swarmtest.Do(t, s, func() swarm.Announce {
+		a := swarmtest.Announce(h, swarmtest.PeerID(1), swarmtest.Addr4(1, 6881), 250)
+		a.Left, a.Event = 0, bittorrent.EventCompleted
+		return a
+	}())
 	if _, err := s.Sweep(ctx, 150); err != nil {
 		t.Fatal(err)
 	}
 	st, err := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil)
-	if err != nil || st[0].Leechers != 3 {
-		t.Fatalf("scrape %+v %v, want 3 leechers", st, err)
+	if err != nil || st[0] != (bittorrent.SwarmStats{Seeders: 1, Leechers: 2, Completed: 3}) {
+		t.Fatalf("scrape %+v %v, want 1 seeder, 2 leechers, 3 completed", st, err)
 	}
-	if tot, err := s.Totals(ctx); err != nil || tot.Leechers != 3 || tot.Torrents != 1 {
+	if tot, err := s.Totals(ctx); err != nil || tot.Seeders != 1 || tot.Leechers != 2 || tot.Torrents != 1 || tot.Completed != 3 {
 		t.Fatalf("totals %+v %v", tot, err)
 	}
 	if n, _ := c.Do(ctx, c.B().Exists().Key(keys[0], keys[1], keys[2], keys[3]).Build()).AsInt64(); n != 0 {
 		t.Fatalf("%d sorted sets left", n)
 	}
-	if list, err := s.Torrents(ctx, 0, 10); err != nil || len(list) != 1 || list[0].Leechers != 3 {
+	if list, err := s.Torrents(ctx, 0, 10); err != nil || len(list) != 1 || list[0].Leechers != 2 || list[0].Completed != 3 {
 		t.Fatalf("torrents %+v %v", list, err)
 	}
 	// Expired, they all go, and the counters return to zero.
 	if _, err := s.Sweep(ctx, 300); err != nil {
 		t.Fatal(err)
 	}
-	if tot, err := s.Totals(ctx); err != nil || tot.Leechers != 0 {
+	if tot, err := s.Totals(ctx); err != nil || tot.Leechers != 0 || tot.Seeders != 0 {
 		t.Fatalf("totals after expiry %+v %v", tot, err)
+	}
+}
+
+// TestPackedMergeFull: an older build's peer that does not fit in a full
+// packed swarm is dropped at the merge, and its counted completion is
+// remembered: it does not count again when the peer comes back.
+func TestPackedMergeFull(t *testing.T) {
+	s := newTestStore(t, Config{AnnounceClock: true, BucketBits: 4, Timeout: 2 * time.Second, PackMax: 2})
+	c := rawClient(t, s.cfg.URL)
+	ctx := context.Background()
+	h := swarmtest.Hash(4)
+	keys := s.fillKeys(&callBuf{arena: make([]byte, 0, 512)}, &h)
+	for i := 1; i <= 2; i++ {
+		swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100))
+	}
+	swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(1), swarmtest.Addr4(1, 6881), 250))
+	a := swarmtest.Addr4(3, 6881)
+	m := string(append(a.Addr().AsSlice(), byte(a.Port()>>8), byte(a.Port())))
+	c.Do(ctx, c.B().Zadd().Key(keys[0]).ScoreMember().ScoreMember(float64(200-epoch+counted), m).Build())
+	c.Do(ctx, c.B().Hincrby().Key(keys[7]).Field("s").Increment(1).Build())
+	if _, err := s.Sweep(ctx, 150); err != nil {
+		t.Fatal(err)
+	}
+	if tot, err := s.Totals(ctx); err != nil || tot.Seeders != 0 || tot.Leechers != 1 {
+		t.Fatalf("totals %+v %v, want the one leecher left", tot, err)
+	}
+	back := swarmtest.Announce(h, swarmtest.PeerID(3), a, 300)
+	back.Left, back.Event = 0, bittorrent.EventCompleted
+	if res, _ := swarmtest.Do(t, s, back); res.CountedCompletion {
+		t.Fatalf("the dropped peer's completion counted again: %+v", res)
 	}
 }

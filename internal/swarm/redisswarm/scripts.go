@@ -626,10 +626,17 @@ if cut == '' then cut = clock('') - tonumber(ARGV[3]) else cut = tonumber(cut) e
 local P = redis.call('GET', KEYS[10])
 if P then
   local c, rs, rl, L, R = pdecode(P)
-  -- Sorted sets beside P were written by a node of a build before the
-  -- packed layout (a rolling upgrade): their peers join P, as counted.
-  local merged = redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) > 0
+  -- Sorted sets or a 28-byte record beside P were written by a node of
+  -- a build before the packed layout (a rolling upgrade, which README
+  -- asks operators not to do): their peers join P, as counted, and the
+  -- counts that node started from 0 are added to P's.
+  local old = redis.call('HGET', KEYS[7], ih)
+  local merged = redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) > 0 or (old and #old == 28)
   if merged then
+    if old and #old == 28 then
+      local oc, _, _, _, _, ors, orl = struct.unpack('RECORD', old)
+      c, rs, rl = c + oc, rs + ors, rl + orl
+    end
     for k = 1, 4 do
       local z = redis.call('ZRANGE', KEYS[k], 0, -1, 'WITHSCORES')
       for j = 1, #z, 2 do
@@ -643,7 +650,14 @@ if P then
           -- In both: once, in P's role, last seen when either saw it.
           redis.call('HINCRBY', KEYS[8], k % 2 == 1 and 's' or 'l', -1)
           local pt, pf = struct.unpack('<i4B', R[dk][dj])
-          if t > pt then R[dk][dj] = prec(t, f or pf == 1) end
+          R[dk][dj] = prec(math.max(t, pt), f or pf == 1)
+        elseif #L[1] + #L[2] + #L[3] + #L[4] >= PACKMAX then
+          -- P stays small (its sizes are 16-bit); the peer is dropped
+          -- and comes back when it announces again, its completion
+          -- remembered.
+          redis.call('HINCRBY', KEYS[8], k % 2 == 1 and 's' or 'l', -1)
+          redis.call('HDEL', KEYS[5], z[j])
+          if f then remember(z[j], cut) end
         else
           L[k][#L[k] + 1], R[k][#R[k] + 1] = z[j], prec(t, f)
         end
