@@ -4,9 +4,10 @@
 // the conformance suite in swarmtest.
 //
 // Each announce is one EVALSHA of a Lua script that updates the peer,
-// counts, and draws the sample, atomically on Redis: counts stay exact with
-// any number of nodes, a completion counts once per peer, and the answer
-// never holds the announcer. Every key a script touches carries its
+// counts, and draws the sample, atomically on Redis (a small swarm, kept
+// packed in one string, is returned whole and the node draws from it):
+// counts stay exact with any number of nodes, a completion counts once
+// per peer, and the answer never holds the announcer. Every key a script touches carries its
 // bucket's hash tag (the first bits of the info hash), so one announce is
 // one Cluster slot. Redis's clock (TIME) is the only clock: Announce.Now is
 // ignored (Config.AnnounceClock turns that around, for tests of one node).
