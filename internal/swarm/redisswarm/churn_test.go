@@ -3,7 +3,6 @@ package redisswarm
 import (
 	"context"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -25,22 +24,11 @@ func TestChurnProfile(t *testing.T) {
 	r := startRedis(t, 0)
 	pin(t, r)
 	c := rawClient(t, r.url())
-	torrents, _ := strconv.Atoi(os.Getenv("STARLING_REDIS_PROFILE_TORRENTS"))
-	if torrents == 0 {
-		torrents = 10000
-	}
+	torrents := profileTorrents()
 	const peers, workers, rounds = 20, 64, 100000
-	c.Do(context.Background(), c.B().Flushall().Build())
 	s := newTestStore(t, Config{URL: r.url(), Prefix: "starling:", NoPeerDetail: true, Timeout: 5 * time.Second})
 	announceTimed(s, 0)
-	parallel(t, workers, torrents*peers, func(i int) error {
-		tor, p := i%torrents, i/torrents
-		a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
-		a.NumWant, a.Left = 0, int64(p%2)
-		var resp bittorrent.AnnounceResponse
-		_, err := s.Announce(context.Background(), &a, &resp)
-		return err
-	})
+	loadUniform(t, s, torrents, peers, workers)
 	c.Do(context.Background(), c.B().ConfigResetstat().Build())
 	cpu := cpuSeconds(t, c)
 	parallel(t, workers, rounds, func(i int) error {

@@ -30,24 +30,14 @@ func TestUniformProfile(t *testing.T) {
 	r := startRedis(t, 0)
 	pin(t, r)
 	c := rawClient(t, r.url())
-	torrents, _ := strconv.Atoi(os.Getenv("STARLING_REDIS_PROFILE_TORRENTS"))
-	if torrents == 0 {
-		torrents = 10000
-	}
+	torrents := profileTorrents()
 	const peers, workers, rounds = 20, 64, 100000
 	for _, mode := range []bool{false, true} {
 		c.Do(context.Background(), c.B().Flushall().Build())
 		s := newTestStore(t, Config{URL: r.url(), Prefix: "starling:", NoPeerDetail: mode, Timeout: 5 * time.Second})
 		announceTimed(s, 0) // scripts loaded, one bucket warm
 		before := usedMemory(t, c)
-		parallel(t, workers, torrents*peers, func(i int) error {
-			tor, p := i%torrents, i/torrents
-			a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
-			a.NumWant, a.Left = 0, int64(p%2)
-			var resp bittorrent.AnnounceResponse
-			_, err := s.Announce(context.Background(), &a, &resp)
-			return err
-		})
+		loadUniform(t, s, torrents, peers, workers)
 		per := float64(usedMemory(t, c)-before) / float64(torrents*peers)
 		c.Do(context.Background(), c.B().ConfigResetstat().Build())
 		cpu := cpuSeconds(t, c)
@@ -71,6 +61,28 @@ func TestUniformProfile(t *testing.T) {
 			mode, per, evalStats(t, c), cpu, rounds/el.Seconds(), workers)
 		s.Close()
 	}
+}
+
+// profileTorrents is the profile's number of torrents: 10,000, or
+// STARLING_REDIS_PROFILE_TORRENTS.
+func profileTorrents() int {
+	if n, _ := strconv.Atoi(os.Getenv("STARLING_REDIS_PROFILE_TORRENTS")); n > 0 {
+		return n
+	}
+	return 10000
+}
+
+// loadUniform announces peers IPv4 peers to each of torrents swarms, half
+// of them seeders, from workers goroutines.
+func loadUniform(t *testing.T, s *Store, torrents, peers, workers int) {
+	parallel(t, workers, torrents*peers, func(i int) error {
+		tor, p := i%torrents, i/torrents
+		a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
+		a.NumWant, a.Left = 0, int64(p%2)
+		var resp bittorrent.AnnounceResponse
+		_, err := s.Announce(context.Background(), &a, &resp)
+		return err
+	})
 }
 
 // pin puts Redis on the cores named by STARLING_REDIS_PIN, when set (run
@@ -175,14 +187,7 @@ func TestScriptVariants(t *testing.T) {
 	c := rawClient(t, r.url())
 	s := newTestStore(t, Config{URL: r.url(), Prefix: "starling:", Timeout: 5 * time.Second})
 	const torrents, peers = 1000, 20
-	parallel(t, 16, torrents*peers, func(i int) error {
-		tor, p := i%torrents, i/torrents
-		a := swarmtest.Announce(swarmtest.Hash(tor), swarmtest.PeerID(p), swarmtest.Addr4(tor*peers+p, 6881), 0)
-		a.NumWant, a.Left = 0, int64(p%2)
-		var resp bittorrent.AnnounceResponse
-		_, err := s.Announce(context.Background(), &a, &resp)
-		return err
-	})
+	loadUniform(t, s, torrents, peers, 16)
 	for _, f := range strings.Split(files, ",") {
 		src, err := os.ReadFile(f)
 		if err != nil {

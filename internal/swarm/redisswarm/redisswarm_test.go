@@ -313,24 +313,13 @@ func TestPackedMoves(t *testing.T) {
 // upgrade) join it at the next sweep, counted once, and the bucket's
 // counters still add up.
 func TestPackedMergesOldLayout(t *testing.T) {
-	s := newTestStore(t, Config{AnnounceClock: true, BucketBits: 4, Timeout: 2 * time.Second})
-	c := rawClient(t, s.cfg.URL)
+	s, c, keys := packedBeforeMerge(t, 0)
 	ctx := context.Background()
 	h := swarmtest.Hash(3)
-	keys := s.fillKeys(&callBuf{arena: make([]byte, 0, 512)}, &h)
-	for i := 1; i <= 2; i++ {
-		swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100))
-	}
-	// The sweep visits the swarm once its oldest peer's time has passed
-	// the cutoff: peer 1 re-announces, peer 2 is seen by the old node.
-	swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(1), swarmtest.Addr4(1, 6881), 250))
 	// What the old scripts do for a new leecher (peer 3) and for peer 2
 	// (which they do not see in P): ZADD to L4, the bucket counter up.
 	for _, i := range []int{2, 3} {
-		a := swarmtest.Addr4(i, 6881)
-		m := string(append(a.Addr().AsSlice(), byte(a.Port()>>8), byte(a.Port())))
-		c.Do(ctx, c.B().Zadd().Key(keys[1]).ScoreMember().ScoreMember(float64(200-epoch), m).Build())
-		c.Do(ctx, c.B().Hincrby().Key(keys[7]).Field("l").Increment(1).Build())
+		addOld(t, c, keys, 1, swarmtest.Addr4(i, 6881), 200-epoch)
 	}
 	// Its record: two completions it counted (from 0: it read "P" as 0).
 	c.Do(ctx, c.B().Hset().Key(keys[6]).FieldValue().FieldValue(string(h[:]), "\x02"+strings.Repeat("\x00", 27)).Build())
@@ -369,19 +358,11 @@ func TestPackedMergesOldLayout(t *testing.T) {
 // packed swarm is dropped at the merge, and its counted completion is
 // remembered: it does not count again when the peer comes back.
 func TestPackedMergeFull(t *testing.T) {
-	s := newTestStore(t, Config{AnnounceClock: true, BucketBits: 4, Timeout: 2 * time.Second, PackMax: 2})
-	c := rawClient(t, s.cfg.URL)
+	s, c, keys := packedBeforeMerge(t, 2)
 	ctx := context.Background()
-	h := swarmtest.Hash(4)
-	keys := s.fillKeys(&callBuf{arena: make([]byte, 0, 512)}, &h)
-	for i := 1; i <= 2; i++ {
-		swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100))
-	}
-	swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(1), swarmtest.Addr4(1, 6881), 250))
+	h := swarmtest.Hash(3)
 	a := swarmtest.Addr4(3, 6881)
-	m := string(append(a.Addr().AsSlice(), byte(a.Port()>>8), byte(a.Port())))
-	c.Do(ctx, c.B().Zadd().Key(keys[0]).ScoreMember().ScoreMember(float64(200-epoch+counted), m).Build())
-	c.Do(ctx, c.B().Hincrby().Key(keys[7]).Field("s").Increment(1).Build())
+	addOld(t, c, keys, 0, a, 200-epoch+counted)
 	if _, err := s.Sweep(ctx, 150); err != nil {
 		t.Fatal(err)
 	}
@@ -392,5 +373,39 @@ func TestPackedMergeFull(t *testing.T) {
 	back.Left, back.Event = 0, bittorrent.EventCompleted
 	if res, _ := swarmtest.Do(t, s, back); res.CountedCompletion {
 		t.Fatalf("the dropped peer's completion counted again: %+v", res)
+	}
+}
+
+// packedBeforeMerge is a store (PackMax packMax) whose swarm of
+// swarmtest.Hash(3) is packed with peers 1 and 2 of swarmtest.Addr4 at
+// 100 and peer 1 again at 250, so that a sweep at 150 visits it; keys
+// are the swarm's.
+func packedBeforeMerge(t *testing.T, packMax int) (*Store, rueidis.Client, []string) {
+	s := newTestStore(t, Config{AnnounceClock: true, BucketBits: 4, Timeout: 2 * time.Second, PackMax: packMax})
+	h := swarmtest.Hash(3)
+	keys := s.fillKeys(&callBuf{arena: make([]byte, 0, 512)}, &h)
+	for i := 1; i <= 2; i++ {
+		swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(i), swarmtest.Addr4(i, 6881), 100))
+	}
+	swarmtest.Do(t, s, swarmtest.Announce(h, swarmtest.PeerID(1), swarmtest.Addr4(1, 6881), 250))
+	return s, rawClient(t, s.cfg.URL), keys
+}
+
+// addOld adds a to sorted set k of the swarm at score, and counts it in
+// the bucket's counter, as the scripts before the packed layout did.
+func addOld(t *testing.T, c rueidis.Client, keys []string, k int, a netip.AddrPort, score float64) {
+	ctx := context.Background()
+	m := string(append(a.Addr().AsSlice(), byte(a.Port()>>8), byte(a.Port())))
+	field := "l"
+	if k%2 == 0 {
+		field = "s"
+	}
+	for _, err := range []error{
+		c.Do(ctx, c.B().Zadd().Key(keys[k]).ScoreMember().ScoreMember(score, m).Build()).Error(),
+		c.Do(ctx, c.B().Hincrby().Key(keys[7]).Field(field).Increment(1).Build()).Error(),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -105,8 +105,7 @@ end
 local function prec(t, counted)
   return struct.pack('<i4B', t, counted and 1 or 0)
 end
--- The index entry of a packed swarm: its oldest peer's t, else -inf
--- when it may be removed, else none.
+-- The index entry of a packed swarm (see setIndex).
 local function preindex(ih, opts, c, rs, rl, R)
   local min
   for k = 1, 4 do
@@ -115,22 +114,7 @@ local function preindex(ih, opts, c, rs, rl, R)
       if not min or t < min then min = t end
     end
   end
-  if min then
-    redis.call('ZADD', KEYS[9], min, ih)
-  elseif removable(opts, c, rs, rl) then
-    redis.call('ZADD', KEYS[9], '-inf', ih)
-  else
-    redis.call('ZREM', KEYS[9], ih)
-  end
-end
--- The index entry of a packed swarm whose peers did not change.
-local function pindexEmpty(ih, opts, c, rs, rl, total)
-  if total > 0 then return end
-  if removable(opts, c, rs, rl) then
-    redis.call('ZADD', KEYS[9], '-inf', ih)
-  else
-    redis.call('ZREM', KEYS[9], ih)
-  end
+  setIndex(ih, min, opts, c, rs, rl)
 end
 -- A new torrent starts packed: its (empty) P, and H's "P" that lists it.
 local function pnew(ih)
@@ -205,6 +189,18 @@ local function removable(opts, completed, rs, rl)
   if rs + rl > 0 or opts % 2 == 0 then return false end
   return not (opts >= 2 and completed > 0)
 end
+-- setIndex sets the swarm's entry in the sweep's index: min, the t of
+-- its oldest peer, or for a peerless swarm -inf when it may be removed,
+-- else no entry.
+local function setIndex(ih, min, opts, completed, rs, rl)
+  if min then
+    redis.call('ZADD', KEYS[9], min, ih)
+  elseif removable(opts, completed, rs, rl) then
+    redis.call('ZADD', KEYS[9], '-inf', ih)
+  else
+    redis.call('ZREM', KEYS[9], ih)
+  end
+end
 local function reindex(ih, opts, completed, rs, rl)
   local min
   for i = 1, 4 do
@@ -218,13 +214,7 @@ local function reindex(ih, opts, completed, rs, rl)
       end
     end
   end
-  if min then
-    redis.call('ZADD', KEYS[9], min, ih)
-  elseif removable(opts, completed, rs, rl) then
-    redis.call('ZADD', KEYS[9], '-inf', ih)
-  else
-    redis.call('ZREM', KEYS[9], ih)
-  end
+  setIndex(ih, min, opts, completed, rs, rl)
 end
 local function remember(addr, now)
   redis.call('ZADD', KEYS[6], now, addr)
@@ -493,7 +483,7 @@ if P or ((not rec or rec == 'P') and PACKMAX > 0) then
   end
   local total = #L[1] + #L[2] + #L[3] + #L[4]
   if total == 0 then
-    if newt or what ~= 'n' then pindexEmpty(ih, opts, c, rs, rl, 0) end
+    if newt or what ~= 'n' then setIndex(ih, nil, opts, c, rs, rl) end
   elseif what == 'k' and not j then
     redis.call('ZADD', KEYS[9], 'NX', now, ih)
   end
@@ -584,13 +574,7 @@ if changed then save(ih, completed, n, rs, rl) end
 -- moves forward), so only a peer new to the swarm may add it; the sweep
 -- sets it exactly. A peerless swarm is indexed when it may be removed.
 if n[1] + n[2] + n[3] + n[4] == 0 then
-  if newt or what ~= 'n' then
-    if removable(opts, completed, rs, rl) then
-      redis.call('ZADD', KEYS[9], '-inf', ih)
-    else
-      redis.call('ZREM', KEYS[9], ih)
-    end
-  end
+  if newt or what ~= 'n' then setIndex(ih, nil, opts, completed, rs, rl) end
 elseif what == 'k' and not old then
   redis.call('ZADD', KEYS[9], 'NX', now, ih)
 end
@@ -747,7 +731,7 @@ if P then
   if want <= c then return 0 end
   redis.call('HINCRBY', KEYS[8], 'c', want - c)
   redis.call('SET', KEYS[10], struct.pack('PACK', want, rs, rl, n1, n2, n3, n4) .. string.sub(P, PHEAD + 1))
-  pindexEmpty(ih, opts, want, rs, rl, n1 + n2 + n3 + n4)
+  if n1 + n2 + n3 + n4 == 0 then setIndex(ih, nil, opts, want, rs, rl) end
   return 1
 end
 local c, n, rs, rl = load(ih)
@@ -784,7 +768,7 @@ if P then
     redis.call('HINCRBY', KEYS[8], 'c', 1)
   end
   redis.call('SET', KEYS[10], struct.pack('PACK', c, ns, nl, n1, n2, n3, n4) .. string.sub(P, PHEAD + 1))
-  pindexEmpty(ih, opts, c, ns, nl, n1 + n2 + n3 + n4)
+  if n1 + n2 + n3 + n4 == 0 then setIndex(ih, nil, opts, c, ns, nl) end
   return {n1 + n3 + ns, n2 + n4 + nl, c, counted}
 end
 local completed, n, rs, rl = load(ih)
