@@ -275,3 +275,53 @@ func TestDetachedWake(t *testing.T) {
 		}()
 	}, detachedWait/5)
 }
+
+// A detached Recv waiting between datagrams a millisecond apart goes
+// through the scheduler every detachedYield, so that Go's sysmon leaves
+// it its P, and its yield keeps the goroutine on its own thread: with
+// Gosched, another thread took it over at nearly every yield (a context
+// switch and two futex calls each).
+func TestDetachedYieldKeepsThread(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	}
+	srv, cli, to, _ := detachedPair(t)
+	const datagrams = 300 // about 60 yields
+	moves := make(chan int, 1)
+	go func() {
+		in := recvBufs(8)
+		last, moved := unix.Gettid(), 0
+		for got := 0; got < datagrams; {
+			n, err := srv.Recv(in)
+			if err != nil {
+				t.Errorf("Recv = %d, %v", n, err)
+				break
+			}
+			got += n
+			if tid := unix.Gettid(); tid != last {
+				moved, last = moved+1, tid
+			}
+		}
+		moves <- moved
+	}()
+	out := []Message{{Buf: []byte("x"), N: 1, Addr: to}}
+	start := time.Now()
+	for range datagrams {
+		if n, err := cli.Send(out); n != 1 || err != nil {
+			t.Fatalf("client Send = %d, %v", n, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var moved int
+	select {
+	case moved = <-moves:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the detached reader did not get the datagrams")
+	}
+	yields := int(time.Since(start) / detachedYield)
+	t.Logf("%d datagrams over %v: the reader changed threads %d times in about %d yields",
+		datagrams, time.Since(start).Round(time.Millisecond), moved, yields)
+	if moved > yields/10+2 {
+		t.Fatalf("the reader changed threads %d times in about %d yields; want almost none", moved, yields)
+	}
+}
