@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -205,11 +206,20 @@ func (db *DB) init(ctx context.Context) error {
 	return nil
 }
 
-// ping checks the connection within one operation's timeout.
+// ping checks the connection within one operation's timeout. Opening a
+// SQLite connection sets its pragmas, and connections that open a new file
+// at once (nodes started together) all switch it to WAL: SQLite then
+// answers SQLITE_BUSY at once to all but one, without waiting out
+// busy_timeout (waiting could deadlock), so the connection is opened again
+// after a pause, within the timeout.
 func (db *DB) ping(ctx context.Context) error {
 	ctx, cancel := db.opContext(ctx)
 	defer cancel()
-	if err := db.sql.PingContext(ctx); err != nil {
+	err := db.sql.PingContext(ctx)
+	for db.driver == SQLite3 && sqliteBusy(err) && pause(ctx, time.Duration(5+rand.IntN(20))*time.Millisecond) {
+		err = db.sql.PingContext(ctx)
+	}
+	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("no answer within %v: %w (is the server reachable at that address?)", db.timeout, err)
 		}

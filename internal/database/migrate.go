@@ -190,13 +190,9 @@ func (db *DB) migrate(ctx context.Context) error {
 func (db *DB) create(ctx context.Context, q string) error {
 	for try := 0; ; try++ {
 		_, err := db.sql.ExecContext(ctx, q)
-		if err == nil || !(db.d.isUnique(err) || pgDuplicate(err)) || try == 10 {
+		if err == nil || !(db.d.isUnique(err) || pgDuplicate(err)) || try == 10 ||
+			!pause(ctx, time.Duration(10+rand.IntN(40))*time.Millisecond) {
 			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(time.Duration(10+rand.IntN(40)) * time.Millisecond):
 		}
 	}
 }

@@ -110,29 +110,37 @@ func TestOpenCreatesDirectory(t *testing.T) {
 }
 
 // TestOpenTogether: nodes that start at once on a new database all open
-// it (PostgreSQL's CREATE TABLE IF NOT EXISTS races in its catalog).
+// it (PostgreSQL's CREATE TABLE IF NOT EXISTS races in its catalog;
+// SQLite answers SQLITE_BUSY at once to connections that switch a new
+// file to WAL together, which failed about one start in eight).
 func TestOpenTogether(t *testing.T) {
 	for _, e := range engines(t) {
 		t.Run(e.name, func(t *testing.T) {
-			url := e.fresh(t)
-			driver, err := database.DriverOf(url)
-			if err != nil {
-				t.Fatal(err)
+			starts := 1
+			if e.name == "sqlite3" {
+				starts = 20 // a new file each: cheap, and the race needs several tries
 			}
-			const nodes = 4
-			errs := make(chan error, nodes)
-			for range nodes {
-				go func() {
-					db, err := database.Open(t.Context(), string(driver), url, nil)
-					if err == nil {
-						db.Close()
+			for range starts {
+				url := e.fresh(t)
+				driver, err := database.DriverOf(url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				const nodes = 4
+				errs := make(chan error, nodes)
+				for range nodes {
+					go func() {
+						db, err := database.Open(t.Context(), string(driver), url, nil)
+						if err == nil {
+							db.Close()
+						}
+						errs <- err
+					}()
+				}
+				for range nodes {
+					if err := <-errs; err != nil {
+						t.Error(err)
 					}
-					errs <- err
-				}()
-			}
-			for range nodes {
-				if err := <-errs; err != nil {
-					t.Error(err)
 				}
 			}
 		})
