@@ -216,7 +216,7 @@ func (db *DB) ping(ctx context.Context) error {
 	ctx, cancel := db.opContext(ctx)
 	defer cancel()
 	err := db.sql.PingContext(ctx)
-	for db.driver == SQLite3 && sqliteBusy(err) && pause(ctx, time.Duration(5+rand.IntN(20))*time.Millisecond) {
+	for sqliteBusy(err) && pause(ctx, time.Duration(5+rand.IntN(20))*time.Millisecond) {
 		err = db.sql.PingContext(ctx)
 	}
 	if err != nil {
@@ -226,6 +226,16 @@ func (db *DB) ping(ctx context.Context) error {
 		return fmt.Errorf("open database %s: %w", db.name, db.scrub(err))
 	}
 	return nil
+}
+
+// pause waits d, or until ctx is done; it reports whether ctx is still live.
+func pause(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
 }
 
 // Driver is the engine.
